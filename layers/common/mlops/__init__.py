@@ -1,0 +1,1 @@
+"""Shared code of the pipeline's Lambda functions (packaged as the common layer)."""

@@ -1,0 +1,60 @@
+"""The network: a torchvision ResNet with a new head sized for the data set's classes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision import models
+
+# name -> (constructor, ImageNet weights enum)
+ARCHITECTURES: dict[str, tuple[Any, Any]] = {
+    "resnet18": (models.resnet18, models.ResNet18_Weights.IMAGENET1K_V1),
+    "resnet34": (models.resnet34, models.ResNet34_Weights.IMAGENET1K_V1),
+    "resnet50": (models.resnet50, models.ResNet50_Weights.IMAGENET1K_V2),
+}
+MODEL_FILE = "model.pth"
+META_FILE = "model.json"
+
+
+def build_model(arch: str, num_classes: int, weights: str = "none") -> nn.Module:
+    """A ResNet whose ``fc`` is a new ``Linear(features, num_classes)``.
+
+    ``weights``: ``"imagenet"`` (torchvision's pretrained weights, downloaded once into
+    the torch hub cache), ``"none"`` (random init) or a path to a saved state_dict of the
+    backbone (loaded non-strictly, so a checkpoint with another head still fits).
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if num_classes < 2:
+        raise ValueError(f"need at least 2 classes, found {num_classes}")
+    constructor, imagenet = ARCHITECTURES[arch]
+    model = constructor(weights=imagenet if weights == "imagenet" else None)
+    if weights not in ("imagenet", "none"):
+        path = Path(weights)
+        if not path.is_file():
+            raise ValueError(f"--weights {weights!r} is neither 'imagenet', 'none' nor a file")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        model.load_state_dict(state, strict=False)
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model
+
+
+def read_meta(model_dir: str | Path) -> dict[str, Any]:
+    path = Path(model_dir) / META_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: not a model directory written by train.py")
+    return json.loads(path.read_text())
+
+
+def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the network described by ``model.json`` and load ``model.pth`` into it."""
+    meta = read_meta(model_dir)
+    model = build_model(meta["arch"], int(meta["num_classes"]), weights="none")
+    state = torch.load(Path(model_dir) / MODEL_FILE, map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval(), meta
