@@ -1,6 +1,6 @@
 # One file sets everything up: `make run` (the main job) and `make test` (the suite)
 # work from a fresh clone. The environment lives in .venv/ and is rebuilt when the
-# pinned requirements change.
+# pinned requirements change; constraints.txt pins every transitive package.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -9,24 +9,33 @@ PIP    := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.
 
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test setup lint bench-serving bench-training bench-pipeline clean
+.PHONY: run test setup setup-dev lint bench-serving bench-training bench-pipeline clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt package.json package-lock.json
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# What the local pipeline needs.
+$(VENV)/.runtime: $(BIN)/python requirements.txt constraints.txt
+	$(PIP) -r requirements.txt
+	touch $@
+
+# What the tests need on top: pytest, ruff, SAM CLI, the serving toolkit, asl-validator (npm).
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt package.json package-lock.json
 	$(PIP) -r requirements-dev.txt
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.runtime
+setup-dev: $(VENV)/.dev
 
 run: setup
 	$(BIN)/python -m localcloud run
 
-test: setup
+test: setup-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-lint: setup
+lint: setup-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
