@@ -1,0 +1,46 @@
+"""The one error type for bad requests, shared by inference.py and serve.py.
+
+``InputError`` carries the HTTP status to answer with. Under the SageMaker inference
+toolkit (present in the PyTorch serving containers) it is also a
+``BaseInferenceToolkitError``: the toolkit then answers with its ``status_code`` instead
+of turning every exception into a 500, so a bad image reaches InvokeEndpoint callers as a
+``ModelError`` with ``OriginalStatusCode`` 400/413/415/406.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+try:  # the toolkit is optional: serve.py and training do not need it
+    from sagemaker_inference.errors import BaseInferenceToolkitError as _ToolkitError
+except ImportError:  # pragma: no cover - depends on the host
+    _ToolkitError = Exception  # type: ignore[assignment,misc]
+
+# Stable machine-readable names for the "error" field of JSON error bodies.
+ERROR_CODES: dict[int, str] = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    411: "length_required",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    500: "internal_error",
+    503: "unavailable",
+    504: "timeout",
+}
+
+
+class InputError(ValueError, _ToolkitError):
+    """The request cannot be served as sent; ``message`` says what to change."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        ValueError.__init__(self, message)
+        # the attributes the toolkit reads when answering
+        self.status_code = status_code
+        self.message = message
+        self.phrase = HTTPStatus(status_code).phrase
+
+    @property
+    def error_code(self) -> str:
+        return ERROR_CODES.get(self.status_code, "bad_request")
