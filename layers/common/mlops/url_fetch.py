@@ -1,0 +1,376 @@
+"""Fetch an image from a caller's URL without letting the URL reach inside the network.
+
+A URL given to a Lambda is a server-side request forgery risk: it can point at the
+instance metadata service (169.254.169.254), at VPC-internal hosts, or at a name whose DNS
+answer changes between the check and the connection. The guard, per hop:
+
+- http and https only, no credentials in the URL, ports 80 and 443 only (public image
+  hosts use them; other ports are typically internal services);
+- the host is resolved once and *every* address must be public (``is_public_address``);
+- the connection goes to the checked address (pinned), so a DNS answer that changes
+  afterwards (rebinding) cannot redirect it; https still verifies the certificate against,
+  and sends SNI and Host for, the original host name;
+- redirects are followed by hand, at most ``max_redirects``, each target checked again, and
+  never from https down to http;
+- one deadline for the whole fetch (DNS, connect, every hop, every read), enforced by a
+  watchdog that shuts the socket down, so a server trickling bytes cannot hold the Lambda;
+- the size cap is checked on Content-Length and again while streaming, and the body must
+  start with image magic bytes (checked as soon as the first bytes arrive).
+
+Standard library only, so the Lambda needs no dependency for it. Resolution and the
+socket connection are injectable (``FetchPolicy.resolve`` / ``connect``): tests map a fake
+public name to a local server through them instead of weakening the address check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import ipaddress
+import queue
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from urllib.parse import urljoin, urlsplit
+
+from mlops.api_errors import ImageTooLarge, UrlRefused, UrlTimeout, UrlUnusable
+from mlops.images import SNIFF_BYTES, sniff
+
+Resolver = Callable[[str, int, float], list[str]]
+"""(host, port, timeout seconds) -> the host's addresses, as strings."""
+Connector = Callable[[str, int, float], socket.socket]
+"""(address, port, timeout seconds) -> a connected TCP socket."""
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
+
+# Prefixes whose IPv6 addresses carry an IPv4 address: judged by that IPv4 address.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+# Never public, whatever the ipaddress module of this Python version says about them.
+_REFUSED_V6 = (
+    ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215)
+    ipaddress.ip_network("2001::/32"),  # Teredo
+    ipaddress.ip_network("fec0::/10"),  # deprecated site-local
+)
+
+
+def is_public_address(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True only for a globally routable unicast address.
+
+    Refuses private, loopback, link-local (169.254.169.254, fe80::), multicast, reserved,
+    unspecified, broadcast, carrier-grade NAT (100.64.0.0/10), documentation and benchmark
+    ranges, unique-local (fc00::/7), Teredo, local-use NAT64, and any IPv6 address that
+    embeds an IPv4 one (IPv4-mapped, IPv4-compatible, NAT64 64:ff9b::/96, 6to4 2002::/16)
+    unless the embedded IPv4 address is itself public.
+    """
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    if isinstance(ip, ipaddress.IPv6Address):
+        ip = ip.ipv4_mapped or ip  # the scope id ("%eth0") does not change the answer
+        if isinstance(ip, ipaddress.IPv6Address):
+            embedded = _embedded_ipv4(ip)
+            if embedded is not None:
+                return is_public_address(embedded)
+            if any(ip in net for net in _REFUSED_V6):
+                return False
+    return ip.is_global and not (
+        ip.is_multicast
+        or ip.is_private
+        or ip.is_reserved
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_unspecified
+    )
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):  # :: and ::1 are not v4
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def resolve_host(host: str, port: int, timeout: float) -> list[str]:
+    """The host's addresses by the system resolver, bounded by ``timeout``.
+
+    getaddrinfo has no timeout of its own, so it runs in a daemon thread; one that
+    outlives the deadline is abandoned (it ends when the resolver gives up).
+    """
+    answer: queue.Queue[list[str] | OSError] = queue.Queue(maxsize=1)
+
+    def lookup() -> None:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            answer.put(list(dict.fromkeys(str(info[4][0]) for info in infos)))
+        except OSError as exc:  # socket.gaierror
+            answer.put(exc)
+
+    threading.Thread(target=lookup, name="resolve", daemon=True).start()
+    try:
+        result = answer.get(timeout=timeout)
+    except queue.Empty:
+        raise TimeoutError(f"resolving {host} took longer than {timeout:.1f} s") from None
+    if isinstance(result, OSError):
+        raise result
+    return result
+
+
+def connect_to(address: str, port: int, timeout: float) -> socket.socket:
+    return socket.create_connection((address, port), timeout=timeout)
+
+
+@cache
+def _default_tls() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    max_bytes: int
+    timeout: float  # the deadline for the whole fetch, redirects included
+    connect_timeout: float = 3.0
+    max_redirects: int = 3
+    ports: frozenset[int] = frozenset({80, 443})
+    resolve: Resolver = resolve_host
+    connect: Connector = connect_to
+    tls: Callable[[], ssl.SSLContext] = _default_tls
+    user_agent: str = "sagemaker-image-pipeline-classify/1"
+
+
+@dataclass(frozen=True)
+class FetchedImage:
+    data: bytes
+    media_type: str  # sniffed from the bytes, not the server's Content-Type
+    url: str  # after redirects
+
+
+@dataclass(frozen=True)
+class _Target:
+    scheme: str
+    host: str
+    port: int
+    path: str  # path and query, as sent in the request line
+
+
+def fetch_image(url: str, policy: FetchPolicy) -> FetchedImage:
+    """Download the image at ``url`` under ``policy``.
+
+    Raises UrlRefused (a URL or address the guard does not allow), UrlUnusable (no image
+    there: unreachable, an HTTP error, not an image, too many redirects), UrlTimeout (the
+    deadline passed) or ImageTooLarge (over ``policy.max_bytes``).
+    """
+    deadline = time.monotonic() + policy.timeout
+    current = url
+    for _ in range(policy.max_redirects + 1):
+        target = check_url(current, policy.ports)
+        status, location, body = _exchange(target, policy, deadline)
+        if status not in REDIRECT_STATUSES:
+            media_type = sniff(body)
+            assert media_type is not None  # _read_body checked the magic bytes
+            return FetchedImage(body, media_type, current)
+        following = urljoin(current, location)
+        if target.scheme == "https" and urlsplit(following).scheme.lower() == "http":
+            raise UrlRefused("the URL redirects from https to http; refusing the downgrade")
+        current = following
+    raise UrlUnusable(f"the URL redirects more than {policy.max_redirects} times")
+
+
+def check_url(url: str, ports: frozenset[int]) -> _Target:
+    """The parts of an allowed URL; raises UrlRefused for anything else."""
+    if any(ch <= " " or ch == "\x7f" for ch in url):
+        raise UrlRefused("the URL contains spaces or control characters")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise UrlRefused(f"only http and https URLs are fetched, not {scheme or 'no scheme'!r}")
+    if "@" in parts.netloc:
+        raise UrlRefused("URLs with credentials (user@host) are refused")
+    if not parts.hostname:
+        raise UrlRefused("the URL has no host")
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        raise UrlRefused("the URL's port is not a number between 0 and 65535") from None
+    if port not in ports:
+        allowed = " and ".join(str(p) for p in sorted(ports))
+        raise UrlRefused(f"port {port} is not allowed; only {allowed} are fetched")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return _Target(scheme, parts.hostname, port, path)
+
+
+def _exchange(target: _Target, policy: FetchPolicy, deadline: float) -> tuple[int, str, bytes]:
+    """One request: (status, Location, body); the body is read only for a 200."""
+    addresses = _public_addresses(target, policy, deadline)
+    conn: http.client.HTTPConnection | None = None
+    with _Watchdog(deadline) as watchdog:
+        try:
+            conn = _open(_connect(addresses, target, policy, deadline), target, policy, watchdog)
+            conn.request(
+                "GET",
+                target.path,
+                headers={
+                    "User-Agent": policy.user_agent,
+                    "Accept": "image/*",
+                    "Accept-Encoding": "identity",
+                    "Connection": "close",
+                },
+            )
+            response = conn.getresponse()
+            if response.status in REDIRECT_STATUSES:
+                location = response.getheader("Location")
+                if not location:
+                    raise UrlUnusable(f"the URL answered HTTP {response.status} with no Location")
+                return response.status, location, b""
+            if response.status != 200:
+                raise UrlUnusable(f"the URL answered HTTP {response.status}, not 200")
+            return response.status, "", _read_body(response, policy.max_bytes, deadline)
+        except (OSError, http.client.HTTPException) as exc:
+            if watchdog.expired or isinstance(exc, TimeoutError):
+                raise _timeout(policy) from None
+            raise UrlUnusable(f"the download from {target.host} failed ({_reason(exc)})") from None
+        finally:
+            if conn is not None:
+                conn.close()
+
+
+def _public_addresses(target: _Target, policy: FetchPolicy, deadline: float) -> list[str]:
+    try:
+        addresses = policy.resolve(target.host, target.port, _remaining(deadline, policy))
+    except TimeoutError:
+        raise _timeout(policy) from None
+    except OSError:
+        raise UrlUnusable(f"the host {target.host!r} could not be resolved") from None
+    if not addresses:
+        raise UrlUnusable(f"the host {target.host!r} has no addresses")
+    if not all(is_public_address(a) for a in addresses):
+        raise UrlRefused(
+            f"the host {target.host!r} resolves to a private, internal or reserved address; "
+            "only public addresses are fetched"
+        )
+    return addresses
+
+
+def _connect(
+    addresses: list[str], target: _Target, policy: FetchPolicy, deadline: float
+) -> socket.socket:
+    for address in addresses:
+        timeout = min(policy.connect_timeout, _remaining(deadline, policy))
+        try:
+            return policy.connect(address, target.port, timeout)
+        except OSError:
+            continue  # the next address, if any
+    raise UrlUnusable(f"could not connect to {target.host}:{target.port}")
+
+
+def _open(
+    sock: socket.socket, target: _Target, policy: FetchPolicy, watchdog: _Watchdog
+) -> http.client.HTTPConnection:
+    """An HTTP connection over the already connected (pinned) socket."""
+    watchdog.watch(sock)
+    if target.scheme == "http":
+        conn = http.client.HTTPConnection(target.host, target.port)
+        conn.sock = sock
+        return conn
+    context = policy.tls()
+    https = http.client.HTTPSConnection(target.host, target.port, context=context)
+    try:  # wrapping detaches ``sock``: watch the TLS socket before the handshake blocks
+        tls = context.wrap_socket(sock, server_hostname=target.host, do_handshake_on_connect=False)
+    except BaseException:
+        sock.close()
+        raise
+    https.sock = watchdog.watch(tls)
+    tls.do_handshake()
+    return https
+
+
+def _read_body(response: http.client.HTTPResponse, max_bytes: int, deadline: float) -> bytes:
+    declared = response.getheader("Content-Length")
+    if declared and declared.strip().isdigit() and int(declared) > max_bytes:
+        raise ImageTooLarge(
+            f"the image at the URL is {int(declared)} bytes; the limit is {max_bytes} bytes"
+        )
+    data = bytearray()
+    sniffed = False
+    while chunk := response.read1(_CHUNK):
+        data += chunk
+        if len(data) > max_bytes:
+            raise ImageTooLarge(f"the image at the URL is over the {max_bytes}-byte limit")
+        if not sniffed and len(data) >= SNIFF_BYTES:
+            _require_image(data)
+            sniffed = True
+        if time.monotonic() >= deadline:
+            raise TimeoutError
+    if time.monotonic() >= deadline:  # the watchdog ended the body early, it is cut short
+        raise TimeoutError
+    _require_image(data)
+    return bytes(data)
+
+
+def _require_image(data: bytes | bytearray) -> None:
+    if sniff(bytes(data[:SNIFF_BYTES])) is None:
+        raise UrlUnusable(
+            "the URL did not return an image (JPEG, PNG, GIF, WebP, BMP or TIFF expected)"
+        )
+
+
+class _Watchdog:
+    """Shuts the watched socket down at the deadline, ending any read or write blocked on it.
+
+    Socket timeouts bound each operation; this bounds their sum, so a server trickling
+    one byte at a time cannot outlast the deadline.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.expired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> socket.socket:
+        sock.settimeout(max(0.001, self.deadline - time.monotonic()))
+        with self._lock:
+            self._sock = sock
+            if self.expired:
+                self._shutdown()
+        return sock
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):  # closed already
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+
+def _remaining(deadline: float, policy: FetchPolicy) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _timeout(policy)
+    return left
+
+
+def _timeout(policy: FetchPolicy) -> UrlTimeout:
+    return UrlTimeout(f"fetching the URL took longer than {policy.timeout:g} s")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "its TLS certificate is not valid for the host"
+    return type(exc).__name__ if not str(exc) else str(exc)[:200]
