@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
+import queue
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -13,7 +21,8 @@ from PIL import Image
 from imgcls.model import build_model
 from imgcls.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_size_for
 
-TRAINING = Path(__file__).resolve().parents[2] / "training"
+REPO = Path(__file__).resolve().parents[2]
+TRAINING = REPO / "training"
 CLASSES = ("cat", "dog", "fox", "owl")
 
 
@@ -61,3 +70,100 @@ def image_bytes(
     out = io.BytesIO()
     image.save(out, fmt)
     return out.getvalue()
+
+
+class ServerProcess:
+    """``python -m training.serve`` on a free port; always stopped on exit."""
+
+    def __init__(self, model_dir: Path, *args: str) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "training.serve",
+                "--model-dir",
+                str(model_dir),
+                "--port",
+                "0",
+                *args,
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        try:
+            self.port = self._wait_for_port()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _pump(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.put(line)
+        self.lines.put("")  # end of output
+
+    def read_line(self, timeout: float) -> str:
+        line = self.lines.get(timeout=timeout)
+        self.log.append(line)
+        return line
+
+    def _wait_for_port(self, timeout: float = 60) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.read_line(max(0.1, deadline - time.monotonic()))
+            if not line:
+                raise RuntimeError(f"serve.py exited before listening:\n{''.join(self.log)}")
+            if match := re.search(r"listening on http://[\d.]+:(\d+)", line):
+                return int(match.group(1))
+        raise TimeoutError("serve.py did not start listening")
+
+    def output(self, timeout: float = 10) -> str:
+        """All stderr until the process ends (call after stopping it)."""
+        try:
+            while self.read_line(timeout):
+                pass
+        except queue.Empty:
+            pass
+        return "".join(self.log)
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+    ) -> tuple[int, dict]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, json.loads(response.read() or b"null")
+        finally:
+            connection.close()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.request("GET", "/ping")[0] == 200:
+                return
+            time.sleep(0.05)
+        raise TimeoutError("/ping never answered 200")
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout)
+            raise
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(30)

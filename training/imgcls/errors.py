@@ -16,20 +16,6 @@ try:  # the toolkit is optional: serve.py and training do not need it
 except ImportError:  # pragma: no cover - depends on the host
     _ToolkitError = Exception  # type: ignore[assignment,misc]
 
-# Stable machine-readable names for the "error" field of JSON error bodies.
-ERROR_CODES: dict[int, str] = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    411: "length_required",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    500: "internal_error",
-    503: "unavailable",
-    504: "timeout",
-}
-
 
 class InputError(ValueError, _ToolkitError):
     """The request cannot be served as sent; ``message`` says what to change."""
@@ -40,7 +26,3 @@ class InputError(ValueError, _ToolkitError):
         self.status_code = status_code
         self.message = message
         self.phrase = HTTPStatus(status_code).phrase
-
-    @property
-    def error_code(self) -> str:
-        return ERROR_CODES.get(self.status_code, "bad_request")
