@@ -16,6 +16,8 @@ ARCHITECTURES: dict[str, tuple[Any, Any]] = {
     "resnet34": (models.resnet34, models.ResNet34_Weights.IMAGENET1K_V1),
     "resnet50": (models.resnet50, models.ResNet50_Weights.IMAGENET1K_V2),
 }
+# --fine-tune choice -> the top-level modules that train; everything else stays frozen.
+FINE_TUNE = {"head": ("fc",), "last-block": ("layer4", "fc"), "all": None}
 MODEL_FILE = "model.pth"
 META_FILE = "model.json"
 
@@ -42,6 +44,16 @@ def build_model(arch: str, num_classes: int, weights: str = "none") -> nn.Module
         model.load_state_dict(state, strict=False)
     model.fc = nn.Linear(model.fc.in_features, num_classes)
     return model
+
+
+def set_trainable(model: nn.Module, fine_tune: str) -> list[nn.Parameter]:
+    """Freeze all but the parts ``fine_tune`` names; return the parameters that train."""
+    if fine_tune not in FINE_TUNE:
+        raise ValueError(f"unknown --fine-tune {fine_tune!r}; choose one of {', '.join(FINE_TUNE)}")
+    parts = FINE_TUNE[fine_tune]
+    for name, param in model.named_parameters():
+        param.requires_grad = parts is None or name.split(".", 1)[0] in parts
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def read_meta(model_dir: str | Path) -> dict[str, Any]:

@@ -1,0 +1,292 @@
+"""Find, unpack and check the data set, and turn it into datasets and loaders.
+
+The layout is ``train/ valid/ test/``, each with one folder per class, either as a folder
+or as one ``.zip``/``.tar.gz``/``.tgz`` archive, possibly under one top folder
+(``dogImages/``). Every problem with the data raises :class:`DatasetError` with a message
+that names what is wrong, before any training starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tarfile
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
+# Bounds on what an archive may unpack to: far above any image data set (dogImages is
+# 8,351 files, 1.1 GB) and low enough that a hostile or broken archive cannot fill the disk.
+MAX_ARCHIVE_MEMBERS = 2_000_000
+MAX_ARCHIVE_BYTES = 200 * 1024**3
+
+
+class DatasetError(ValueError):
+    """The data set is missing, malformed or unsafe; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """The checked data set: class names (index order) and (path, label) lists per split."""
+
+    root: Path
+    classes: list[str]
+    samples: dict[str, list[tuple[Path, int]]]
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith((".", "__MACOSX"))
+
+
+def _archive_suffix(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((s for s in ARCHIVE_SUFFIXES if name.endswith(s)), None)
+
+
+def _has_layout(folder: Path) -> bool:
+    return all((folder / split).is_dir() for split in SPLITS)
+
+
+def _layout_root(folder: Path) -> Path:
+    """``folder`` itself, or its single top folder (``dogImages/``), holding train/valid/test."""
+    if _has_layout(folder):
+        return folder
+    children = [c for c in folder.iterdir() if _visible(c)]
+    if len(children) == 1 and children[0].is_dir() and children[0].name not in SPLITS:
+        folder = children[0]
+        if _has_layout(folder):
+            return folder
+        children = [c for c in folder.iterdir() if _visible(c)]
+    missing = next(split for split in SPLITS if not (folder / split).is_dir())
+    found = ", ".join(sorted(c.name for c in children)) or "nothing"
+    raise DatasetError(f"data set at {folder} has no {missing}/ folder (found: {found})")
+
+
+def _check_member(name: str, archive: Path) -> None:
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        raise DatasetError(
+            f"archive {archive.name} holds an unsafe path {name!r}; refusing to unpack"
+        )
+
+
+def _check_totals(archive: Path, members: int, size: int, dest: Path, limits: tuple[int, int]):
+    max_members, max_bytes = limits
+    if members > max_members:
+        raise DatasetError(
+            f"archive {archive.name} holds {members} entries, more than the limit of {max_members}"
+        )
+    if size > max_bytes:
+        raise DatasetError(
+            f"archive {archive.name} unpacks to {size} bytes, more than the limit of {max_bytes}"
+        )
+    free = shutil.disk_usage(dest).free
+    if size > free:
+        raise DatasetError(
+            f"archive {archive.name} unpacks to {size} bytes but only {free} are free at {dest}"
+        )
+
+
+def _extract_tar(archive: Path, dest: Path, limits: tuple[int, int]) -> None:
+    with tarfile.open(archive, "r:*") as tar:
+        members = tar.getmembers()
+        for member in members:
+            _check_member(member.name, archive)
+            if member.issym() or member.islnk():
+                target = PurePosixPath(member.name).parent / member.linkname
+                if member.islnk():
+                    target = PurePosixPath(member.linkname)
+                if target.is_absolute() or _escapes(target):
+                    raise DatasetError(
+                        f"archive {archive.name} holds a link {member.name!r} -> "
+                        f"{member.linkname!r} that points outside it; refusing to unpack"
+                    )
+        _check_totals(
+            archive, len(members), sum(m.size for m in members if m.isfile()), dest, limits
+        )
+        # The "data" filter also refuses devices and strips modes; it backs up the checks above.
+        tar.extractall(dest, filter="data")
+
+
+def _escapes(path: PurePosixPath) -> bool:
+    depth = 0
+    for part in path.parts:
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        if depth < 0:
+            return True
+    return False
+
+
+def _extract_zip(archive: Path, dest: Path, limits: tuple[int, int]) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        for info in infos:
+            _check_member(info.filename, archive)
+        _check_totals(archive, len(infos), sum(i.file_size for i in infos), dest, limits)
+        zf.extractall(dest)
+
+
+def extract_archive(
+    archive: Path,
+    dest: Path,
+    max_members: int = MAX_ARCHIVE_MEMBERS,
+    max_bytes: int = MAX_ARCHIVE_BYTES,
+) -> Path:
+    """Unpack ``archive`` into ``dest`` after checking every entry; return ``dest``.
+
+    Refuses absolute paths, ``..`` components and links that point outside the archive,
+    and archives over ``max_members`` entries or ``max_bytes`` unpacked (or over the free
+    space at ``dest``).
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    limits = (max_members, max_bytes)
+    try:
+        if _archive_suffix(archive) == ".zip":
+            _extract_zip(archive, dest, limits)
+        else:
+            _extract_tar(archive, dest, limits)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
+        raise DatasetError(f"archive {archive} cannot be read: {exc}") from exc
+    return dest
+
+
+def locate(data_dir: Path, scratch: Path) -> Path:
+    """The folder holding train/valid/test: ``data_dir`` itself (or its single top folder),
+    or the contents of the one archive in it (or that it is), unpacked under ``scratch``."""
+    if not data_dir.exists():
+        raise DatasetError(f"data set at {data_dir} does not exist")
+    if data_dir.is_file():
+        if _archive_suffix(data_dir) is None:
+            raise DatasetError(f"{data_dir} is a file but not a .zip, .tar.gz or .tgz archive")
+        archive = data_dir
+    else:
+        if _has_layout(data_dir):
+            return data_dir
+        archives = [p for p in data_dir.iterdir() if p.is_file() and _archive_suffix(p)]
+        if len(archives) > 1:
+            names = ", ".join(sorted(p.name for p in archives))
+            raise DatasetError(f"data set at {data_dir} holds several archives ({names}); keep one")
+        if not archives:
+            return _layout_root(data_dir)
+        archive = archives[0]
+    log.info("unpacking %s into %s", archive, scratch)
+    return _layout_root(extract_archive(archive, scratch))
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and _visible(p))
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and _visible(p)
+    )
+
+
+def scan(root: Path) -> DataSplits:
+    """Check the layout under ``root`` and list every split's images with their labels."""
+    classes = _class_folders(root / "train")
+    if len(classes) < 2:
+        raise DatasetError(f"train/ at {root} needs at least 2 class folders, found {len(classes)}")
+    for split in SPLITS[1:]:
+        other = _class_folders(root / split)
+        if other != classes:
+            missing = sorted(set(classes) - set(other))
+            extra = sorted(set(other) - set(classes))
+            raise DatasetError(
+                f"class folders differ between train/ and {split}/: "
+                f"missing in {split}/: {missing or 'none'}; only in {split}/: {extra or 'none'}"
+            )
+    samples: dict[str, list[tuple[Path, int]]] = {}
+    for split in SPLITS:
+        samples[split] = []
+        for label, name in enumerate(classes):
+            images = _images(root / split / name)
+            if not images:
+                raise DatasetError(f"no images in {split}/{name} (at {root})")
+            samples[split].extend((path, label) for path in images)
+    return DataSplits(root=root, classes=classes, samples=samples)
+
+
+def open_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+class ImageList(Dataset):
+    """(image tensor, label) pairs from a list of (path, label)."""
+
+    def __init__(self, samples: Sequence[tuple[Path, int]], transform: Callable[[Any], Any]):
+        self.samples = list(samples)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        try:
+            image = open_rgb(path)
+        except OSError as exc:
+            raise DatasetError(f"cannot read image {path}: {exc}") from exc
+        return self.transform(image), label
+
+
+def train_loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    rank: int,
+    world_size: int,
+    seed: int,
+) -> DataLoader:
+    """Shuffled batches of this rank's shard of ``dataset``.
+
+    The sampler gives each rank a disjoint shard of ``len // world_size`` images (the
+    ``len % world_size`` left over change every epoch with the shuffle); call
+    ``loader.sampler.set_epoch(epoch)`` before each epoch.
+    """
+    sampler = DistributedSampler(
+        dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+    )
+    # A last batch of one sample breaks BatchNorm in train mode when the feature map is 1x1.
+    drop_last = len(sampler) % batch_size == 1
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        pin_memory=torch.cuda.is_available(),
+        # Fresh workers each epoch take their seeds from the per-epoch seed, which keeps
+        # a resumed run's augmentation the same as an uninterrupted run's.
+        persistent_workers=False,
+    )
+
+
+def eval_loader(
+    dataset: Dataset, batch_size: int, num_workers: int, rank: int, world_size: int
+) -> DataLoader:
+    """This rank's share of ``dataset`` in order, without the padding DistributedSampler
+    adds, so that summing over ranks counts every image exactly once."""
+    shard = Subset(dataset, range(rank, len(dataset), world_size))
+    return DataLoader(
+        shard,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+    )
