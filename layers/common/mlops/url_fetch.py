@@ -240,6 +240,19 @@ def _exchange(target: _Target, policy: FetchPolicy, deadline: float) -> tuple[in
 
 def _public_addresses(target: _Target, policy: FetchPolicy, deadline: float) -> list[str]:
     try:
+        addresses = [str(ipaddress.ip_address(target.host))]  # a literal needs no lookup
+    except ValueError:
+        addresses = _resolve(target, policy, deadline)
+    if not all(is_public_address(a) for a in addresses):
+        raise UrlRefused(
+            f"the host {target.host!r} resolves to a private, internal or reserved address; "
+            "only public addresses are fetched"
+        )
+    return addresses
+
+
+def _resolve(target: _Target, policy: FetchPolicy, deadline: float) -> list[str]:
+    try:
         addresses = policy.resolve(target.host, target.port, _remaining(deadline, policy))
     except TimeoutError:
         raise _timeout(policy) from None
@@ -247,11 +260,6 @@ def _public_addresses(target: _Target, policy: FetchPolicy, deadline: float) -> 
         raise UrlUnusable(f"the host {target.host!r} could not be resolved") from None
     if not addresses:
         raise UrlUnusable(f"the host {target.host!r} has no addresses")
-    if not all(is_public_address(a) for a in addresses):
-        raise UrlRefused(
-            f"the host {target.host!r} resolves to a private, internal or reserved address; "
-            "only public addresses are fetched"
-        )
     return addresses
 
 
