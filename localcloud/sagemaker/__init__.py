@@ -1,0 +1,64 @@
+"""Real SageMaker training and hosting for the embedded local cloud (on top of moto).
+
+``install()`` patches moto's SageMaker, SageMaker Runtime and Application Auto Scaling in
+this process: CreateTrainingJob runs the submitted script-mode source as local processes,
+endpoints run ``training.serve`` model servers, InvokeEndpoint reaches them, and scalable
+targets with target-tracking policies resize the fleets. It works inside the moto server
+process and under ``mock_aws`` alike. See docs/local-sagemaker.md.
+"""
+
+from __future__ import annotations
+
+import atexit
+import pathlib
+import sys
+
+from . import patches, settings
+
+__all__ = ["install", "shutdown", "uninstall"]
+
+_atexit_registered = False
+
+
+def install(
+    state_dir: pathlib.Path,
+    *,
+    python: str = sys.executable,
+    time_scale: float = 1.0,
+    serve_command: tuple[str, ...] = settings.DEFAULT_SERVE_COMMAND,
+) -> None:
+    """Patch moto's SageMaker, SageMaker Runtime and Application Auto Scaling backends in this
+    process so training jobs and endpoints run for real. Idempotent; a later call replaces
+    the settings.
+
+    ``python`` runs the training hosts and model servers; ``time_scale`` multiplies the
+    autoscaling clock (metric window and cooldowns: 0.05 turns 300 s into 15 s);
+    ``serve_command`` is what follows the interpreter to start a model server that speaks
+    the SageMaker hosting contract (``--model-dir D --host H --port P`` are appended).
+    """
+    global _atexit_registered
+    if time_scale <= 0:
+        raise ValueError("time_scale must be positive")
+    state_dir = pathlib.Path(state_dir).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    settings.configure(
+        settings.Settings(
+            state_dir=state_dir, python=python, time_scale=time_scale, serve_command=serve_command
+        )
+    )
+    patches.apply()
+    if not _atexit_registered:
+        atexit.register(shutdown)
+        _atexit_registered = True
+
+
+def shutdown() -> None:
+    """Stop every training and model-server process this module started (also registered
+    atexit). The patches stay: new jobs and endpoints can still start."""
+    patches.stop_everything()
+
+
+def uninstall() -> None:
+    """``shutdown()`` and restore moto's own behaviour (tests that need stock moto)."""
+    shutdown()
+    patches.revert()

@@ -1,0 +1,37 @@
+"""Settings given to ``install()``: where state goes, which Python runs the children."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# The repository root: model servers run ``python -m training.serve`` from here.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SERVE_COMMAND = ("-m", "training.serve")
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path
+    python: str
+    time_scale: float = 1.0
+    # arguments after the interpreter; ``--model-dir D --host H --port P`` are appended
+    serve_command: tuple[str, ...] = DEFAULT_SERVE_COMMAND
+
+    def scaled(self, seconds: float) -> float:
+        """A duration on the accelerated clock (autoscaling windows and cooldowns)."""
+        return seconds * self.time_scale
+
+
+_current: Settings | None = None
+
+
+def configure(settings: Settings) -> None:
+    global _current
+    _current = settings
+
+
+def current() -> Settings:
+    if _current is None:
+        raise RuntimeError("localcloud.sagemaker.install() has not been called")
+    return _current

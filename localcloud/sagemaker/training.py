@@ -1,0 +1,413 @@
+"""Training jobs that really run: the submitted script-mode source on N local "hosts".
+
+Each host is a process tree with its own ``/opt/ml``-like directory under
+``<state_dir>/training-jobs/<job>/<host>/``. The run goes through SageMaker's statuses
+(InProgress: Starting, Downloading, Training, Uploading; then Completed, Failed or
+Stopped) on a thread of its own; the moto request that created it returns at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from moto.sagemaker.exceptions import ValidationError
+
+from . import toolkit
+from .children import Child, LogFile, free_port
+from .settings import Settings
+from .storage import S3, LogStream, StorageError, extract, link_tree, pack_dirs
+
+logger = logging.getLogger(__name__)
+
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+STOP_GRACE_S = 120.0  # SageMaker's SIGTERM window before the kill
+FAILED_PEER_GRACE_S = 10.0  # the other hosts, once one host failed
+DEFAULT_MAX_RUNTIME_S = 86400
+MAX_REASON_CHARS = 1024
+_POLL_S = 0.2
+
+
+class JobError(Exception):
+    """Ends the job as Failed; the message becomes its FailureReason."""
+
+
+def check_metric_definitions(definitions: list[dict[str, str]]) -> None:
+    """Refuse regexes that cannot compile or capture nothing (CreateTrainingJob would too)."""
+    for definition in definitions:
+        try:
+            pattern = re.compile(definition["Regex"])
+        except re.error as exc:
+            raise ValidationError(
+                f"MetricDefinitions {definition.get('Name')!r}: invalid Regex: {exc}"
+            ) from None
+        if pattern.groups < 1:
+            raise ValidationError(
+                f"MetricDefinitions {definition.get('Name')!r}: the Regex needs a capture group"
+            )
+
+
+class MetricParser:
+    """Keeps the last value of each metric seen in the output (FinalMetricDataList)."""
+
+    def __init__(self, definitions: list[dict[str, str]]) -> None:
+        self._patterns = [(d["Name"], re.compile(d["Regex"])) for d in definitions]
+        self._last: dict[str, tuple[float, datetime]] = {}
+        self._lock = threading.Lock()
+
+    def feed(self, line: str) -> None:
+        for name, pattern in self._patterns:
+            match = pattern.search(line)
+            if match is None:
+                continue
+            try:
+                value = float(match.group(1))
+            except (TypeError, ValueError):
+                continue
+            with self._lock:
+                self._last[name] = (value, datetime.now(UTC))
+
+    def final(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                {"MetricName": name, "Value": value, "Timestamp": stamp}
+                for name, _ in self._patterns
+                if name in self._last
+                for value, stamp in [self._last[name]]
+            ]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class TrainingRun:
+    """Runs one CreateTrainingJob request against a moto ``FakeTrainingJob``."""
+
+    def __init__(
+        self, job: Any, account_id: str, region: str, request: dict[str, Any], settings: Settings
+    ) -> None:
+        self.job = job
+        self._account_id = account_id
+        self._region = region
+        self._request = request
+        self._settings = settings
+        self._name: str = request["TrainingJobName"]
+        count = int(request.get("ResourceConfig", {}).get("InstanceCount", 1))
+        self._hosts = [f"algo-{i + 1}" for i in range(count)]
+        self._dir = settings.state_dir / "training-jobs" / self._name
+        self._layouts = [toolkit.HostLayout(self._dir / host) for host in self._hosts]
+        spec = request.get("AlgorithmSpecification") or {}
+        self._metrics = MetricParser(spec.get("MetricDefinitions") or [])
+        self._s3 = S3(account_id, region)
+        self._children: list[Child] = []
+        self._logs: list[LogFile] = []
+        self._wake = threading.Event()
+        self._abandoned = False
+        self._stop_status: str | None = None  # "Stopped" or "MaxRuntimeExceeded"
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self._run, daemon=True, name=f"training-{self._name}"
+        )
+
+    # --- control, called from moto request threads -------------------------------------
+
+    def start(self) -> None:
+        job = self.job
+        job.training_job_status = "InProgress"
+        job.secondary_status = "Starting"
+        job.secondary_status_transitions = []
+        job.final_metric_data_list = []
+        job.training_start_time = job.training_end_time = None
+        self._transition("Starting", "Launching requested ML instances")
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        with self._lock:
+            if self.job.training_job_status != "InProgress":
+                raise ValidationError(
+                    f"The request was rejected because the training job is in status "
+                    f"{self.job.training_job_status}."
+                )
+            self._stop_status = "Stopped"
+            self.job.training_job_status = "Stopping"
+            self._transition("Stopping", "Stopping the training job")
+        self._wake.set()
+
+    def abandon(self, timeout: float = 30.0) -> None:
+        """Kill the hosts without finishing the job (account reset or shutdown)."""
+        self._abandoned = True
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    # --- the run ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._transition("Downloading", "Downloading input data")
+            self.job.training_start_time = _now()
+            self._prepare()
+            if not self._stopping():
+                self._transition("Training", "Training in progress.")
+                failure = self._supervise()
+                if failure is not None:
+                    self._finish("Failed", "Failed", failure)
+                    return
+            if self._abandoned:
+                return
+            self._transition("Uploading", "Uploading generated training model")
+            self._upload()
+            if self._stop_status == "MaxRuntimeExceeded":
+                self._finish(
+                    "Stopped",
+                    "MaxRuntimeExceeded",
+                    "Training job runtime exceeded MaxRuntimeInSeconds provided",
+                )
+            elif self._stop_status:
+                self._finish("Stopped", "Stopped", "The training job was stopped")
+            else:
+                self._finish("Completed", "Completed", "Training job completed")
+        except (JobError, StorageError) as exc:
+            self._finish("Failed", "Failed", str(exc))
+        except Exception as exc:  # a local bug must still end the job, never leave it running
+            logger.exception("training job %s crashed", self._name)
+            self._finish("Failed", "Failed", f"InternalServerError: {exc!r}")
+        finally:
+            for child in self._children:
+                child.stop(grace=1.0)
+            for log in self._logs:
+                log.close()
+
+    def _stopping(self) -> bool:
+        return self._abandoned or self._stop_status is not None
+
+    def _prepare(self) -> None:
+        hps = toolkit.decode_hyperparameters(self._request.get("HyperParameters"))
+        program, submit = hps.get(toolkit.PROGRAM), hps.get(toolkit.SUBMIT_DIRECTORY)
+        if not program or not submit:
+            raise JobError(
+                "ClientError: the local mode runs script-mode source: set the hyperparameters "
+                f"{toolkit.PROGRAM} and {toolkit.SUBMIT_DIRECTORY} (an s3:// sourcedir.tar.gz)"
+            )
+        if not str(program).endswith(".py"):
+            raise JobError(
+                f"ClientError: entry point {program!r}: the local mode runs .py programs"
+            )
+        if self._dir.exists():  # a job of the same name in an earlier local session: keep it
+            self._dir.rename(self._dir.with_name(f"{self._name}.before-{int(time.time())}"))
+        channels = self._request.get("InputDataConfig") or []
+        for layout in self._layouts:
+            layout.make([c["ChannelName"] for c in channels])
+        sourcedir = self._dir / "sourcedir.tar.gz"
+        self._s3.download(str(submit), sourcedir)
+        for layout in self._layouts:
+            extract(sourcedir, layout.code)
+            if not (layout.code / program).is_file():
+                raise JobError(f"ClientError: entry point {program!r} is not in {submit}")
+        for channel in channels:
+            self._download_channel(channel)
+        self._write_config_files()
+
+    def _download_channel(self, channel: dict[str, Any]) -> None:
+        name = channel["ChannelName"]
+        source = channel.get("DataSource", {}).get("S3DataSource")
+        if source is None:
+            raise JobError(
+                f"ClientError: channel {name!r}: the local mode reads S3 data sources only"
+            )
+        if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+            raise JobError(
+                f"ClientError: channel {name!r}: S3DataType {source['S3DataType']} "
+                "is not supported by the local mode (use S3Prefix)"
+            )
+        mode = channel.get("InputMode") or self._request["AlgorithmSpecification"].get(
+            "TrainingInputMode", "File"
+        )
+        if mode == "Pipe":
+            raise JobError(
+                f"ClientError: channel {name!r}: Pipe input mode is not supported "
+                "by the local mode (use File or FastFile)"
+            )
+        if source.get("S3DataDistributionType") == "ShardedByS3Key":
+            for index, layout in enumerate(self._layouts):
+                self._s3.download_prefix(
+                    source["S3Uri"], layout.channel(name), shard=(index, len(self._layouts))
+                )
+            return
+        first = self._layouts[0].channel(name)
+        self._s3.download_prefix(source["S3Uri"], first)
+        for layout in self._layouts[1:]:
+            link_tree(first, layout.channel(name))
+
+    def _write_config_files(self) -> None:
+        mode = self._request["AlgorithmSpecification"].get("TrainingInputMode", "File")
+        data_config = toolkit.input_data_config(self._request.get("InputDataConfig") or [], mode)
+        for host, layout in zip(self._hosts, self._layouts, strict=True):
+            files = {
+                "hyperparameters.json": self._request.get("HyperParameters") or {},
+                "resourceconfig.json": {
+                    "current_host": host,
+                    "hosts": self._hosts,
+                    "network_interface_name": "lo",
+                },
+                "inputdataconfig.json": data_config,
+            }
+            for filename, content in files.items():
+                (layout.config / filename).write_text(json.dumps(content, indent=2))
+
+    def _host_env(self, index: int, master_port: int) -> dict[str, str]:
+        hps = toolkit.decode_hyperparameters(self._request.get("HyperParameters"))
+        mode = self._request["AlgorithmSpecification"].get("TrainingInputMode", "File")
+        threads = max(1, (os.cpu_count() or 1) // len(self._hosts))
+        env = dict(os.environ)
+        env.update(self._request.get("Environment") or {})
+        env.setdefault("OMP_NUM_THREADS", str(threads))
+        env.update(
+            toolkit.training_env(
+                job_name=self._name,
+                layout=self._layouts[index],
+                hosts=self._hosts,
+                current_host=self._hosts[index],
+                hyperparameters=hps,
+                data_config=toolkit.input_data_config(
+                    self._request.get("InputDataConfig") or [], mode
+                ),
+                num_cpus=threads,
+                module_dir=str(hps[toolkit.SUBMIT_DIRECTORY]),
+                program=str(hps[toolkit.PROGRAM]),
+            )
+        )
+        env.update(
+            AWS_REGION=self._region,
+            AWS_DEFAULT_REGION=self._region,
+            PYTHONUNBUFFERED="1",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(master_port),
+        )
+        return env
+
+    def _start_hosts(self) -> None:
+        hps = toolkit.decode_hyperparameters(self._request.get("HyperParameters"))
+        args = toolkit.to_cmd_args(toolkit.user_hyperparameters(hps))
+        master_port = free_port()
+        started = int(time.time())
+        for index, (host, layout) in enumerate(zip(self._hosts, self._layouts, strict=True)):
+            argv = toolkit.launch_command(
+                python=self._settings.python,
+                program=str(hps[toolkit.PROGRAM]),
+                args=args,
+                torch_distributed=bool(hps.get(toolkit.TORCH_DISTRIBUTED)),
+                num_hosts=len(self._hosts),
+                host_index=index,
+                master_port=master_port,
+            )
+            log = LogFile(layout.root / "training.log")
+            self._logs.append(log)
+            stream = LogStream(
+                self._account_id, self._region, LOG_GROUP, f"{self._name}/{host}-{started}"
+            )
+            log.write(f"[local] {host}: {' '.join(argv)}")
+            self._children.append(
+                Child(
+                    argv,
+                    env=self._host_env(index, master_port),
+                    cwd=layout.code,
+                    sinks=[log.write, stream.put, self._metrics.feed],
+                )
+            )
+
+    def _supervise(self) -> str | None:
+        """Run the hosts to the end; the failure reason, or None on success or stop."""
+        self._start_hosts()
+        stopping = self._request.get("StoppingCondition") or {}
+        max_runtime = float(stopping.get("MaxRuntimeInSeconds") or DEFAULT_MAX_RUNTIME_S)
+        deadline = time.monotonic() + max_runtime
+        while True:
+            if self._abandoned:
+                self._stop_hosts(grace=1.0)
+                return None
+            if self._stop_status is not None:
+                self._stop_hosts(STOP_GRACE_S)
+                return None
+            if time.monotonic() >= deadline:
+                with self._lock:
+                    self._stop_status = "MaxRuntimeExceeded"
+                    self.job.training_job_status = "Stopping"
+                    self._transition("Stopping", "Stopping the training job")
+                self._stop_hosts(STOP_GRACE_S)
+                return None
+            codes = [child.returncode for child in self._children]
+            for index, code in enumerate(codes):
+                if code not in (None, 0):
+                    self._stop_hosts(FAILED_PEER_GRACE_S)
+                    return self._failure_reason(index, code)
+            if all(code == 0 for code in codes):
+                return None
+            self._wake.wait(_POLL_S)
+
+    def _stop_hosts(self, grace: float) -> None:
+        threads = [threading.Thread(target=child.stop, args=(grace,)) for child in self._children]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _failure_reason(self, index: int, code: int) -> str:
+        """The failing host's ``output/failure`` (first 1024 chars), else its stderr tail."""
+        for layout in [self._layouts[index], *self._layouts]:
+            if layout.failure_file.is_file():
+                text = layout.failure_file.read_text(errors="replace").strip()
+                if text:
+                    return text[:MAX_REASON_CHARS]
+        head = f'AlgorithmError: ExecuteUserScriptError: ExitCode {code} on {self._hosts[index]}: "'
+        tail = self._children[index].stderr_tail().strip()
+        budget = MAX_REASON_CHARS - len(head) - 1
+        return f'{head}{tail[-budget:]}"'
+
+    def _upload(self) -> None:
+        output = self._request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        prefix = f"{output}/{self._name}/output"
+        for source, archive in (("model", "model.tar.gz"), ("output_data", "output.tar.gz")):
+            path = self._dir / archive
+            pack_dirs([getattr(layout, source) for layout in self._layouts], path)
+            self._s3.upload(path, f"{prefix}/{archive}")
+        self.job.model_artifacts = {"S3ModelArtifacts": f"{prefix}/model.tar.gz"}
+
+    # --- status bookkeeping -------------------------------------------------------------
+
+    def _transition(self, status: str, message: str) -> None:
+        now = _now()
+        transitions = self.job.secondary_status_transitions
+        if transitions and "EndTime" not in transitions[-1]:
+            transitions[-1]["EndTime"] = now
+        transitions.append({"Status": status, "StartTime": now, "StatusMessage": message})
+        self.job.secondary_status = status
+        self.job.last_modified_time = now
+
+    def _finish(self, status: str, secondary: str, message: str) -> None:
+        if self._abandoned:
+            return
+        end = _now()
+        job = self.job
+        with self._lock:
+            self._transition(secondary, message)
+            job.secondary_status_transitions[-1]["EndTime"] = end
+            job.final_metric_data_list = self._metrics.final()
+            if status == "Failed":
+                job.failure_reason = message
+            start = job.training_start_time or end
+            job.training_end_time = end
+            seconds = max(1, int((end - start).total_seconds()))
+            job.training_time_in_seconds = job.billable_time_in_seconds = seconds
+            job.training_job_status = status
