@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.metrics import MetricUnit
@@ -97,6 +97,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     http_event = as_http_event(event, context.aws_request_id)
     logger.set_correlation_id(http_event["requestContext"]["requestId"])
     response = app.resolve(http_event, context)
-    with single_metric(name="Responses", unit=MetricUnit.Count, value=1) as metric:
-        metric.add_dimension(name="StatusCode", value=str(response["statusCode"]))
+    # Responses2xx / 4xx / 5xx (the exact status is in the request's log line)
+    status_class = f"Responses{response['statusCode'] // 100}xx"
+    metrics.add_metric(name=status_class, unit=MetricUnit.Count, value=1)
     return response

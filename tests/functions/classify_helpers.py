@@ -8,6 +8,7 @@ guard checks is what it would check in production.
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import io
 import socket
@@ -21,6 +22,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from PIL import Image
 
 from mlops.url_fetch import FetchPolicy
@@ -163,3 +168,43 @@ class FakeNetwork:
         settings: dict[str, Any] = {"max_bytes": 200_000, "timeout": 5.0}
         settings.update(overrides)
         return FetchPolicy(resolve=self.resolve, connect=self.connect, **settings)
+
+
+def self_signed_certificate(folder: Path, host: str) -> tuple[Path, Path]:
+    """(cert.pem, key.pem) for ``host``, its own CA: trust it with ``cafile=cert.pem``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def server_tls(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def client_tls(cert_file: Path) -> ssl.SSLContext:
+    """A client context that trusts only ``cert_file`` (as the system store would a CA)."""
+    return ssl.create_default_context(cafile=str(cert_file))

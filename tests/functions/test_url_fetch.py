@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import socket
-import ssl
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from mlops.api_errors import ImageTooLarge, UrlRefused, UrlTimeout, UrlUnusable
 from mlops.url_fetch import FetchPolicy, check_url, fetch_image, is_public_address
@@ -23,10 +17,13 @@ from tests.functions.classify_helpers import (
     PUBLIC_IP,
     FakeNetwork,
     ImageServer,
+    client_tls,
     image_bytes,
     image_server,
     redirect,
+    self_signed_certificate,
     serve_bytes,
+    server_tls,
 )
 
 JPEG = image_bytes("JPEG")
@@ -315,51 +312,20 @@ def test_connection_refused_on_every_address_is_unusable(network: FakeNetwork) -
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, PUBLIC_HOST)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(PUBLIC_HOST)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    folder = tmp_path_factory.mktemp("tls")
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"), PUBLIC_HOST)
 
 
 @pytest.fixture
 def tls_server(tls_files: tuple[Path, Path]) -> Iterator[ImageServer]:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*tls_files)
-    with image_server(tls=context) as running:
+    with image_server(tls=server_tls(*tls_files)) as running:
         yield running
-
-
-def _client_tls(cert_file: Path) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(cert_file))
 
 
 def test_https_verifies_the_certificate_for_the_original_host(
     tls_server: ImageServer, tls_files: tuple[Path, Path]
 ) -> None:
     network = FakeNetwork(tls_server, {PUBLIC_HOST: [PUBLIC_IP], "other.example.test": [PUBLIC_IP]})
-    policy = network.policy(tls=lambda: _client_tls(tls_files[0]))
+    policy = network.policy(tls=lambda: client_tls(tls_files[0]))
     tls_server.routes["/cat.jpg"] = serve_bytes(JPEG)
     assert fetch_image(f"https://{PUBLIC_HOST}/cat.jpg", policy).data == JPEG
     assert tls_server.requests == [(PUBLIC_HOST, "/cat.jpg")]
@@ -375,7 +341,7 @@ def test_https_to_http_redirect_is_refused(
     tls_server.routes["/cat.jpg"] = redirect(f"http://{PUBLIC_HOST}/cat.jpg")
     with pytest.raises(UrlRefused, match="downgrade"):
         fetch_image(
-            f"https://{PUBLIC_HOST}/cat.jpg", network.policy(tls=lambda: _client_tls(tls_files[0]))
+            f"https://{PUBLIC_HOST}/cat.jpg", network.policy(tls=lambda: client_tls(tls_files[0]))
         )
 
 

@@ -63,6 +63,9 @@ def build_http_api_event(
     method = method.upper()
     header_map = _join_headers(headers)
     header_map.setdefault("host", domain_name or f"{api_id}.execute-api.localhost")
+    header_map.setdefault("x-forwarded-for", source_ip)
+    header_map.setdefault("x-forwarded-port", "443")
+    header_map.setdefault("x-forwarded-proto", "https")
     domain = domain_name or header_map["host"].split(":", 1)[0]
     when = now or datetime.now(UTC)
     route = route_key or f"{method} {path}"
@@ -99,6 +102,7 @@ def build_http_api_event(
         event["queryStringParameters"] = _join_query(query)
     if body:
         raw = body.encode("utf-8") if isinstance(body, str) else body
+        header_map.setdefault("content-length", str(len(raw)))
         if _is_text(header_map.get("content-type")):
             event["body"] = raw.decode("utf-8", errors="replace")
         else:
