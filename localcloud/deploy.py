@@ -1,0 +1,216 @@
+"""Creates a resolved stack in the local cloud through the AWS APIs, as CloudFormation would.
+
+Deploying through boto3 (not moto's backends) keeps the resources exactly what the
+public API makes of them: whatever ``aws s3api``, ``aws stepfunctions`` or a user's script
+sees afterwards is what the pipeline sees.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.client import BaseClient
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from localcloud.intrinsics import TemplateError
+from localcloud.template import EventRule, Function, Layer, Resource, Stack
+
+Clients = Callable[[str], BaseClient]
+
+
+def clients_for(endpoint_url: str, region: str) -> Clients:
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
+    )
+    config = Config(retries={"mode": "standard", "max_attempts": 2}, read_timeout=120)
+    cache: dict[str, BaseClient] = {}
+
+    def client(service: str) -> BaseClient:
+        if service not in cache:
+            cache[service] = session.client(service, endpoint_url=endpoint_url, config=config)
+        return cache[service]
+
+    return client
+
+
+def _zip_dir(path: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(path.rglob("*")):
+            if file.is_file() and "__pycache__" not in file.parts:
+                archive.write(file, file.relative_to(path))
+    return buffer.getvalue()
+
+
+def deploy(stack: Stack, client: Clients) -> list[str]:
+    """Create every resource of ``stack``; returns notes on what is not emulated."""
+    notes = list(stack.not_emulated)
+    deployers: Mapping[str, Callable[[Resource, Clients], list[str]]] = {
+        "AWS::IAM::Role": _role,
+        "AWS::S3::Bucket": _bucket,
+        "AWS::DynamoDB::Table": _table,
+        "AWS::Logs::LogGroup": _log_group,
+        "AWS::SNS::Topic": _topic,
+        "AWS::SQS::Queue": _queue,
+    }
+    try:
+        for resource in sorted(stack.resources, key=lambda r: r.type != "AWS::IAM::Role"):
+            where = resource.logical_id
+            notes += deployers[resource.type](resource, client)
+        layer_arns = {}
+        for layer in stack.layers:
+            where = layer.logical_id
+            layer_arns[layer.arn] = _layer(layer, client)
+        for fn in stack.functions:
+            where = fn.logical_id
+            _function(fn, layer_arns, client)
+        for machine in stack.state_machines:
+            where = machine.logical_id
+            client("stepfunctions").create_state_machine(
+                name=machine.name,
+                definition=machine.definition,
+                roleArn=machine.role_arn,
+                type=machine.type,
+            )
+        for rule in stack.rules:
+            where = rule.name
+            _rule(rule, client)
+    except ClientError as exc:
+        raise TemplateError(f"deploying {where}: {exc.response['Error']['Message']}") from exc
+    return notes
+
+
+def _rule(rule: EventRule, client: Clients) -> None:
+    events = client("events")
+    events.put_rule(
+        Name=rule.name,
+        EventPattern=json.dumps(rule.pattern),
+        State="ENABLED" if rule.enabled else "DISABLED",
+        EventBusName=rule.bus,
+    )
+    events.put_targets(
+        Rule=rule.name,
+        EventBusName=rule.bus,
+        Targets=[{"Id": rule.target_id, "Arn": rule.target_arn, "RoleArn": rule.role_arn}],
+    )
+
+
+def _ignored(resource: Resource, handled: set[str]) -> list[str]:
+    extra = sorted(set(resource.properties) - handled)
+    if not extra:
+        return []
+    return [f"{resource.logical_id}: {', '.join(extra)} not emulated"]
+
+
+def _role(resource: Resource, client: Clients) -> list[str]:
+    props = resource.properties
+    client("iam").create_role(
+        RoleName=resource.name,
+        Path=props.get("Path", "/"),
+        AssumeRolePolicyDocument=json.dumps(props.get("AssumeRolePolicyDocument", {})),
+    )
+    return []  # IAM is not enforced locally: policies need no copy
+
+
+def _bucket(resource: Resource, client: Clients) -> list[str]:
+    s3 = client("s3")
+    region = s3.meta.region_name
+    kwargs: dict[str, Any] = {"Bucket": resource.name}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    s3.create_bucket(**kwargs)
+    props = resource.properties
+    notification = props.get("NotificationConfiguration", {})
+    if notification.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+        s3.put_bucket_notification_configuration(
+            Bucket=resource.name,
+            NotificationConfiguration={"EventBridgeConfiguration": {}},
+        )
+    versioning = props.get("VersioningConfiguration", {}).get("Status")
+    if versioning:
+        s3.put_bucket_versioning(
+            Bucket=resource.name, VersioningConfiguration={"Status": versioning}
+        )
+    handled = {"BucketName", "NotificationConfiguration", "VersioningConfiguration", "Tags"}
+    return _ignored(resource, handled)
+
+
+def _table(resource: Resource, client: Clients) -> list[str]:
+    props = resource.properties
+    passed = (
+        "AttributeDefinitions",
+        "KeySchema",
+        "BillingMode",
+        "ProvisionedThroughput",
+        "GlobalSecondaryIndexes",
+        "LocalSecondaryIndexes",
+    )
+    kwargs = {k: props[k] for k in passed if k in props}
+    ddb = client("dynamodb")
+    ddb.create_table(TableName=resource.name, **kwargs)
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl and ttl.get("Enabled"):
+        ddb.update_time_to_live(
+            TableName=resource.name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+        )
+    return _ignored(resource, {*passed, "TableName", "TimeToLiveSpecification", "Tags"})
+
+
+def _log_group(resource: Resource, client: Clients) -> list[str]:
+    logs = client("logs")
+    logs.create_log_group(logGroupName=resource.name)
+    retention = resource.properties.get("RetentionInDays")
+    if retention:
+        logs.put_retention_policy(logGroupName=resource.name, retentionInDays=int(retention))
+    return _ignored(resource, {"LogGroupName", "RetentionInDays", "Tags"})
+
+
+def _topic(resource: Resource, client: Clients) -> list[str]:
+    client("sns").create_topic(Name=resource.name)
+    return _ignored(resource, {"TopicName", "Tags"})
+
+
+def _queue(resource: Resource, client: Clients) -> list[str]:
+    client("sqs").create_queue(QueueName=resource.name)
+    return _ignored(resource, {"QueueName", "Tags"})
+
+
+def _layer(layer: Layer, client: Clients) -> str:
+    # Workers read the layer from its directory; the API only needs a placeholder archive.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("LOCAL.txt", f"served from {layer.content_dir}\n")
+    reply = client("lambda").publish_layer_version(
+        LayerName=layer.name, Content={"ZipFile": buffer.getvalue()}
+    )
+    return str(reply["LayerVersionArn"])
+
+
+def _function(fn: Function, layer_arns: Mapping[str, str], client: Clients) -> None:
+    lam = client("lambda")
+    lam.create_function(
+        FunctionName=fn.name,
+        Runtime=fn.runtime,
+        Role=fn.role_arn,
+        Handler=fn.handler,
+        Code={"ZipFile": _zip_dir(fn.code_dir)},
+        Timeout=fn.timeout,
+        MemorySize=fn.memory_mb,
+        Environment={"Variables": dict(fn.environment)},
+        Layers=[layer_arns[layer.arn] for layer in fn.layers],
+    )
+    if fn.reserved_concurrency is not None:
+        lam.put_function_concurrency(
+            FunctionName=fn.name, ReservedConcurrentExecutions=fn.reserved_concurrency
+        )
+    logs = client("logs")
+    if not logs.describe_log_groups(logGroupNamePrefix=fn.log_group)["logGroups"]:
+        logs.create_log_group(logGroupName=fn.log_group)

@@ -1,0 +1,161 @@
+"""The seams where the local cloud plugs into moto (pinned: these are moto internals).
+
+- Lambda: ``LambdaSimpleBackend.invoke`` runs the real handler in the function's worker
+  pool (errors come back as Lambda's ``Unhandled`` function errors, so the state
+  machine's Retry/Catch match on ``errorType``).
+- S3 -> EventBridge: the bucket's EventBridge notifications are rebuilt like AWS's and
+  delivered to rules with Step Functions targets (``localcloud.trigger``).
+- Step Functions: each finished execution's description and history are written to the
+  state directory, so they survive the local cloud.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import moto
+from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.core.config import default_user_config
+from moto.core.exceptions import JsonRESTError
+from moto.events.models import events_backends
+from moto.s3 import notifications as s3_notifications
+from moto.stepfunctions.parser.backend import execution as sfn_execution
+from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+from localcloud import trigger
+from localcloud.lambda_runtime import LambdaRuntime, Throttled, UnknownFunction
+
+MOTO_VERSION = "5.2.5"
+log = logging.getLogger(__name__)
+
+
+class TooManyRequests(JsonRESTError):
+    code = 429
+
+    def __init__(self, message: str) -> None:
+        super().__init__("TooManyRequestsException", message)
+
+
+class NotRunnable(JsonRESTError):
+    code = 502
+
+    def __init__(self, name: str) -> None:
+        message = f"{name} was not deployed from the template: only template functions run locally"
+        super().__init__("ResourceNotReadyException", message)
+
+
+def check_moto_version() -> None:
+    if moto.__version__ != MOTO_VERSION:
+        raise RuntimeError(
+            f"the local cloud patches moto {MOTO_VERSION} internals; moto {moto.__version__} "
+            "is installed (install the pinned requirements)"
+        )
+
+
+def configure() -> None:
+    """moto's config for the local cloud: run state machines, Lambda without Docker."""
+    default_user_config["stepfunctions"] = {"execute_state_machine": True}
+    default_user_config["lambda"] = {"use_docker": False}
+
+
+def install_lambda(runtime: LambdaRuntime) -> None:
+    def invoke(
+        self: LambdaSimpleBackend,
+        function_name: str,
+        qualifier: str | None,
+        body: Any,
+        headers: Any,
+        response_headers: dict[str, str],
+    ) -> bytes:
+        fn = self.get_function(function_name, qualifier)  # ResourceNotFound if unknown
+        payload = body if isinstance(body, bytes) else (body or "").encode()
+        if headers.get("X-Amz-Invocation-Type") == "Event":
+            threading.Thread(
+                target=_invoke_quietly, args=(runtime, fn.function_name, payload), daemon=True
+            ).start()
+            return b""
+        try:
+            result = runtime.invoke(fn.function_name, payload)
+        except Throttled as exc:
+            raise TooManyRequests(f"Rate Exceeded. {exc}") from exc
+        except UnknownFunction as exc:
+            raise NotRunnable(fn.function_name) from exc
+        if result.failed:
+            response_headers["x-amz-function-error"] = "Unhandled"
+        return result.payload
+
+    LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
+
+
+def _invoke_quietly(runtime: LambdaRuntime, name: str, payload: bytes) -> None:
+    try:
+        runtime.invoke(name, payload)
+    except Throttled:
+        log.warning("asynchronous invocation of %s throttled", name)
+
+
+def install_trigger() -> None:
+    def send(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
+        event = trigger.s3_event(
+            detail_type=s3_notifications._detail_type(event_name),
+            event_name=event_name,
+            bucket=bucket.name,
+            key=key.name,
+            size=key.size,
+            etag=key.etag,
+            version_id=key.version_id,
+            region=bucket.region_name,
+            account_id=account_id,
+        )
+        backend = events_backends[account_id][bucket.region_name]
+        bus = backend.event_buses.get("default")
+        if bus is None:
+            return
+        sfn = stepfunctions_parser_backends[account_id][bucket.region_name]
+
+        def start(state_machine_arn: str, name: str, execution_input: str) -> str:
+            return sfn.start_execution(state_machine_arn, name, execution_input).exec_arn
+
+        try:
+            started = trigger.deliver(event, list(bus.rules.values()), start)
+        except Exception:  # asynchronous on AWS: never fail the S3 request
+            log.exception("delivering the S3 event for s3://%s/%s failed", bucket.name, key.name)
+            return
+        for arn in started:
+            log.info("s3://%s/%s started %s", bucket.name, key.name, arn)
+
+    s3_notifications._send_event_bridge_message = send
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def install_history_archive(directory: Path) -> None:
+    """Write ``<directory>/<state machine>/<execution>.json`` when an execution ends."""
+    original = sfn_execution.BaseExecutionWorkerCommunication.terminated
+
+    def terminated(self: Any) -> None:
+        original(self)
+        execution = self.execution
+        try:
+            target = directory / execution.state_machine.name / f"{execution.name}.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            record = {
+                "execution": execution.to_describe_output(),
+                "events": execution.to_history_output()["events"],
+            }
+            tmp = target.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record, indent=1, default=_json_default))
+            tmp.replace(target)
+        except Exception:  # the archive is a convenience: never break the execution
+            log.exception("archiving the history of %s failed", execution.exec_arn)
+
+    sfn_execution.BaseExecutionWorkerCommunication.terminated = terminated

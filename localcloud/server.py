@@ -1,0 +1,180 @@
+"""The local cloud process: moto + real Lambda + real SageMaker + the HTTP API.
+
+``python -m localcloud.server --state-dir D ...`` starts moto's threaded server on
+127.0.0.1 (every service on one port), applies the local cloud's patches in this process,
+deploys the template through the AWS APIs, serves the HTTP API and writes
+``D/localcloud.json`` (endpoint, API URL, stack names) once ready. SIGTERM or SIGINT stops
+everything it started and removes that file. It normally runs under ``python -m
+localcloud`` (which ties it to its own lifetime); see docs/local-mode.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from localcloud import moto_patches, processes
+from localcloud.config import Settings, add_settings_arguments, settings_from_args
+from localcloud.deploy import clients_for, deploy
+from localcloud.httpapi import HttpApi
+from localcloud.intrinsics import TemplateError
+from localcloud.lambda_runtime import LambdaRuntime
+from localcloud.statefile import STATE_FILE, write_state
+from localcloud.template import Function, Stack, resolve_stack
+
+log = logging.getLogger("localcloud")
+
+
+class FunctionLogs:
+    """Function log lines -> CloudWatch Logs (the function's group) and a file per function."""
+
+    def __init__(self, directory: Path, account_id: str, region: str) -> None:
+        from moto.logs.models import logs_backends
+
+        self._logs = logs_backends[account_id][region]
+        self._directory = directory
+        self._directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def __call__(self, fn: Function, stream: str, line: str) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        with self._lock:
+            with (self._directory / f"{fn.name}.log").open("a") as f:
+                f.write(f"{now:%Y-%m-%dT%H:%M:%S.%f}Z {stream} {line}\n")
+            try:
+                if fn.log_group not in self._logs.groups:
+                    self._logs.create_log_group(fn.log_group, tags={})
+                self._logs.ensure_log_stream(fn.log_group, stream)
+                event = {"timestamp": int(now.timestamp() * 1000), "message": line}
+                self._logs.put_log_events(fn.log_group, stream, [event])
+            except Exception:  # the file copy above still has the line
+                log.exception("writing a log line of %s to CloudWatch Logs failed", fn.name)
+
+
+class LocalCloud:
+    """Everything the server process runs; ``start`` then ``stop`` (bounded, idempotent)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stops: list[Callable[[], None]] = []
+        self.stack: Stack | None = None
+        self.endpoint_url = ""
+        self.api: HttpApi | None = None
+
+    def start(self) -> dict[str, Any]:
+        from moto.server import ThreadedMotoServer
+
+        s = self.settings
+        moto_patches.check_moto_version()
+        stack = resolve_stack(
+            s.template, region=s.region, stack_name=s.stack_name, overrides=s.overrides
+        )
+        self.stack = stack
+        moto_patches.configure()
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=s.port, verbose=False)
+        server.start()
+        self._stops.append(server.stop)
+        port = server.get_host_and_port()[1]
+        # moto's state-machine interpreter calls Lambda etc. at localhost:$MOTO_PORT
+        os.environ["MOTO_PORT"] = str(port)
+        self.endpoint_url = f"http://127.0.0.1:{port}"
+
+        runtime = LambdaRuntime(
+            stack.functions,
+            region=stack.region,
+            endpoint_url=self.endpoint_url,
+            sink=FunctionLogs(s.state_dir / "logs" / "lambda", stack.account_id, stack.region),
+            python=s.python,
+        )
+        self._stops.append(runtime.close)
+        moto_patches.install_lambda(runtime)
+        moto_patches.install_trigger()
+        moto_patches.install_history_archive(s.state_dir / "executions")
+        self._install_sagemaker()
+
+        notes = deploy(stack, clients_for(self.endpoint_url, stack.region))
+        self.api = HttpApi(
+            stack.functions, runtime.invoke, account_id=stack.account_id, port=s.api_port
+        )
+        self.api.start()
+        self._stops.append(self.api.stop)
+        state = {
+            "pid": os.getpid(),
+            "endpoint_url": self.endpoint_url,
+            "api_url": self.api.url,
+            "region": stack.region,
+            "stack_name": stack.name,
+            "state_dir": str(s.state_dir),
+            "started_at": datetime.datetime.now(datetime.UTC).isoformat(),
+            "buckets": [r.name for r in stack.of_type("AWS::S3::Bucket")],
+            "state_machines": [m.arn for m in stack.state_machines],
+            "routes": [r.route_key for r in self.api.router.routes],
+            "outputs": stack.outputs,
+            "parameters": stack.parameters,
+            "not_emulated": notes,
+        }
+        write_state(s.state_dir, state)
+        self._stops.append(lambda: (s.state_dir / STATE_FILE).unlink(missing_ok=True))
+        return state
+
+    def _install_sagemaker(self) -> None:
+        from localcloud import sagemaker
+
+        s = self.settings
+        sagemaker.install(s.state_dir / "sagemaker", python=s.python, time_scale=s.time_scale)
+        self._stops.append(sagemaker.shutdown)
+
+    def stop(self) -> None:
+        while self._stops:
+            stop = self._stops.pop()
+            try:
+                stop()
+            except Exception:  # keep stopping the rest
+                log.exception("stopping %s failed", stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m localcloud.server",
+        description="Run the local cloud in the foreground (normally started by `python -m "
+        "localcloud up` or `run`).",
+    )
+    add_settings_arguments(parser)
+    settings = settings_from_args(parser.parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log per API call
+    # If whoever started us dies, stop cleanly (and take our children down with us).
+    processes.die_with_parent(signal.SIGTERM)
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    cloud = LocalCloud(settings)
+    try:
+        state = cloud.start()
+    except TemplateError as exc:
+        print(f"localcloud: {exc}", file=sys.stderr, flush=True)
+        cloud.stop()
+        return 2
+    except BaseException:
+        cloud.stop()
+        raise
+    print(f"localcloud ready {json.dumps(state)}", flush=True)
+    try:
+        while not stopping.wait(1):
+            pass
+    finally:
+        cloud.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,697 @@
+"""Reads template.yaml into a resolved stack: what CloudFormation + the SAM transform would create.
+
+Everything a local resource needs (function settings, environment, layers, the state
+machine definition, trigger patterns, routes) is read from the template here and nowhere
+else. Anything the local cloud cannot honour raises ``TemplateError`` naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cfnlint.decode
+import yaml
+
+from localcloud.intrinsics import NO_VALUE, Pseudo, Resolver, TemplateError, resolve_parameters
+
+SAM_FUNCTION = "AWS::Serverless::Function"
+SAM_LAYER = "AWS::Serverless::LayerVersion"
+SAM_STATE_MACHINE = "AWS::Serverless::StateMachine"
+SAM_HTTP_API = "AWS::Serverless::HttpApi"
+IMPLICIT_HTTP_API = "ServerlessHttpApi"
+
+# Types that are deployed into the local cloud.
+DEPLOYED = {
+    "AWS::S3::Bucket",
+    "AWS::DynamoDB::Table",
+    "AWS::IAM::Role",
+    "AWS::Logs::LogGroup",
+    "AWS::SNS::Topic",
+    "AWS::SQS::Queue",
+    "AWS::Events::Rule",
+    SAM_FUNCTION,
+    SAM_LAYER,
+    SAM_STATE_MACHINE,
+    SAM_HTTP_API,
+}
+# Types that only grant or observe on AWS: accepted, with no local effect (IAM is not enforced).
+NO_LOCAL_EFFECT = {
+    "AWS::IAM::Policy",
+    "AWS::IAM::ManagedPolicy",
+    "AWS::Lambda::Permission",
+    "AWS::S3::BucketPolicy",
+    "AWS::SNS::TopicPolicy",
+    "AWS::SQS::QueuePolicy",
+    "AWS::CloudWatch::Alarm",
+    "AWS::CloudWatch::Dashboard",
+}
+
+
+@dataclass(frozen=True)
+class Layer:
+    logical_id: str
+    name: str
+    arn: str
+    content_dir: Path
+    # SAM's BuildMethod python* puts ContentUri under /opt/python; otherwise it is /opt.
+    python_layer: bool
+
+    @property
+    def sys_path(self) -> Path | None:
+        """The directory Lambda's /opt/python maps to, if the layer has one."""
+        if self.python_layer:
+            return self.content_dir
+        candidate = self.content_dir / "python"
+        return candidate if candidate.is_dir() else None
+
+
+@dataclass(frozen=True)
+class Route:
+    api_id: str
+    method: str  # upper case, or ANY
+    path: str  # /classify, /items/{id}, /{proxy+} or $default
+    payload_format: str
+    timeout_ms: int
+
+    @property
+    def route_key(self) -> str:
+        return "$default" if self.path == "$default" else f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class Function:
+    logical_id: str
+    name: str
+    arn: str
+    role_arn: str
+    code_dir: Path
+    handler: str
+    runtime: str
+    timeout: int
+    memory_mb: int
+    environment: Mapping[str, str]
+    layers: tuple[Layer, ...]
+    external_layers: tuple[str, ...]
+    reserved_concurrency: int | None
+    log_group: str
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True)
+class EventRule:
+    name: str
+    arn: str
+    bus: str
+    pattern: Mapping[str, Any]
+    enabled: bool
+    target_arn: str
+    target_id: str
+    role_arn: str
+
+
+@dataclass(frozen=True)
+class StateMachine:
+    logical_id: str
+    name: str
+    arn: str
+    role_arn: str
+    definition: str
+    type: str
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A plainly deployed resource: its type, physical name and resolved properties."""
+
+    logical_id: str
+    type: str
+    name: str
+    arn: str
+    properties: Mapping[str, Any]
+
+
+@dataclass
+class Stack:
+    name: str
+    region: str
+    account_id: str
+    root: Path
+    parameters: dict[str, Any]
+    resources: list[Resource] = field(default_factory=list)
+    layers: list[Layer] = field(default_factory=list)
+    functions: list[Function] = field(default_factory=list)
+    state_machines: list[StateMachine] = field(default_factory=list)
+    rules: list[EventRule] = field(default_factory=list)
+    http_apis: dict[str, str] = field(default_factory=dict)  # logical id -> api id
+    outputs: dict[str, Any] = field(default_factory=dict)
+    not_emulated: list[str] = field(default_factory=list)
+
+    def function(self, name: str) -> Function:
+        for fn in self.functions:
+            if name in (fn.name, fn.arn, fn.logical_id):
+                return fn
+        raise KeyError(name)
+
+    def of_type(self, resource_type: str) -> list[Resource]:
+        return [r for r in self.resources if r.type == resource_type]
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    template, problems = cfnlint.decode.decode(str(path))
+    if problems or template is None:
+        raise TemplateError(f"{path}: cannot be parsed: " + "; ".join(str(p) for p in problems))
+    return json.loads(json.dumps(template))  # plain dicts and lists
+
+
+def load_overrides(path: Path) -> dict[str, Any]:
+    """The local parameter overrides file (YAML mapping of parameter name -> value)."""
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise TemplateError(f"{path}: expected a mapping of parameter names to values")
+    return data
+
+
+def stack_name_from_samconfig(root: Path) -> str | None:
+    import tomllib
+
+    config = root / "samconfig.toml"
+    if not config.exists():
+        return None
+    data = tomllib.loads(config.read_text())
+    name = data.get("default", {}).get("deploy", {}).get("parameters", {}).get("stack_name")
+    return str(name) if name else None
+
+
+class _Names:
+    """Physical names and attributes, chosen like CloudFormation (deterministic locally)."""
+
+    def __init__(self, template: Mapping[str, Any], pseudo: Pseudo) -> None:
+        self._resources: dict[str, Any] = template.get("Resources", {})
+        self._pseudo = pseudo
+        self.resolver: Resolver
+        self._cache: dict[str, str] = {}
+
+    def _suffix(self, logical_id: str) -> str:
+        digest = hashlib.sha256(f"{self._pseudo.stack_name}/{logical_id}".encode()).hexdigest()
+        return digest[:12].upper()
+
+    def _generated(self, logical_id: str, limit: int) -> str:
+        prefix = f"{self._pseudo.stack_name}-{logical_id}"[: limit - 13]
+        return f"{prefix}-{self._suffix(logical_id)}"
+
+    def name(self, logical_id: str) -> str:
+        if logical_id in self._cache:
+            return self._cache[logical_id]
+        if _implicit_role_owner(logical_id, self._resources):
+            return self._generated(logical_id, 64)
+        if logical_id == IMPLICIT_HTTP_API:
+            return self._api_id(logical_id)
+        resource = self._resources.get(logical_id)
+        if resource is None:
+            raise TemplateError(f"Ref/GetAtt to unknown resource {logical_id}")
+        kind = resource["Type"]
+        props = resource.get("Properties", {})
+        explicit = _NAME_PROPERTY.get(kind)
+        if explicit and explicit in props:
+            name = str(self.resolver.value(props[explicit]))
+        elif kind == "AWS::S3::Bucket":
+            name = self._generated(logical_id, 63).lower()
+        elif kind == SAM_HTTP_API:
+            name = self._api_id(logical_id)
+        elif kind == "AWS::Logs::LogGroup":
+            name = self._generated(logical_id, 512)
+        else:
+            name = self._generated(logical_id, 64)
+        self._cache[logical_id] = name
+        return name
+
+    def _api_id(self, logical_id: str) -> str:
+        return self._suffix(logical_id).lower()[:10]
+
+    def _arn(self, service: str, resource: str, region: bool = True) -> str:
+        p = self._pseudo
+        where = f"{p.region}:{p.account_id}" if region else f":{p.account_id}"
+        return f"arn:{p.partition}:{service}:{where}:{resource}"
+
+    def arn(self, logical_id: str) -> str:
+        kind = self.type_of(logical_id)
+        name = self.name(logical_id)
+        if kind == "AWS::S3::Bucket":
+            return f"arn:{self._pseudo.partition}:s3:::{name}"
+        if kind == "AWS::IAM::Role":
+            return self._arn("iam", f"role/{name}", region=False)
+        if kind in ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"):
+            return self._arn("dynamodb", f"table/{name}")
+        if kind == "AWS::Logs::LogGroup":
+            return self._arn("logs", f"log-group:{name}:*")
+        if kind == SAM_FUNCTION:
+            return self._arn("lambda", f"function:{name}")
+        if kind == SAM_LAYER:
+            return self._arn("lambda", f"layer:{name}:1")
+        if kind == SAM_STATE_MACHINE:
+            return self._arn("states", f"stateMachine:{name}")
+        if kind == "AWS::SNS::Topic":
+            return self._arn("sns", name)
+        if kind == "AWS::SQS::Queue":
+            return self._arn("sqs", name)
+        if kind == "AWS::Events::Rule":
+            return self._arn("events", f"rule/{name}")
+        if kind == "AWS::IAM::ManagedPolicy":
+            return self._arn("iam", f"policy/{name}", region=False)
+        raise TemplateError(f"{logical_id} ({kind}) has no ARN in the local cloud")
+
+    def type_of(self, logical_id: str) -> str:
+        if _implicit_role_owner(logical_id, self._resources):
+            return "AWS::IAM::Role"
+        if logical_id == IMPLICIT_HTTP_API:
+            return SAM_HTTP_API
+        if logical_id not in self._resources:
+            raise TemplateError(f"Ref/GetAtt to unknown resource {logical_id}")
+        return self._resources[logical_id]["Type"]
+
+    def ref(self, logical_id: str) -> Any:
+        kind = self.type_of(logical_id)
+        if kind in (SAM_LAYER, SAM_STATE_MACHINE, "AWS::SNS::Topic", "AWS::IAM::ManagedPolicy"):
+            return self.arn(logical_id)
+        if kind == "AWS::SQS::Queue":
+            p = self._pseudo
+            return f"https://sqs.{p.region}.{p.url_suffix}/{p.account_id}/{self.name(logical_id)}"
+        return self.name(logical_id)
+
+    def get_att(self, logical_id: str, attribute: str) -> Any:
+        kind = self.type_of(logical_id)
+        name = self.name(logical_id)
+        p = self._pseudo
+        special = {
+            ("AWS::S3::Bucket", "DomainName"): f"{name}.s3.{p.url_suffix}",
+            ("AWS::S3::Bucket", "RegionalDomainName"): f"{name}.s3.{p.region}.{p.url_suffix}",
+            (SAM_STATE_MACHINE, "Name"): name,
+            ("AWS::SNS::Topic", "TopicName"): name,
+            ("AWS::SNS::Topic", "TopicArn"): self.arn(logical_id)
+            if kind == "AWS::SNS::Topic"
+            else None,
+            ("AWS::SQS::Queue", "QueueName"): name,
+            ("AWS::IAM::Role", "RoleId"): f"AROA{self._suffix(logical_id)}",
+            (SAM_HTTP_API, "ApiId"): name,
+            (SAM_HTTP_API, "ApiEndpoint"): f"https://{name}.execute-api.{p.region}.{p.url_suffix}",
+        }
+        if (kind, attribute) in special:
+            return special[(kind, attribute)]
+        if attribute == "Arn":
+            return self.arn(logical_id)
+        raise TemplateError(f"Fn::GetAtt {logical_id}.{attribute} ({kind}) is not supported")
+
+
+_NAME_PROPERTY = {
+    "AWS::S3::Bucket": "BucketName",
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::IAM::Role": "RoleName",
+    "AWS::IAM::ManagedPolicy": "ManagedPolicyName",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::SNS::Topic": "TopicName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::Events::Rule": "Name",
+    SAM_FUNCTION: "FunctionName",
+    SAM_LAYER: "LayerName",
+    SAM_STATE_MACHINE: "Name",
+}
+
+
+def _implicit_role_owner(logical_id: str, resources: Mapping[str, Any]) -> str | None:
+    """SAM creates ``<Id>Role`` for a function or state machine that names no Role."""
+    if not logical_id.endswith("Role") or logical_id in resources:
+        return None
+    owner = resources.get(logical_id[: -len("Role")])
+    if (
+        owner
+        and owner["Type"] in (SAM_FUNCTION, SAM_STATE_MACHINE)
+        and "Role" not in owner.get("Properties", {})
+    ):
+        return logical_id[: -len("Role")]
+    return None
+
+
+def _merge_globals(global_props: Mapping[str, Any], local: Mapping[str, Any]) -> dict[str, Any]:
+    """SAM Globals: maps merge (local wins), lists concatenate (globals first), scalars override."""
+    merged = dict(global_props)
+    for key, value in local.items():
+        base = merged.get(key)
+        if isinstance(base, dict) and isinstance(value, dict):
+            merged[key] = _merge_globals(base, value)
+        elif isinstance(base, list) and isinstance(value, list):
+            merged[key] = base + value
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve_stack(
+    template_path: Path,
+    *,
+    region: str,
+    stack_name: str,
+    overrides: Mapping[str, Any] | None = None,
+) -> Stack:
+    """The stack CloudFormation would create from ``template_path`` with ``overrides``."""
+    template = load_template(template_path)
+    root = template_path.resolve().parent
+    pseudo = Pseudo(region=region, stack_name=stack_name)
+    parameters = resolve_parameters(template.get("Parameters", {}), overrides or {})
+    names = _Names(template, pseudo)
+    resolver = Resolver(template, parameters, pseudo, names)
+    names.resolver = resolver
+    builder = _Builder(template, root, resolver, names, pseudo)
+    stack = Stack(
+        name=stack_name,
+        region=region,
+        account_id=pseudo.account_id,
+        root=root,
+        parameters=parameters,
+    )
+    builder.build(stack)
+    return stack
+
+
+class _Builder:
+    def __init__(
+        self,
+        template: Mapping[str, Any],
+        root: Path,
+        resolver: Resolver,
+        names: _Names,
+        pseudo: Pseudo,
+    ) -> None:
+        self.template = template
+        self.root = root
+        self.r = resolver
+        self.names = names
+        self.pseudo = pseudo
+        self.globals = template.get("Globals", {})
+
+    def build(self, stack: Stack) -> None:
+        transform = self.template.get("Transform")
+        transforms = transform if isinstance(transform, list) else [transform]
+        extra = [t for t in transforms if t and t != "AWS::Serverless-2016-10-31"]
+        if extra:
+            raise TemplateError(f"transform(s) {extra} are not supported by the local cloud")
+        resources: dict[str, Any] = self.template.get("Resources", {})
+        active = {
+            lid: res
+            for lid, res in resources.items()
+            if "Condition" not in res or self.r.condition(res["Condition"])
+        }
+        for lid, res in active.items():
+            kind = res.get("Type", "")
+            if kind not in DEPLOYED and kind not in NO_LOCAL_EFFECT:
+                raise TemplateError(f"resource {lid}: type {kind} is not supported locally")
+        # Layers first: functions refer to them.
+        for lid, res in active.items():
+            if res["Type"] == SAM_LAYER:
+                stack.layers.append(self._layer(lid, res))
+        for lid, res in active.items():
+            kind = res["Type"]
+            props = self._properties(kind, res)
+            if kind == SAM_LAYER:
+                continue
+            if kind == SAM_FUNCTION:
+                self._function(stack, lid, props)
+            elif kind == SAM_STATE_MACHINE:
+                self._state_machine(stack, lid, props)
+            elif kind == SAM_HTTP_API:
+                stack.http_apis[lid] = self.names.name(lid)
+                self._note_http_api(stack, lid, props)
+            elif kind == "AWS::Events::Rule":
+                self._plain_rule(stack, lid, props)
+            elif kind in NO_LOCAL_EFFECT:
+                stack.not_emulated.append(f"{lid} ({kind}): no local effect")
+            else:
+                stack.resources.append(
+                    Resource(lid, kind, self.names.name(lid), self.names.arn(lid), props)
+                )
+        stack.outputs = {
+            key: self.r.value(out.get("Value"))
+            for key, out in self.template.get("Outputs", {}).items()
+            if "Condition" not in out or self.r.condition(out["Condition"])
+        }
+
+    def _properties(self, kind: str, res: Mapping[str, Any]) -> dict[str, Any]:
+        props = res.get("Properties", {})
+        global_key = {
+            SAM_FUNCTION: "Function",
+            SAM_STATE_MACHINE: "StateMachine",
+            SAM_HTTP_API: "HttpApi",
+            SAM_LAYER: "LayerVersion",
+        }.get(kind)
+        if global_key and global_key in self.globals:
+            props = _merge_globals(self.globals[global_key], props)
+        return props
+
+    def _path(self, lid: str, prop: str, value: Any) -> Path:
+        if not isinstance(value, str) or value.startswith("s3://"):
+            raise TemplateError(f"{lid}.{prop}: only a local path is supported, got {value!r}")
+        path = (self.root / value).resolve()
+        if not path.exists():
+            raise TemplateError(f"{lid}.{prop}: {path} does not exist")
+        return path
+
+    def _layer(self, lid: str, res: Mapping[str, Any]) -> Layer:
+        props = self._properties(SAM_LAYER, res)
+        content = self._path(lid, "ContentUri", self.r.value(props.get("ContentUri")))
+        build = str(res.get("Metadata", {}).get("BuildMethod", ""))
+        return Layer(
+            logical_id=lid,
+            name=self.names.name(lid),
+            arn=self.names.arn(lid),
+            content_dir=content,
+            python_layer=build.startswith("python"),
+        )
+
+    def _function(self, stack: Stack, lid: str, raw: Mapping[str, Any]) -> None:
+        if raw.get("PackageType", "Zip") != "Zip" or "InlineCode" in raw:
+            raise TemplateError(f"function {lid}: only CodeUri (Zip) functions run locally")
+        props = {k: v for k, v in raw.items() if k != "Events"}
+        props = self.r.value(props)
+        layers: list[Layer] = []
+        external: list[str] = []
+        by_arn = {layer.arn: layer for layer in stack.layers}
+        for arn in props.get("Layers", []):
+            if arn in by_arn:
+                layers.append(by_arn[arn])
+            else:
+                external.append(arn)
+        name = self.names.name(lid)
+        variables = {
+            str(k): _env_text(v)
+            for k, v in props.get("Environment", {}).get("Variables", {}).items()
+        }
+        environment = {k: map_opt_path(v, layers, f"{lid} {k}") for k, v in variables.items()}
+        role = props.get("Role") or self.names.arn(f"{lid}Role")
+        logging = props.get("LoggingConfig", {})
+        reserved = props.get("ReservedConcurrentExecutions")
+        fn = Function(
+            logical_id=lid,
+            name=name,
+            arn=self.names.arn(lid),
+            role_arn=role,
+            code_dir=self._path(lid, "CodeUri", props.get("CodeUri", ".")),
+            handler=str(props.get("Handler", "")),
+            runtime=str(props.get("Runtime", "python3.13")),
+            timeout=int(props.get("Timeout", 3)),
+            memory_mb=int(props.get("MemorySize", 128)),
+            environment=environment,
+            layers=tuple(layers),
+            external_layers=tuple(external),
+            reserved_concurrency=None if reserved is None else int(reserved),
+            log_group=str(logging.get("LogGroup") or f"/aws/lambda/{name}"),
+            routes=tuple(self._routes(lid, raw.get("Events", {}))),
+        )
+        if not fn.runtime.startswith("python"):
+            raise TemplateError(f"function {lid}: runtime {fn.runtime} does not run locally")
+        if "." not in fn.handler:
+            raise TemplateError(f"function {lid}: Handler {fn.handler!r} is not module.function")
+        stack.functions.append(fn)
+        for arn in external:
+            stack.not_emulated.append(
+                f"{lid}: layer {arn} is not local; its packages come from the local environment"
+            )
+        if "Role" not in props:
+            self._implicit_role(stack, f"{lid}Role", "lambda.amazonaws.com")
+
+    def _routes(self, lid: str, events: Mapping[str, Any]) -> list[Route]:
+        routes = []
+        for event_id, event in events.items():
+            if event.get("Type") != "HttpApi":
+                raise TemplateError(
+                    f"function {lid}: event {event_id} of type {event.get('Type')} "
+                    "is not supported locally (HttpApi only)"
+                )
+            props = self.r.value(event.get("Properties", {}))
+            api_id = props.get("ApiId") or self.names.name(IMPLICIT_HTTP_API)
+            method = str(props.get("Method", "ANY")).upper()
+            path = str(props.get("Path", "$default"))
+            routes.append(
+                Route(
+                    api_id=api_id,
+                    method="ANY" if method in ("X-AMAZON-APIGATEWAY-ANY-METHOD", "*") else method,
+                    path=path,
+                    payload_format=str(props.get("PayloadFormatVersion", "2.0")),
+                    timeout_ms=int(props.get("TimeoutInMillis", 30000)),
+                )
+            )
+            if props.get("PayloadFormatVersion", "2.0") != "2.0":
+                raise TemplateError(f"function {lid}: only HTTP API payload format 2.0 is local")
+        return routes
+
+    def _note_http_api(self, stack: Stack, lid: str, props: Mapping[str, Any]) -> None:
+        ignored = sorted(set(props) & {"Auth", "CorsConfiguration", "Domain", "AccessLogSettings"})
+        if ignored:
+            stack.not_emulated.append(f"{lid}: {', '.join(ignored)} not emulated")
+
+    def _implicit_role(self, stack: Stack, lid: str, service: str) -> None:
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+            ],
+        }
+        stack.resources.append(
+            Resource(
+                lid,
+                "AWS::IAM::Role",
+                self.names.name(lid),
+                self.names.arn(lid),
+                {"AssumeRolePolicyDocument": policy},
+            )
+        )
+
+    def _state_machine(self, stack: Stack, lid: str, raw: Mapping[str, Any]) -> None:
+        props = self.r.value({k: v for k, v in raw.items() if k != "Events"})
+        substitutions = {k: str(v) for k, v in props.get("DefinitionSubstitutions", {}).items()}
+        if "DefinitionUri" in props:
+            path = self._path(lid, "DefinitionUri", props["DefinitionUri"])
+            # CloudFormation substitutes the raw text: placeholders may stand for numbers.
+            text = substitute_definition(path.read_text(), substitutions, lid)
+            try:
+                definition = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+            except (ValueError, yaml.YAMLError) as exc:
+                raise TemplateError(f"state machine {lid}: {path.name} is invalid: {exc}") from exc
+        elif "Definition" in props:
+            text = substitute_definition(json.dumps(props["Definition"]), substitutions, lid)
+            definition = json.loads(text)
+        else:
+            raise TemplateError(f"state machine {lid}: needs Definition or DefinitionUri")
+        body = json.dumps(definition, indent=2)
+        sm_type = str(props.get("Type", "STANDARD"))
+        if sm_type != "STANDARD":
+            raise TemplateError(f"state machine {lid}: only STANDARD workflows run locally")
+        role = props.get("Role") or self.names.arn(f"{lid}Role")
+        machine = StateMachine(lid, self.names.name(lid), self.names.arn(lid), role, body, sm_type)
+        stack.state_machines.append(machine)
+        if "Role" not in props:
+            self._implicit_role(stack, f"{lid}Role", "states.amazonaws.com")
+        for key in ("Logging", "Tracing"):
+            if key in props:
+                stack.not_emulated.append(f"{lid}: {key} is not emulated locally")
+        for event_id, event in raw.get("Events", {}).items():
+            if event.get("Type") not in ("EventBridgeRule", "CloudWatchEvent"):
+                raise TemplateError(
+                    f"state machine {lid}: event {event_id} of type {event.get('Type')} "
+                    "is not supported locally (EventBridgeRule only)"
+                )
+            self._sam_rule(stack, lid, machine, event_id, self.r.value(event["Properties"]))
+
+    def _sam_rule(
+        self,
+        stack: Stack,
+        lid: str,
+        machine: StateMachine,
+        event_id: str,
+        props: Mapping[str, Any],
+    ) -> None:
+        for unsupported in ("Input", "InputPath", "InputTransformer"):
+            if unsupported in props:
+                raise TemplateError(f"{lid}.{event_id}: {unsupported} is not supported locally")
+        rule_lid = f"{lid}{event_id}"
+        name = str(props.get("RuleName") or self.names._generated(rule_lid, 64))
+        role_lid = f"{rule_lid}Role"
+        stack.rules.append(
+            EventRule(
+                name=name,
+                arn=self.names._arn("events", f"rule/{name}"),
+                bus=str(props.get("EventBusName", "default")),
+                pattern=props["Pattern"],
+                enabled=str(props.get("State", "ENABLED")) == "ENABLED",
+                target_arn=machine.arn,
+                target_id=str(props.get("Target", {}).get("Id", f"{rule_lid}StepFunctionsTarget")),
+                role_arn=self.names._arn(
+                    "iam", f"role/{self.names._generated(role_lid, 64)}", region=False
+                ),
+            )
+        )
+
+    def _plain_rule(self, stack: Stack, lid: str, props: Mapping[str, Any]) -> None:
+        props = self.r.value(props)
+        if "EventPattern" not in props:
+            raise TemplateError(f"rule {lid}: only EventPattern rules are supported locally")
+        for target in props.get("Targets", []):
+            if ":states:" not in target["Arn"]:
+                raise TemplateError(f"rule {lid}: only Step Functions targets run locally")
+            stack.rules.append(
+                EventRule(
+                    name=self.names.name(lid),
+                    arn=self.names.arn(lid),
+                    bus=str(props.get("EventBusName", "default")),
+                    pattern=props["EventPattern"],
+                    enabled=str(props.get("State", "ENABLED")) == "ENABLED",
+                    target_arn=target["Arn"],
+                    target_id=target["Id"],
+                    role_arn=str(target.get("RoleArn", "")),
+                )
+            )
+
+
+def _env_text(value: Any) -> str:
+    if value is NO_VALUE:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (dict, list)):
+        raise TemplateError(f"environment values must be strings, got {value!r}")
+    return str(value)
+
+
+def map_opt_path(value: str, layers: tuple[Layer, ...] | list[Layer], where: str) -> str:
+    """Point an /opt path (where Lambda mounts layers) at the layer's local directory."""
+    if value != "/opt" and not value.startswith("/opt/"):
+        return value
+    rel = value[len("/opt/") :] if value != "/opt" else ""
+    candidates: list[Path] = []
+    for layer in layers:
+        if layer.python_layer:
+            if rel == "python" or rel.startswith("python/"):
+                candidates.append(layer.content_dir / rel[len("python/") :])
+        else:
+            candidates.append(layer.content_dir / rel)
+    existing = [c for c in candidates if c.exists()]
+    chosen = existing or candidates
+    if len(chosen) != 1:
+        detail = "no layer of this function provides it" if not chosen else "several layers do"
+        raise TemplateError(f"{where}: cannot map {value} to a local layer directory: {detail}")
+    return str(chosen[0])
+
+
+_PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
+
+
+def substitute_definition(body: str, substitutions: Mapping[str, str], where: str) -> str:
+    """Fill ``${Name}`` placeholders like CloudFormation's DefinitionSubstitutions."""
+    missing = sorted({m for m in _PLACEHOLDER.findall(body) if m not in substitutions})
+    if missing:
+        raise TemplateError(f"state machine {where}: no DefinitionSubstitutions for {missing}")
+    return _PLACEHOLDER.sub(lambda m: substitutions[m.group(1)], body)

@@ -1,0 +1,113 @@
+"""S3 -> EventBridge -> Step Functions, the way the template wires it on AWS.
+
+moto 5.2.5 sends S3 events to EventBridge rules, but its event differs from AWS's
+(``eTag`` instead of ``etag``, a constant ``sequencer``, a float ``time``) and its rules
+cannot target a state machine. Here the event is built like AWS's (aws-facts §9) and
+every rule of the default bus is evaluated with moto's own pattern matcher (prefix,
+suffix, wildcard, anything-but, ...); a matching rule's Step Functions targets each start
+one execution with the event as input, as EventBridge does.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from moto.events.models import EventPattern
+
+# s3:ObjectCreated:Put -> the API call AWS names as the event's reason
+_REASONS = {
+    "s3:ObjectCreated:Put": "PutObject",
+    "s3:ObjectCreated:Post": "PostObject",
+    "s3:ObjectCreated:Copy": "CopyObject",
+    "s3:ObjectCreated:CompleteMultipartUpload": "CompleteMultipartUpload",
+    "s3:ObjectRemoved:Delete": "DeleteObject",
+    "s3:ObjectRemoved:DeleteMarkerCreated": "DeleteObject",
+}
+
+_sequencer_lock = threading.Lock()
+_last_sequencer = 0
+
+
+def next_sequencer() -> str:
+    """A strictly increasing hex sequencer, like S3's per-key ordering token."""
+    global _last_sequencer
+    with _sequencer_lock:
+        _last_sequencer = max(_last_sequencer + 1, time.time_ns())
+        return f"{_last_sequencer:016X}"
+
+
+def s3_event(
+    *,
+    detail_type: str,
+    event_name: str,
+    bucket: str,
+    key: str,
+    size: int,
+    etag: str,
+    version_id: str | None,
+    region: str,
+    account_id: str,
+) -> dict[str, Any]:
+    """An S3 event as EventBridge delivers it (docs: S3 user guide, EventBridge events)."""
+    obj: dict[str, Any] = {"key": key, "size": size, "etag": etag.strip('"')}
+    if version_id and version_id != "null":
+        obj["version-id"] = version_id
+    obj["sequencer"] = next_sequencer()
+    now = datetime.datetime.now(datetime.UTC)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": "aws.s3",
+        "account": account_id,
+        "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": obj,
+            "request-id": uuid.uuid4().hex[:16].upper(),
+            "requester": account_id,
+            "source-ip-address": "127.0.0.1",
+            "reason": _REASONS.get(event_name, event_name.split(":")[1]),
+        },
+    }
+
+
+class RuleLike(Protocol):
+    """What is read from a rule (moto's ``moto.events.models.Rule`` has these)."""
+
+    name: str
+    state: str
+    event_pattern: EventPattern
+    targets: list[dict[str, Any]]
+
+
+# Starts an execution: (state machine ARN, execution name, input JSON) -> execution ARN
+StartExecution = Callable[[str, str, str], str]
+
+
+def matches(pattern: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
+    """EventBridge's pattern matching, as moto implements it."""
+    return EventPattern.load(json.dumps(pattern)).matches_event(dict(event))
+
+
+def deliver(
+    event: Mapping[str, Any], rules: Iterable[RuleLike], start: StartExecution
+) -> list[str]:
+    """Send ``event`` to every enabled matching rule; returns the executions started."""
+    started = []
+    for rule in rules:
+        if rule.state != "ENABLED" or not rule.event_pattern.matches_event(dict(event)):
+            continue
+        for target in rule.targets:
+            if ":states:" in target["Arn"]:
+                started.append(start(target["Arn"], str(uuid.uuid4()), json.dumps(event)))
+    return started
