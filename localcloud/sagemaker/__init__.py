@@ -14,6 +14,7 @@ import pathlib
 import sys
 
 from . import patches, settings
+from .autoscaling import SCALER
 
 __all__ = ["install", "shutdown", "uninstall"]
 
@@ -47,6 +48,7 @@ def install(
         )
     )
     patches.apply()
+    SCALER.start()
     if not _atexit_registered:
         atexit.register(shutdown)
         _atexit_registered = True
@@ -55,10 +57,11 @@ def install(
 def shutdown() -> None:
     """Stop every training and model-server process this module started (also registered
     atexit). The patches stay: new jobs and endpoints can still start."""
-    patches.stop_everything()
+    patches.stop_processes()
 
 
 def uninstall() -> None:
     """``shutdown()`` and restore moto's own behaviour (tests that need stock moto)."""
+    SCALER.stop()
     shutdown()
     patches.revert()

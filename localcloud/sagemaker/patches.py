@@ -1,34 +1,50 @@
-"""The changes to moto's SageMaker classes; applied once, reverted by ``revert()``."""
+"""The changes to moto's SageMaker and SageMaker Runtime classes.
+
+Request handlers (``SageMakerResponse``) are wrapped or added so that moto keeps its own
+validation and bookkeeping and the local runtime does the work: training runs, fleets,
+routing. ``apply()`` patches once; ``revert()`` restores moto.
+"""
 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
+from moto.core.common_types import TYPE_RESPONSE
 from moto.core.responses import ActionResult, EmptyResult
 from moto.sagemaker.exceptions import ResourceInUseException, ResourceNotFound, ValidationError
-from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
+from moto.sagemaker.models import (
+    FakeEndpoint,
+    FakeEndpointConfig,
+    FakeTrainingJob,
+    SageMakerModelBackend,
+)
 from moto.sagemaker.responses import SageMakerResponse
+from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
 from . import settings
-from .registry import Registry
-from .training import TrainingRun, check_metric_definitions
+from .autoscaling import deregister_endpoint
+from .hosting import ENDPOINTS, EndpointRuntime, InvokeError, not_found
+from .training import TRAINING_RUNS, TrainingRun, check_metric_definitions
 
 _MISSING = object()
 _originals: dict[tuple[type, str], Any] = {}
 
-TRAINING_RUNS: Registry[TrainingRun] = Registry()
 
-
-def _patch(cls: type, name: str, func: Callable[..., Any]) -> None:
+def _patch(cls: type, name: str, value: Any) -> None:
     _originals.setdefault((cls, name), cls.__dict__.get(name, _MISSING))
-    setattr(cls, name, func)
+    setattr(cls, name, value)
 
 
-def _original(cls: type, name: str) -> Any:
+def _original(cls: type, name: str) -> Callable[..., Any]:
     original = _originals[(cls, name)]
     return getattr(super(cls, cls), name) if original is _MISSING else original
+
+
+# --- training jobs -------------------------------------------------------------------
 
 
 def create_training_job(self: SageMakerResponse) -> ActionResult:
@@ -41,12 +57,11 @@ def create_training_job(self: SageMakerResponse) -> ActionResult:
             "Training job names must be unique within an AWS account and region, and a "
             f"training job with this name already exists ({backend.training_jobs[name].arn})"
         )
-    check_metric_definitions(
-        (request.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []
-    )
+    spec = request.get("AlgorithmSpecification") or {}
+    check_metric_definitions(spec.get("MetricDefinitions") or [])
     result = _original(SageMakerResponse, "create_training_job")(self)
     job = backend.training_jobs[name]
-    job.algorithm_specification = request["AlgorithmSpecification"]
+    job.algorithm_specification = spec
     run = TrainingRun(job, self.current_account, self.region, request, settings.current())
     TRAINING_RUNS.put((self.current_account, self.region, name), run)
     run.start()
@@ -60,16 +75,143 @@ def stop_training_job(self: SageMakerResponse) -> EmptyResult:
         raise ResourceNotFound(f"Could not find training job '{arn}'.")
     run = TRAINING_RUNS.get((self.current_account, self.region, name))
     if run is None:
-        raise ValidationError(f"Training job {name} is not running in this local cloud.")
+        raise ValidationError(f"Training job {name} was not started by this local cloud.")
     run.request_stop()
     return EmptyResult()
 
 
+# --- endpoints -----------------------------------------------------------------------
+
+
+def _endpoint_arn(self: SageMakerResponse, name: str) -> str:
+    return FakeEndpoint.arn_formatter(name, self.current_account, self.region)
+
+
+def _config(self: SageMakerResponse, name: str) -> dict[str, Any]:
+    config = self.sagemaker_backend.endpoint_configs.get(name)
+    if config is None:
+        arn = FakeEndpointConfig.arn_formatter(name, self.current_account, self.region)
+        raise ValidationError(f"Could not find endpoint configuration '{arn}'.")
+    return {
+        "EndpointConfigName": name,
+        "ProductionVariants": copy.deepcopy(config.production_variants),
+    }
+
+
+def _runtime(self: SageMakerResponse, name: str) -> EndpointRuntime:
+    runtime = ENDPOINTS.get((self.current_account, self.region, name))
+    if runtime is None or name not in self.sagemaker_backend.endpoints:
+        raise ValidationError(f"Could not find endpoint '{_endpoint_arn(self, name)}'.")
+    return runtime
+
+
+def _require_in_service(self: SageMakerResponse, runtime: EndpointRuntime) -> None:
+    if runtime.busy or runtime.endpoint.endpoint_status != "InService":
+        raise ValidationError(
+            f"Cannot update in-progress endpoint '{_endpoint_arn(self, runtime.name)}'."
+        )
+
+
+def create_endpoint(self: SageMakerResponse) -> ActionResult:
+    name = self._get_param("EndpointName")
+    if name in self.sagemaker_backend.endpoints:
+        raise ValidationError(
+            f"Cannot create already existing endpoint '{_endpoint_arn(self, name)}'."
+        )
+    config = _config(self, self._get_param("EndpointConfigName"))
+    result = _original(SageMakerResponse, "create_endpoint")(self)
+    endpoint = self.sagemaker_backend.endpoints[name]
+    runtime = EndpointRuntime(
+        endpoint, self.sagemaker_backend, self.current_account, self.region, settings.current()
+    )
+    ENDPOINTS.put((self.current_account, self.region, name), runtime)
+    runtime.create(config)
+    return result
+
+
+def update_endpoint(self: SageMakerResponse) -> ActionResult:
+    runtime = _runtime(self, self._get_param("EndpointName"))
+    config = _config(self, self._get_param("EndpointConfigName"))
+    _require_in_service(self, runtime)
+    excluded = {
+        item["VariantPropertyType"]
+        for item in self._get_param("ExcludeRetainedVariantProperties") or []
+    }
+    runtime.update(config, bool(self._get_param("RetainAllVariantProperties")), excluded)
+    return ActionResult({"EndpointArn": runtime.endpoint.arn})
+
+
+def update_endpoint_weights_and_capacities(self: SageMakerResponse) -> ActionResult:
+    runtime = _runtime(self, self._get_param("EndpointName"))
+    _require_in_service(self, runtime)
+    counts: dict[str, int] = {}
+    weights: dict[str, float] = {}
+    for item in self._get_param("DesiredWeightsAndCapacities") or []:
+        variant = item["VariantName"]
+        if variant in counts or variant in weights:
+            raise ValidationError(
+                f'The variant name "{variant}" was non-unique within the request.'
+            )
+        if variant not in runtime.fleets:
+            raise ValidationError(
+                f'The variant name(s) "{variant}" is/are not present within endpoint '
+                f'configuration "{runtime.endpoint.endpoint_config_name}".'
+            )
+        if item.get("DesiredInstanceCount") is not None:
+            counts[variant] = int(item["DesiredInstanceCount"])
+        if item.get("DesiredWeight") is not None:
+            weights[variant] = float(item["DesiredWeight"])
+    runtime.scale(counts, weights)
+    return ActionResult({"EndpointArn": runtime.endpoint.arn})
+
+
+def delete_endpoint(self: SageMakerResponse) -> EmptyResult:
+    name = self._get_param("EndpointName")
+    result = _original(SageMakerResponse, "delete_endpoint")(self)
+    runtime = ENDPOINTS.pop((self.current_account, self.region, name))
+    if runtime is not None:
+        runtime.close()
+    deregister_endpoint(self.current_account, self.region, name)
+    return result
+
+
+def invoke_endpoint(self: SageMakerRuntimeResponse) -> TYPE_RESPONSE:
+    # the endpoint name is in the path: /endpoints/<name>/invocations
+    name = unquote(self.path.split("/")[2])
+    try:
+        runtime = ENDPOINTS.get((self.current_account, self.region, name))
+        if runtime is None:
+            raise not_found(name, self.current_account)
+        reply, variant = runtime.invoke(self.raw_body or b"", self.headers)
+    except InvokeError as exc:
+        # moto takes the HTTP status from the "status" header, not the tuple
+        headers = {
+            "status": str(exc.status),
+            "x-amzn-ErrorType": exc.code,
+            "Content-Type": "application/json",
+        }
+        return exc.status, headers, json.dumps(exc.fields)
+    headers = {"Content-Type": reply.content_type, "x-Amzn-Invoked-Production-Variant": variant}
+    if reply.custom_attributes:
+        headers["X-Amzn-SageMaker-Custom-Attributes"] = reply.custom_attributes
+    return 200, headers, reply.body
+
+
+# --- lifetime ------------------------------------------------------------------------
+
+
 def reset(self: SageMakerModelBackend) -> None:
     """An account reset (end of ``mock_aws``, ``/moto-api/reset``) also stops its processes."""
-    for run in TRAINING_RUNS.pop_where(self.account_id, self.region_name):
-        run.abandon()
+    stop_processes(self.account_id, self.region_name)
     _original(SageMakerModelBackend, "reset")(self)
+
+
+def stop_processes(account_id: str | None = None, region: str | None = None) -> None:
+    """Stop the training runs and fleets of one account and region (all when None)."""
+    for run in TRAINING_RUNS.pop_where(account_id, region):
+        run.abandon()
+    for runtime in ENDPOINTS.pop_where(account_id, region):
+        runtime.stop()
 
 
 def apply() -> None:
@@ -77,6 +219,16 @@ def apply() -> None:
         return
     _patch(SageMakerResponse, "create_training_job", create_training_job)
     _patch(SageMakerResponse, "stop_training_job", stop_training_job)
+    _patch(SageMakerResponse, "create_endpoint", create_endpoint)
+    _patch(SageMakerResponse, "update_endpoint", update_endpoint)
+    _patch(
+        SageMakerResponse,
+        "update_endpoint_weights_and_capacities",
+        update_endpoint_weights_and_capacities,
+    )
+    _patch(SageMakerResponse, "delete_endpoint", delete_endpoint)
+    _patch(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
+    _patch(SageMakerRuntimeResponse, "use_raw_body", True)  # image bodies are not UTF-8
     _patch(SageMakerModelBackend, "reset", reset)
 
 
@@ -87,8 +239,3 @@ def revert() -> None:
         else:
             setattr(cls, name, original)
     _originals.clear()
-
-
-def stop_everything() -> None:
-    for run in TRAINING_RUNS.pop_where():
-        run.abandon()

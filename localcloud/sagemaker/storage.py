@@ -135,6 +135,10 @@ def extract(archive: Path, dest: Path) -> None:
 _logs_lock = threading.Lock()
 
 
+def log_group_arn(account_id: str, region: str, group: str) -> str:
+    return f"arn:{get_partition(region)}:logs:{region}:{account_id}:log-group:{group}"
+
+
 class LogStream:
     """One CloudWatch Logs stream in the local account (created if missing)."""
 
@@ -142,8 +146,7 @@ class LogStream:
         self._backend = logs_backends[account_id][region]
         self.group = group
         self.stream = stream
-        partition = get_partition(region)
-        self.group_arn = f"arn:{partition}:logs:{region}:{account_id}:log-group:{group}"
+        self.group_arn = log_group_arn(account_id, region, group)
         self.arn = f"{self.group_arn}:log-stream:{stream}"
         with _logs_lock:
             with contextlib.suppress(ResourceAlreadyExistsException):

@@ -21,6 +21,7 @@ from moto.sagemaker.exceptions import ValidationError
 
 from . import toolkit
 from .children import Child, LogFile, free_port
+from .registry import Registry
 from .settings import Settings
 from .storage import S3, LogStream, StorageError, extract, link_tree, pack_dirs
 
@@ -411,3 +412,6 @@ class TrainingRun:
             seconds = max(1, int((end - start).total_seconds()))
             job.training_time_in_seconds = job.billable_time_in_seconds = seconds
             job.training_job_status = status
+
+
+TRAINING_RUNS: Registry[TrainingRun] = Registry()

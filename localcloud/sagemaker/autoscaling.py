@@ -1,0 +1,210 @@
+"""Application Auto Scaling for local endpoint variants, applied by one background thread.
+
+For each in-service variant with a scalable target (``endpoint/<e>/variant/<v>``,
+``sagemaker:variant:DesiredInstanceCount``) the scaler keeps the instance count within
+[MinCapacity, MaxCapacity] and follows target-tracking policies on
+``SageMakerVariantInvocationsPerInstance``: invocations per instance per minute, measured
+over the last minute, against the policy's TargetValue, with the policy's cooldowns.
+Minutes and cooldowns run on the accelerated clock of ``install(time_scale=...)``. The
+same pass replaces instances whose process died.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from moto.applicationautoscaling.models import applicationautoscaling_backends
+
+from . import settings
+from .fleet import VariantFleet
+from .hosting import ENDPOINTS, EndpointRuntime
+
+logger = logging.getLogger(__name__)
+
+DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+METRIC = "SageMakerVariantInvocationsPerInstance"
+DEFAULT_COOLDOWN_S = 300.0
+MINUTE_S = 60.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    target: float
+    scale_in_cooldown: float
+    scale_out_cooldown: float
+    disable_scale_in: bool
+
+
+@dataclass(frozen=True)
+class Limits:
+    minimum: int
+    maximum: int
+    scale_out_suspended: bool = False
+    scale_in_suspended: bool = False
+
+
+def desired_count(
+    current: int,
+    calls_per_instance_minute: float,
+    policies: Sequence[Policy],
+    limits: Limits,
+    since_scale_out: float,
+    since_activity: float,
+    minute: float,
+) -> int:
+    """The instance count target tracking asks for now (times are in real seconds).
+
+    Scale out when any policy wants more instances and its scale-out cooldown has passed;
+    scale in only when every policy wants fewer, none disables scale-in, the scale-in
+    cooldown has passed and a full metric window was seen since the last change.
+    """
+    wanted = current
+    if policies and current > 0:
+        proposal = max(math.ceil(current * calls_per_instance_minute / p.target) for p in policies)
+        may_scale_out = not limits.scale_out_suspended and any(
+            since_scale_out >= p.scale_out_cooldown for p in policies
+        )
+        may_scale_in = not limits.scale_in_suspended and all(
+            not p.disable_scale_in and since_activity >= max(p.scale_in_cooldown, minute)
+            for p in policies
+        )
+        if (proposal > current and may_scale_out) or (proposal < current and may_scale_in):
+            wanted = proposal
+    return min(max(wanted, limits.minimum), limits.maximum)
+
+
+def _policies(backend: Any, resource_id: str, scale: float) -> list[Policy]:
+    found = []
+    for policy in backend.policies.values():
+        config = policy.target_tracking_scaling_policy_configuration
+        if (
+            policy.resource_id != resource_id
+            or policy.scalable_dimension != DIMENSION
+            or not config
+        ):
+            continue
+        metric = (config.get("PredefinedMetricSpecification") or {}).get("PredefinedMetricType")
+        if metric != METRIC or not config.get("TargetValue"):
+            continue
+        found.append(
+            Policy(
+                target=float(config["TargetValue"]),
+                scale_in_cooldown=float(config.get("ScaleInCooldown", DEFAULT_COOLDOWN_S)) * scale,
+                scale_out_cooldown=float(config.get("ScaleOutCooldown", DEFAULT_COOLDOWN_S))
+                * scale,
+                disable_scale_in=bool(config.get("DisableScaleIn")),
+            )
+        )
+    return found
+
+
+def _limits(target: Any) -> Limits:
+    suspended = target.suspended_state or {}
+    return Limits(
+        minimum=int(target.min_capacity),
+        maximum=int(target.max_capacity),
+        scale_out_suspended=bool(suspended.get("DynamicScalingOutSuspended")),
+        scale_in_suspended=bool(suspended.get("DynamicScalingInSuspended")),
+    )
+
+
+def _decide(runtime: EndpointRuntime, fleet: VariantFleet, backend: Any, now: float) -> int:
+    resource_id = f"endpoint/{runtime.name}/variant/{fleet.name}"
+    target = backend.targets.get(DIMENSION, {}).get(resource_id)
+    if target is None:
+        return fleet.desired
+    scale = settings.current().time_scale
+    minute = MINUTE_S * scale
+    current = fleet.desired
+    calls = fleet.calls_since(now - minute)
+    return desired_count(
+        current,
+        calls / max(current, 1),
+        _policies(backend, resource_id, scale),
+        _limits(target),
+        since_scale_out=now - fleet.last_scale_out,
+        since_activity=now - fleet.last_activity,
+        minute=minute,
+    )
+
+
+def reconcile() -> None:
+    """One pass over every endpoint: scaling decisions and replacement of dead instances."""
+    now = time.monotonic()
+    for (account_id, region, _), runtime in ENDPOINTS.items():
+        if runtime.busy or runtime.endpoint.endpoint_status != "InService":
+            continue
+        backend = applicationautoscaling_backends[account_id][region]
+        counts = {}
+        for fleet in runtime.fleets.values():
+            wanted = _decide(runtime, fleet, backend, now)
+            if wanted != fleet.desired:
+                logger.info(
+                    "endpoint %s variant %s: %d -> %d instances",
+                    runtime.name,
+                    fleet.name,
+                    fleet.desired,
+                    wanted,
+                )
+                if wanted > fleet.desired:
+                    fleet.last_scale_out = now
+                fleet.last_activity = now
+                counts[fleet.name] = wanted
+            elif fleet.live_count() < fleet.desired:
+                counts[fleet.name] = fleet.desired  # an instance died: replace it
+        if counts:
+            runtime.scale(counts, {})
+
+
+class Scaler:
+    """Runs ``reconcile`` every tick on a daemon thread until stopped."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="sagemaker-scaler")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            tick = min(1.0, max(0.1, settings.current().scaled(10.0)))
+            try:
+                reconcile()
+            except Exception:  # keep scaling the other endpoints; the cause is logged
+                logger.exception("autoscaling pass failed")
+            self._stop.wait(tick)
+
+
+SCALER = Scaler()
+
+
+def deregister_endpoint(account_id: str, region: str, endpoint_name: str) -> None:
+    """Drop the endpoint's scalable targets and policies (DeleteEndpoint does it silently)."""
+    backend = applicationautoscaling_backends[account_id][region]
+    prefix = f"endpoint/{endpoint_name}/variant/"
+    targets = backend.targets.get(DIMENSION, {})
+    for resource_id in [r for r in targets if r.startswith(prefix)]:
+        del targets[resource_id]
+    for policy in [p for p in backend.policies.values() if p.resource_id.startswith(prefix)]:
+        backend.delete_scaling_policy(
+            policy.policy_name,
+            policy.service_namespace,
+            policy.resource_id,
+            policy.scalable_dimension,
+        )

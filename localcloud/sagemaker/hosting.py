@@ -1,0 +1,372 @@
+"""Endpoints whose production variants are fleets of real model servers.
+
+Every change (create, update, scaling, delete) runs on a thread of the endpoint; the moto
+request returns at once and DescribeEndpoint shows the progress, like SageMaker:
+Creating -> InService | Failed, and Updating -> InService for updates and scaling.
+UpdateEndpoint is blue/green, all at once: the new fleet passes its health checks before
+traffic moves and the old fleet stops; a failed update leaves the old fleet serving, the
+endpoint InService on its old config, with FailureReason set.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from .fleet import DeployError, Reply, VariantFleet
+from .registry import Registry
+from .settings import Settings
+from .storage import S3, LogStream, StorageError, extract, log_group_arn
+
+logger = logging.getLogger(__name__)
+
+LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
+DEFAULT_HEALTH_TIMEOUT_S = 120.0
+MODEL_TIMEOUT_S = 60.0  # "the model container must respond to requests within 60 seconds"
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+SERVING_STATES = ("InService", "Updating")
+_FORWARDED_HEADERS = ("Content-Type", "Accept", "X-Amzn-SageMaker-Custom-Attributes")
+
+
+class InvokeError(Exception):
+    """An InvokeEndpoint error in SageMaker Runtime's shape (HTTP status, error type, fields)."""
+
+    def __init__(self, status: int, code: str, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.fields = {"message": message, **fields}
+
+
+class EndpointRuntime:
+    """The local fleet behind one moto ``FakeEndpoint``."""
+
+    def __init__(
+        self,
+        endpoint: Any,
+        backend: Any,
+        account_id: str,
+        region: str,
+        settings: Settings,
+    ) -> None:
+        self.endpoint = endpoint
+        self.name: str = endpoint.endpoint_name
+        self._backend = backend
+        self._account_id = account_id
+        self._region = region
+        self._settings = settings
+        self.fleets: dict[str, VariantFleet] = {}
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.log_group = LOG_GROUP_PREFIX + self.name
+
+    # --- operations (called from moto request threads; the work runs on a thread) --------
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _start(self, status: str, work: Callable[[], None]) -> None:
+        with self._lock:
+            self.endpoint.endpoint_status = status
+            self.endpoint.last_modified_time = _now()
+            self._thread = threading.Thread(target=work, daemon=True, name=f"endpoint-{self.name}")
+            self._thread.start()
+
+    def create(self, config: Mapping[str, Any]) -> None:
+        counts = {v["VariantName"]: _initial_count(v) for v in config["ProductionVariants"]}
+        weights = {v["VariantName"]: _initial_weight(v) for v in config["ProductionVariants"]}
+        self.endpoint.production_variants = [
+            {"VariantName": name, "CurrentInstanceCount": 0, "DesiredInstanceCount": count}
+            for name, count in counts.items()
+        ]
+        self._start("Creating", lambda: self._create(config, counts, weights))
+
+    def update(self, config: Mapping[str, Any], retain: bool, excluded: set[str]) -> None:
+        counts, weights = {}, {}
+        for variant in config["ProductionVariants"]:
+            name = variant["VariantName"]
+            current = self.fleets.get(name)
+            keep = retain and current is not None
+            counts[name] = (
+                current.desired
+                if keep and "DesiredInstanceCount" not in excluded
+                else _initial_count(variant)
+            )
+            weights[name] = (
+                current.weight
+                if keep and "DesiredWeight" not in excluded
+                else _initial_weight(variant)
+            )
+        self.endpoint.pending_deployment_summary = {
+            "EndpointConfigName": config["EndpointConfigName"],
+            "ProductionVariants": [
+                {"VariantName": name, "DesiredInstanceCount": count, "DesiredWeight": weights[name]}
+                for name, count in counts.items()
+            ],
+            "StartTime": _now(),
+        }
+        self._start("Updating", lambda: self._update(config, counts, weights))
+
+    def scale(self, counts: Mapping[str, int], weights: Mapping[str, float]) -> None:
+        """New instance counts and weights (UpdateEndpointWeightsAndCapacities, autoscaling)."""
+        for name, count in counts.items():
+            self.fleets[name].desired = count
+        self._refresh_variants()
+        self._start("Updating", lambda: self._scale(counts, weights))
+
+    def close(self) -> None:
+        """Stop serving at once and stop the fleets on a thread (DeleteEndpoint)."""
+        self._closed = True
+        threading.Thread(target=self.stop, daemon=True, name=f"delete-{self.name}").start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop the fleets (and a change in progress), waiting for the processes to end."""
+        self._closed = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for fleet in self.fleets.values():
+            fleet.stop()
+
+    # --- the work ---------------------------------------------------------------------
+
+    def _cancelled(self) -> bool:
+        return self._closed
+
+    def _create(
+        self, config: Mapping[str, Any], counts: dict[str, int], weights: dict[str, float]
+    ) -> None:
+        try:
+            fleets = self._build(config, counts, weights)
+        except DeployError as exc:
+            self._finish("Failed", failure=str(exc))
+            return
+        self.fleets = fleets
+        self._finish("InService")
+
+    def _update(
+        self, config: Mapping[str, Any], counts: dict[str, int], weights: dict[str, float]
+    ) -> None:
+        try:
+            fleets = self._build(config, counts, weights)
+        except DeployError as exc:
+            self.endpoint.pending_deployment_summary = None
+            self._finish("InService", failure=f"Failed to update endpoint: {exc}")
+            return
+        old, self.fleets = self.fleets, fleets  # traffic moves here, all at once
+        self.endpoint.endpoint_config_name = config["EndpointConfigName"]
+        self.endpoint.pending_deployment_summary = None
+        self._finish("InService")
+        for fleet in old.values():
+            fleet.stop()
+
+    def _scale(self, counts: Mapping[str, int], weights: Mapping[str, float]) -> None:
+        failure = None
+        for name, weight in weights.items():
+            self.fleets[name].weight = weight
+        for name, count in counts.items():
+            try:
+                self.fleets[name].resize(count, self._cancelled)
+            except DeployError as exc:
+                failure = f"Failed to scale variant {name} to {count} instances: {exc}"
+                logger.warning("endpoint %s: %s", self.name, failure)
+        self._finish("InService", failure=failure)
+
+    def _build(
+        self, config: Mapping[str, Any], counts: dict[str, int], weights: dict[str, float]
+    ) -> dict[str, VariantFleet]:
+        fleets: dict[str, VariantFleet] = {}
+        try:
+            for variant in config["ProductionVariants"]:
+                fleet = self._fleet(
+                    config["EndpointConfigName"], variant, weights[variant["VariantName"]]
+                )
+                fleets[fleet.name] = fleet
+                fleet.resize(counts[fleet.name], self._cancelled)
+        except BaseException:
+            for fleet in fleets.values():
+                fleet.stop()
+            raise
+        if self._closed:
+            for fleet in fleets.values():
+                fleet.stop()
+            raise DeployError("The endpoint was deleted")
+        return fleets
+
+    def _fleet(self, config_name: str, variant: Mapping[str, Any], weight: float) -> VariantFleet:
+        name = variant["VariantName"]
+        model = self._backend._models.get(variant["ModelName"])
+        if model is None:
+            raise DeployError(f"Could not find model {variant['ModelName']!r}")
+        container = model.primary_container or (model.containers or [{}])[0]
+        url = container.get("ModelDataUrl")
+        if not url:
+            raise DeployError(
+                f"Model {model.model_name!r} has no ModelDataUrl: the local mode serves a "
+                "model.tar.gz from S3"
+            )
+        folder = self._settings.state_dir / "endpoints" / self.name / config_name / name
+        model_dir = folder / "model"
+        try:
+            self._download(url, folder / "model.tar.gz")
+            shutil.rmtree(model_dir, ignore_errors=True)
+            extract(folder / "model.tar.gz", model_dir)
+        except StorageError as exc:
+            raise DeployError(f"Failed to download model data for variant {name}: {exc}") from None
+        return VariantFleet(
+            name=name,
+            model_dir=model_dir,
+            env=container.get("Environment") or {},
+            image=container.get("Image", ""),
+            weight=weight,
+            logs=folder / "logs",
+            stream_factory=self._log_stream,
+            settings=self._settings,
+            health_timeout=float(
+                variant.get("ContainerStartupHealthCheckTimeoutInSeconds")
+                or DEFAULT_HEALTH_TIMEOUT_S
+            ),
+        )
+
+    def _download(self, url: str, dest: Any) -> None:
+        S3(self._account_id, self._region).download(url, dest)
+
+    def _log_stream(self, stream: str) -> LogStream:
+        return LogStream(self._account_id, self._region, self.log_group, stream)
+
+    # --- what DescribeEndpoint shows --------------------------------------------------
+
+    def _finish(self, status: str, failure: str | None = None) -> None:
+        if self._closed:
+            return
+        with self._lock:
+            self._refresh_variants()
+            self.endpoint.failure_reason = failure
+            self.endpoint.endpoint_status = status
+            self.endpoint.last_modified_time = _now()
+
+    def _refresh_variants(self) -> None:
+        if not self.fleets:
+            return
+        now = _now()
+        self.endpoint.production_variants = [
+            {
+                "VariantName": fleet.name,
+                **(
+                    {
+                        "DeployedImages": [
+                            {
+                                "SpecifiedImage": fleet.image,
+                                "ResolvedImage": fleet.image,
+                                "ResolutionTime": now,
+                            }
+                        ]
+                    }
+                    if fleet.image
+                    else {}
+                ),
+                "CurrentWeight": fleet.weight,
+                "DesiredWeight": fleet.weight,
+                "CurrentInstanceCount": fleet.live_count(),
+                "DesiredInstanceCount": fleet.desired,
+            }
+            for fleet in self.fleets.values()
+        ]
+
+    # --- traffic ----------------------------------------------------------------------
+
+    def invoke(self, body: bytes, headers: Mapping[str, str]) -> tuple[Reply, str]:
+        """Send one request to a live instance; returns the reply and the variant name."""
+        fleets = self.fleets
+        if self._closed or self.endpoint.endpoint_status not in SERVING_STATES or not fleets:
+            raise not_found(self.name, self._account_id)
+        if len(body) > MAX_PAYLOAD_BYTES:
+            raise InvokeError(
+                413, "ValidationError", f"Request payload exceeds {MAX_PAYLOAD_BYTES} bytes (6 MB)"
+            )
+        fleet = self._choose(fleets, headers.get("X-Amzn-SageMaker-Target-Variant"))
+        instance = fleet.pick()
+        if instance is None:
+            raise InvokeError(
+                503,
+                "ServiceUnavailable",
+                f"Variant {fleet.name} of endpoint {self.name} has no instance in service",
+            )
+        fleet.record_call()
+        forwarded = {key: headers[key] for key in _FORWARDED_HEADERS if headers.get(key)}
+        try:
+            reply = instance.invoke(body, forwarded, MODEL_TIMEOUT_S)
+        except TimeoutError:
+            raise InvokeError(
+                424,
+                "ModelError",
+                "Your invocation timed out while waiting for a response from container primary. "
+                "Review the latency metrics for each container in Amazon CloudWatch, resolve the "
+                "issue, and try again.",
+                LogStreamArn=self._log_group_arn(),
+            ) from None
+        except OSError as exc:
+            raise InvokeError(
+                503, "ServiceUnavailable", f"Instance {instance.id} did not answer: {exc}"
+            ) from None
+        if not 200 <= reply.status < 300:
+            kind = "client" if reply.status < 500 else "server"
+            text = reply.body.decode("utf-8", errors="replace")
+            raise InvokeError(
+                424,
+                "ModelError",
+                f'Received {kind} error ({reply.status}) from primary with message "{text}". '
+                f"See the log group {self.log_group} in account {self._account_id} for more "
+                "information.",
+                OriginalStatusCode=reply.status,
+                OriginalMessage=text,
+                LogStreamArn=self._log_group_arn(),
+            )
+        return reply, fleet.name
+
+    def _choose(self, fleets: Mapping[str, VariantFleet], target: str | None) -> VariantFleet:
+        if target:
+            if target not in fleets:
+                raise InvokeError(
+                    400, "ValidationError", f"Variant {target} not found for endpoint {self.name}."
+                )
+            return fleets[target]
+        serving = [fleet for fleet in fleets.values() if fleet.live_count() > 0] or list(
+            fleets.values()
+        )
+        weights = [fleet.weight for fleet in serving]
+        if sum(weights) <= 0:
+            weights = [1.0] * len(serving)
+        return random.choices(serving, weights=weights)[0]
+
+    def _log_group_arn(self) -> str:
+        return log_group_arn(self._account_id, self._region, self.log_group)
+
+
+def not_found(name: str, account_id: str) -> InvokeError:
+    return InvokeError(
+        400, "ValidationError", f"Endpoint {name} of account {account_id} not found."
+    )
+
+
+def _initial_count(variant: Mapping[str, Any]) -> int:
+    # serverless variants (no instance count) run as one local instance
+    return int(variant.get("InitialInstanceCount") or 1)
+
+
+def _initial_weight(variant: Mapping[str, Any]) -> float:
+    weight = variant.get("InitialVariantWeight")
+    return 1.0 if weight is None else float(weight)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+ENDPOINTS: Registry[EndpointRuntime] = Registry()
