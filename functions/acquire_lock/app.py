@@ -1,0 +1,38 @@
+"""AcquireDeploymentLock: one attempt at the endpoint's deployment lock, counted."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlops import schemas
+from mlops.aws import client
+from mlops.config import env_int, env_str
+from mlops.lock import LockTable, acquire
+from mlops.observability import logger, pipeline_handler
+
+
+@pipeline_handler("acquire_lock", schemas.ACQUIRE_LOCK)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    table = LockTable(
+        client("dynamodb"),
+        env_str("LOCK_TABLE_NAME"),
+        env_int("LOCK_LEASE_SECONDS", default=21600, minimum=60),
+        time.time,
+    )
+    endpoint = event["endpoint_name"]
+    outcome = acquire(
+        table, client("stepfunctions"), endpoint, event["execution_arn"], event["run_id"]
+    )
+    attempts = event["attempts"] + 1
+    exhausted = not outcome["acquired"] and attempts >= event["max_attempts"]
+    reason = None
+    if exhausted:
+        reason = (
+            f"the deployment lock of endpoint {endpoint} is still held by execution "
+            f"{outcome['holder']} after {attempts} attempts"
+        )
+    logger.info("deployment lock", extra={**outcome, "attempts": attempts})
+    return {**outcome, "attempts": attempts, "exhausted": exhausted, "reason": reason}

@@ -1,0 +1,19 @@
+"""CheckEndpoint: is the endpoint InService on the config this run deployed?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlops import schemas
+from mlops.aws import client
+from mlops.deployment import endpoint_state
+from mlops.observability import logger, pipeline_handler
+
+
+@pipeline_handler("check_endpoint", schemas.CHECK_ENDPOINT)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    state = endpoint_state(client("sagemaker"), event["deployment"])
+    logger.info("endpoint state", extra=state)
+    return state

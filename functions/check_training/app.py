@@ -1,0 +1,29 @@
+"""CheckTraining: the training job's status; on completion its final metrics and artifact."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlops import schemas
+from mlops.aws import client
+from mlops.observability import logger, metrics, pipeline_handler
+from mlops.training_job import training_status
+
+
+@pipeline_handler("check_training", schemas.CHECK_TRAINING)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    status = training_status(client("sagemaker"), event["training_job_name"])
+    logger.info("training job status", extra=status)
+    if status["status"] == "Completed":
+        if status["training_seconds"] is not None:
+            metrics.add_metric(
+                name="TrainingDuration", unit=MetricUnit.Seconds, value=status["training_seconds"]
+            )
+        for name, value in status["metrics"].items():
+            metrics.add_metric(name=f"Final_{name}", unit=MetricUnit.NoUnit, value=value)
+    elif status["failure_reason"]:
+        metrics.add_metric(name="TrainingJobsFailed", unit=MetricUnit.Count, value=1)
+    return status

@@ -1,0 +1,23 @@
+"""RollBack: one step of undoing a failed deployment; ``done`` once nothing of it is live."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlops import schemas
+from mlops.aws import client
+from mlops.deployment import rollback_step
+from mlops.observability import logger, metrics, pipeline_handler
+
+
+@pipeline_handler("rollback", schemas.ROLLBACK)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = rollback_step(
+        client("sagemaker"), client("application-autoscaling"), event["run"], event["deployment"]
+    )
+    if result["done"]:
+        metrics.add_metric(name="DeploymentsRolledBack", unit="Count", value=1)
+    logger.warning("rollback step", extra=result)
+    return result

@@ -1,0 +1,36 @@
+"""StartTraining: upload the training code and start (or adopt) the run's training job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlops import schemas
+from mlops.aws import client
+from mlops.config import env_int, env_str
+from mlops.observability import logger, pipeline_handler
+from mlops.sourcedir import load_metric_definitions
+from mlops.training_job import start_training_job, training_job_request, upload_training_code
+
+
+@pipeline_handler("start_training", schemas.START_TRAINING)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    bucket = env_str("DATA_BUCKET")
+    code_dir = Path(env_str("TRAINING_CODE_DIR"))
+    sagemaker = client("sagemaker")
+    submit_dir = upload_training_code(client("s3"), bucket, code_dir)
+    request = training_job_request(
+        event["run"],
+        role_arn=env_str("SAGEMAKER_ROLE_ARN"),
+        bucket=bucket,
+        submit_dir=submit_dir,
+        region=sagemaker.meta.region_name,
+        metric_definitions=load_metric_definitions(code_dir),
+        execution_arn=event["execution_arn"],
+        log_level=env_int("CONTAINER_LOG_LEVEL", default=20),
+    )
+    result = start_training_job(sagemaker, request)
+    logger.info("training job started", extra={**result, "submit_directory": submit_dir})
+    return {**result, "submit_directory": submit_dir}

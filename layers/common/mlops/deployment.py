@@ -1,0 +1,284 @@
+"""Deploy a trained model to the endpoint, watch the deployment, and roll it back.
+
+The endpoint keeps its name across runs; each run brings a new model and endpoint
+config (named by the run's deployment id). The first run creates the endpoint, later
+runs update it in place (SageMaker's blue/green update: no downtime). Each function does
+one step and returns what the state machine needs to decide the next, so every wait is
+a Wait state and every step is safe to repeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from mlops import autoscaling
+
+MODEL_CODE_DIR = "/opt/ml/model/code"  # code/ inside model.tar.gz, where the toolkit looks
+INFERENCE_PROGRAM = "inference.py"
+# Statuses that end by themselves; nothing can be deployed or rolled back until they do.
+TRANSITIONAL = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
+
+
+def _error(exc: ClientError) -> tuple[str, str]:
+    error = exc.response.get("Error", {})
+    return error.get("Code", ""), error.get("Message", "")
+
+
+def describe_endpoint(sagemaker: Any, name: str) -> dict[str, Any] | None:
+    try:
+        return sagemaker.describe_endpoint(EndpointName=name)
+    except ClientError as exc:
+        code, message = _error(exc)
+        if code == "ValidationException" and "Could not find" in message:
+            return None
+        raise
+
+
+def _create_or_adopt(create: Any, **request: Any) -> bool:
+    """Call a SageMaker Create*; False if a resource with that name already exists.
+
+    Names are content hashes of the run, so an existing one was made by an earlier
+    attempt of this same deployment and is adopted.
+    """
+    try:
+        create(**request)
+    except ClientError as exc:
+        code, message = _error(exc)
+        if code in {"ValidationException", "ResourceInUse"} and "already exist" in message:
+            return False
+        raise
+    return True
+
+
+def model_request(
+    run: Mapping[str, Any],
+    model_artifact: str,
+    *,
+    role_arn: str,
+    region: str,
+    log_level: int,
+    tags: list,
+) -> dict[str, Any]:
+    model = run["model"]
+    return {
+        "ModelName": model["model_name"],
+        "PrimaryContainer": {
+            "Image": model["image"],
+            "ModelDataUrl": model_artifact,
+            "Environment": {
+                "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
+                "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR,
+                "SAGEMAKER_CONTAINER_LOG_LEVEL": str(log_level),
+                "SAGEMAKER_REGION": region,
+                "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(model["server_timeout_seconds"]),
+            },
+        },
+        "ExecutionRoleArn": role_arn,
+        "Tags": tags,
+    }
+
+
+def endpoint_config_request(run: Mapping[str, Any], tags: list) -> dict[str, Any]:
+    endpoint = run["endpoint"]
+    return {
+        "EndpointConfigName": endpoint["endpoint_config_name"],
+        "ProductionVariants": [
+            {
+                "VariantName": endpoint["variant_name"],
+                "ModelName": run["model"]["model_name"],
+                "InitialInstanceCount": endpoint["initial_instance_count"],
+                "InstanceType": endpoint["instance_type"],
+                "InitialVariantWeight": 1.0,
+            }
+        ],
+        "Tags": tags,
+    }
+
+
+def _variants(sagemaker: Any, config_name: str) -> dict[str, str]:
+    """{variant name: instance type} of an endpoint config."""
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+    return {v["VariantName"]: v.get("InstanceType", "") for v in config["ProductionVariants"]}
+
+
+def _deployment(run: Mapping[str, Any], action: str, **extra: Any) -> dict[str, Any]:
+    endpoint = run["endpoint"]
+    return {
+        "action": action,
+        "endpoint_name": endpoint["endpoint_name"],
+        "endpoint_config_name": endpoint["endpoint_config_name"],
+        "model_name": run["model"]["model_name"],
+        "variant_name": endpoint["variant_name"],
+        "previous_endpoint_config_name": None,
+        "created_endpoint": False,
+        "reason": None,
+        **extra,
+    }
+
+
+def deploy(
+    sagemaker: Any,
+    scaling: Any,
+    run: Mapping[str, Any],
+    model_artifact: str,
+    *,
+    role_arn: str,
+    log_level: int,
+    tags: list,
+) -> dict[str, Any]:
+    """One deployment step. ``action`` says what happened:
+
+    - ``create`` / ``update``: the endpoint is on its way to the new config;
+    - ``already_deployed``: the endpoint already serves this run (a duplicate trigger);
+    - ``wait``: the endpoint is busy (or a Failed one is being deleted); call again later.
+    """
+    endpoint = run["endpoint"]
+    name, config_name = endpoint["endpoint_name"], endpoint["endpoint_config_name"]
+    current = describe_endpoint(sagemaker, name)
+    if current is not None:
+        status = current["EndpointStatus"]
+        if status in TRANSITIONAL:
+            return _deployment(run, "wait", reason=f"endpoint {name} is {status}")
+        if status == "Failed":
+            # DeleteEndpoint is the only operation a Failed endpoint allows; re-create it.
+            variants = [v["VariantName"] for v in current.get("ProductionVariants", [])]
+            autoscaling.detach(scaling, name, variants)
+            sagemaker.delete_endpoint(EndpointName=name)
+            reason = current.get("FailureReason") or "no reason given"
+            return _deployment(run, "wait", reason=f"deleting Failed endpoint {name} ({reason})")
+        if current.get("EndpointConfigName") == config_name:
+            return _deployment(
+                run, "already_deployed", reason=f"endpoint {name} already serves {config_name}"
+            )
+
+    region = sagemaker.meta.region_name
+    _create_or_adopt(
+        sagemaker.create_model,
+        **model_request(
+            run, model_artifact, role_arn=role_arn, region=region, log_level=log_level, tags=tags
+        ),
+    )
+    _create_or_adopt(sagemaker.create_endpoint_config, **endpoint_config_request(run, tags))
+    if current is None:
+        sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config_name, Tags=tags)
+        return _deployment(run, "create", created_endpoint=True)
+
+    previous = current["EndpointConfigName"]
+    retain = _retain_variant_properties(sagemaker, scaling, name, previous, endpoint)
+    sagemaker.update_endpoint(
+        EndpointName=name, EndpointConfigName=config_name, RetainAllVariantProperties=retain
+    )
+    return _deployment(run, "update", previous_endpoint_config_name=previous)
+
+
+def _retain_variant_properties(
+    sagemaker: Any, scaling: Any, name: str, previous: str, endpoint: Mapping[str, Any]
+) -> bool:
+    """Keep the autoscaled instance count when only the model changes.
+
+    An update that changes an autoscaled variant's instance type (or drops the variant)
+    fails, so those targets are deregistered first and the update starts from the new
+    config's initial count; AttachAutoscaling registers the variant again afterwards.
+    """
+    old = _variants(sagemaker, previous)
+    if old.get(endpoint["variant_name"]) == endpoint["instance_type"] and len(old) == 1:
+        return True
+    autoscaling.detach(scaling, name, old)
+    return False
+
+
+def endpoint_state(sagemaker: Any, deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """``state``: ``in_service`` on the new config, ``pending``, or ``failed`` with a reason.
+
+    SageMaker can roll a failed update back by itself and report InService on the old
+    config with a FailureReason, so InService alone is not success.
+    """
+    name, wanted = deployment["endpoint_name"], deployment["endpoint_config_name"]
+    current = describe_endpoint(sagemaker, name)
+    if current is None:
+        return {
+            "state": "failed",
+            "status": None,
+            "endpoint_config_name": None,
+            "reason": f"endpoint {name} no longer exists",
+        }
+    status, live = current["EndpointStatus"], current.get("EndpointConfigName")
+    failure = current.get("FailureReason")
+    result = {"status": status, "endpoint_config_name": live, "reason": failure}
+    if status in TRANSITIONAL - {"Deleting"}:
+        return {**result, "state": "pending"}
+    if status == "InService" and live == wanted:
+        return {**result, "state": "in_service", "reason": None}
+    if status == "InService":
+        why = failure or "the update was replaced or rolled back"
+        return {
+            **result,
+            "state": "failed",
+            "reason": f"endpoint {name} is serving {live} instead of {wanted}: {why}",
+        }
+    return {
+        **result,
+        "state": "failed",
+        "reason": f"endpoint {name} is {status}: {failure or 'no reason given'}",
+    }
+
+
+def rollback_step(
+    sagemaker: Any, scaling: Any, run: Mapping[str, Any], deployment: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One rollback step; ``done`` once nothing of the failed deployment is live.
+
+    A brand-new endpoint is deleted; an updated one is updated back to the previous
+    config. Until the endpoint settles the step only waits, because SageMaker refuses
+    both operations mid-transition.
+    """
+    name = deployment["endpoint_name"]
+    previous = deployment.get("previous_endpoint_config_name")
+    current = describe_endpoint(sagemaker, name)
+    if current is None:
+        return {
+            "done": True,
+            "action": "deleted" if previous is None else "endpoint_missing",
+            "status": None,
+        }
+    status = current["EndpointStatus"]
+    if status in TRANSITIONAL:
+        return {"done": False, "action": "waiting", "status": status}
+    variants = [v["VariantName"] for v in current.get("ProductionVariants", [])]
+    if previous is None or deployment.get("created_endpoint"):
+        autoscaling.detach(scaling, name, variants)
+        sagemaker.delete_endpoint(EndpointName=name)
+        return {"done": False, "action": "deleting", "status": status}
+    if status == "InService" and current.get("EndpointConfigName") == previous:
+        # Restored (by us, or by SageMaker's own rollback): scaling as the run configured it.
+        autoscaling.attach(scaling, name, deployment["variant_name"], run["autoscaling"])
+        return {"done": True, "action": "restored", "status": status}
+    if status == "Failed":
+        return {
+            "done": True,
+            "action": "endpoint_failed",
+            "status": status,
+            "reason": f"endpoint {name} is Failed, delete it: {current.get('FailureReason')}",
+        }
+    retain = _retain_variant_properties(
+        sagemaker,
+        scaling,
+        name,
+        current["EndpointConfigName"],
+        _previous_variant(sagemaker, previous, deployment),
+    )
+    sagemaker.update_endpoint(
+        EndpointName=name, EndpointConfigName=previous, RetainAllVariantProperties=retain
+    )
+    return {"done": False, "action": "restoring", "status": status}
+
+
+def _previous_variant(
+    sagemaker: Any, previous: str, deployment: Mapping[str, Any]
+) -> dict[str, str]:
+    variants = _variants(sagemaker, previous)
+    variant = deployment["variant_name"]
+    return {"variant_name": variant, "instance_type": variants.get(variant, "")}

@@ -1,0 +1,304 @@
+"""Turn a trigger into a run: the plan every later state follows.
+
+A trigger is an S3 "Object Created" EventBridge event for a data-set archive, or a manual
+input ``{"dataset": "s3://bucket/key", "version_id": "...", "hyperparameters": {...}}``.
+The plan fixes, at the start of the execution, everything that decides what is trained
+and served: the data-set version, the merged hyperparameters, the training and endpoint
+configuration and the thresholds. Later states read the plan instead of their own
+settings, so one execution is consistent even if the stack is updated while it runs, and
+its first state's output documents the whole run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from mlops.config import env_bool, env_float, env_int, env_json_object, env_str
+from mlops.errors import ConfigurationError
+from mlops.naming import check_endpoint_name, content_id, resource_name
+from mlops.s3 import head_object, parse_s3_uri, s3_uri
+
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
+VARIANT_NAME = "AllTraffic"
+GATE_METRIC = "valid_acc"
+MAX_RUNTIME_LIMIT = 28 * 24 * 3600  # SageMaker's MaxRuntimeInSeconds maximum
+_HP_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,255}$")
+_HP_VALUE_MAX = 2500
+# CreateTrainingJob allows 100 hyperparameters; the pipeline adds up to 6 sagemaker_* ones.
+_HP_MAX = 94
+
+
+class RunRejected(ValueError):
+    """The trigger cannot start a run; the message is the execution's failure cause."""
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    data_bucket: str
+    dataset_prefix: str
+    endpoint_name: str
+    hyperparameters: dict[str, Any]
+    training_image: str
+    training_instance_type: str
+    training_instance_count: int
+    training_volume_size_gb: int
+    max_runtime_seconds: int
+    use_spot: bool
+    training_code_version: str
+    inference_image: str
+    endpoint_instance_type: str
+    endpoint_initial_instance_count: int
+    model_server_timeout_seconds: int
+    min_validation_accuracy: float
+    smoke_test_min_accuracy: float
+    autoscaling_min_capacity: int
+    autoscaling_max_capacity: int
+    target_invocations_per_instance: float
+    scale_in_cooldown_seconds: int
+    scale_out_cooldown_seconds: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PlanSettings:
+        settings = cls(
+            data_bucket=env_str("DATA_BUCKET", env),
+            dataset_prefix=env_str("DATASET_PREFIX", env, default="datasets/"),
+            endpoint_name=env_str("ENDPOINT_NAME", env),
+            hyperparameters=canonical_hyperparameters(
+                env_json_object("TRAINING_HYPERPARAMETERS", env, default="{}"),
+                "TRAINING_HYPERPARAMETERS",
+            ),
+            training_image=env_str("TRAINING_IMAGE", env),
+            training_instance_type=env_str("TRAINING_INSTANCE_TYPE", env),
+            training_instance_count=env_int("TRAINING_INSTANCE_COUNT", env, minimum=1),
+            training_volume_size_gb=env_int("TRAINING_VOLUME_SIZE_GB", env, default=30, minimum=1),
+            max_runtime_seconds=env_int("MAX_TRAINING_RUNTIME_SECONDS", env, minimum=1),
+            use_spot=env_bool("USE_SPOT_TRAINING", env, default=False),
+            training_code_version=env_str("TRAINING_CODE_VERSION", env),
+            inference_image=env_str("INFERENCE_IMAGE", env),
+            endpoint_instance_type=env_str("ENDPOINT_INSTANCE_TYPE", env),
+            endpoint_initial_instance_count=env_int(
+                "ENDPOINT_INITIAL_INSTANCE_COUNT", env, minimum=1
+            ),
+            model_server_timeout_seconds=env_int(
+                "MODEL_SERVER_TIMEOUT_SECONDS", env, default=60, minimum=1
+            ),
+            min_validation_accuracy=env_float("MIN_VALIDATION_ACCURACY", env, maximum=1.0),
+            smoke_test_min_accuracy=env_float("SMOKE_TEST_MIN_ACCURACY", env, maximum=1.0),
+            autoscaling_min_capacity=env_int("AUTOSCALING_MIN_CAPACITY", env, minimum=1),
+            autoscaling_max_capacity=env_int("AUTOSCALING_MAX_CAPACITY", env, minimum=1),
+            target_invocations_per_instance=env_float("TARGET_INVOCATIONS_PER_INSTANCE", env),
+            scale_in_cooldown_seconds=env_int("SCALE_IN_COOLDOWN_SECONDS", env),
+            scale_out_cooldown_seconds=env_int("SCALE_OUT_COOLDOWN_SECONDS", env),
+        )
+        try:
+            check_endpoint_name(settings.endpoint_name)
+        except ValueError as exc:
+            raise ConfigurationError(f"ENDPOINT_NAME: {exc}") from None
+        if settings.autoscaling_max_capacity < settings.autoscaling_min_capacity:
+            raise ConfigurationError("AUTOSCALING_MAX_CAPACITY is below AUTOSCALING_MIN_CAPACITY")
+        if settings.max_runtime_seconds > MAX_RUNTIME_LIMIT:
+            raise ConfigurationError(f"MAX_TRAINING_RUNTIME_SECONDS exceeds {MAX_RUNTIME_LIMIT}")
+        return settings
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    bucket: str
+    key: str
+    version_id: str | None
+    hyperparameters: dict[str, Any]
+    source: str  # "s3-event" or "manual"
+
+
+def parse_trigger(trigger: Any) -> RunRequest:
+    """Read an S3 Object Created event or a manual input; RunRejected if neither."""
+    if not isinstance(trigger, Mapping):
+        raise RunRejected("the execution input must be a JSON object")
+    if trigger.get("source") == "aws.s3" or "detail-type" in trigger:
+        return _parse_s3_event(trigger)
+    if "dataset" in trigger:
+        return _parse_manual(trigger)
+    raise RunRejected(
+        'the execution input must be an S3 "Object Created" event or '
+        '{"dataset": "s3://bucket/key", "version_id": "...", "hyperparameters": {...}}'
+    )
+
+
+def _parse_s3_event(event: Mapping[str, Any]) -> RunRequest:
+    if event.get("detail-type") != "Object Created":
+        raise RunRejected(
+            f"unsupported event type {event.get('detail-type')!r}; expected Object Created"
+        )
+    detail = event.get("detail")
+    bucket = _dig(detail, "bucket", "name")
+    key = _dig(detail, "object", "key")
+    if not isinstance(bucket, str) or not isinstance(key, str) or not bucket or not key:
+        raise RunRejected("the S3 event has no detail.bucket.name or detail.object.key")
+    version = _dig(detail, "object", "version-id")
+    return RunRequest(bucket, key, version if isinstance(version, str) else None, {}, "s3-event")
+
+
+def _parse_manual(trigger: Mapping[str, Any]) -> RunRequest:
+    unknown = sorted(set(trigger) - {"dataset", "version_id", "hyperparameters"})
+    if unknown:
+        raise RunRejected(f"unknown input field(s) {', '.join(unknown)}")
+    try:
+        bucket, key = parse_s3_uri(trigger["dataset"])
+    except ValueError as exc:
+        raise RunRejected(f"dataset: {exc}") from None
+    version = trigger.get("version_id")
+    if version is not None and (not isinstance(version, str) or not version):
+        raise RunRejected("version_id must be a non-empty string")
+    overrides = trigger.get("hyperparameters") or {}
+    if not isinstance(overrides, Mapping):
+        raise RunRejected("hyperparameters must be a JSON object")
+    return RunRequest(
+        bucket, key, version, canonical_hyperparameters(overrides, "hyperparameters"), "manual"
+    )
+
+
+def _dig(value: Any, *path: str) -> Any:
+    for part in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def canonical_hyperparameters(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Validate hyperparameters and spell every key with hyphens (train.py takes both).
+
+    One spelling per flag, so an override ``batch_size`` replaces the default
+    ``batch-size`` instead of passing both flags to train.py.
+    """
+    canonical: dict[str, Any] = {}
+    for key, value in values.items():
+        if not isinstance(key, str) or not _HP_KEY.match(key):
+            raise _invalid(where, f"hyperparameter name {key!r} must be letters, digits, - or _")
+        if key.lower().startswith("sagemaker"):
+            raise _invalid(where, f"hyperparameter {key!r} is reserved for SageMaker")
+        if isinstance(value, bool | int | float | str) and len(str(value)) <= _HP_VALUE_MAX:
+            canonical[key.replace("_", "-")] = value
+        else:
+            raise _invalid(where, f"hyperparameter {key!r} must be a string, number or boolean")
+    if len(canonical) > _HP_MAX:
+        raise _invalid(where, f"at most {_HP_MAX} hyperparameters are allowed")
+    return canonical
+
+
+def _invalid(where: str, message: str) -> Exception:
+    if where == "hyperparameters":
+        return RunRejected(message)
+    return ConfigurationError(f"{where}: {message}")
+
+
+def locate_dataset(client: Any, request: RunRequest, settings: PlanSettings) -> dict[str, Any]:
+    """Check the archive exists under the data-set prefix; its location and version."""
+    uri = s3_uri(request.bucket, request.key)
+    if request.bucket != settings.data_bucket:
+        raise RunRejected(
+            f"{uri} is outside the pipeline's bucket; upload data sets to "
+            f"s3://{settings.data_bucket}/{settings.dataset_prefix}"
+        )
+    key, head = request.key, head_object(client, request.bucket, request.key, request.version_id)
+    decoded = unquote_plus(request.key)
+    if head is None and decoded != request.key:
+        # S3 notifications URL-encode keys; accept either spelling.
+        key, head = decoded, head_object(client, request.bucket, decoded, request.version_id)
+    uri = s3_uri(request.bucket, key)
+    if not key.startswith(settings.dataset_prefix) or not key.endswith(ARCHIVE_SUFFIXES):
+        raise RunRejected(
+            f"{uri} is not a data-set archive: expected a {', '.join(ARCHIVE_SUFFIXES)} file "
+            f"under s3://{settings.data_bucket}/{settings.dataset_prefix}"
+        )
+    if head is None:
+        version = f" (version {request.version_id})" if request.version_id else ""
+        raise RunRejected(f"data set {uri}{version} does not exist")
+    if not head.get("ContentLength"):
+        raise RunRejected(f"data set {uri} is empty")
+    others = client.list_objects_v2(Bucket=request.bucket, Prefix=key, MaxKeys=2).get(
+        "Contents", []
+    )
+    clash = [item["Key"] for item in others if item["Key"] != key]
+    if clash:
+        # The training channel is an S3 prefix: it would download these too.
+        raise RunRejected(f"{uri} is also a prefix of s3://{request.bucket}/{clash[0]}; rename one")
+    version_id = request.version_id or head.get("VersionId")
+    if version_id == "null":  # objects written before versioning was enabled
+        version_id = None
+    etag = str(head.get("ETag", "")).strip('"')
+    return {
+        "bucket": request.bucket,
+        "key": key,
+        "uri": uri,
+        "version_id": version_id,
+        "etag": etag,
+        "version": version_id or f"etag-{etag}",
+        "size": head["ContentLength"],
+    }
+
+
+def build_plan(
+    request: RunRequest, dataset: Mapping[str, Any], settings: PlanSettings
+) -> dict[str, Any]:
+    hyperparameters = {**settings.hyperparameters, **request.hyperparameters}
+    training = {
+        "image": settings.training_image,
+        "instance_type": settings.training_instance_type,
+        "instance_count": settings.training_instance_count,
+        "volume_size_gb": settings.training_volume_size_gb,
+        "max_runtime_seconds": settings.max_runtime_seconds,
+        "spot": settings.use_spot,
+        "code_version": settings.training_code_version,
+        "hyperparameters": hyperparameters,
+    }
+    run_id = content_id(
+        {
+            "dataset": {k: dataset[k] for k in ("bucket", "key", "version")},
+            "training": training,
+        }
+    )
+    endpoint = {
+        "endpoint_name": settings.endpoint_name,
+        "variant_name": VARIANT_NAME,
+        "instance_type": settings.endpoint_instance_type,
+        "initial_instance_count": settings.endpoint_initial_instance_count,
+    }
+    model = {
+        "image": settings.inference_image,
+        "server_timeout_seconds": settings.model_server_timeout_seconds,
+    }
+    deployment_id = content_id({"run_id": run_id, "model": model, "endpoint": endpoint})
+    name = resource_name(settings.endpoint_name, deployment_id)
+    return {
+        "run_id": run_id,
+        "deployment_id": deployment_id,
+        "source": request.source,
+        "dataset": dict(dataset),
+        "training": {"job_name": resource_name(settings.endpoint_name, run_id), **training},
+        "quality_gate": {"metric": GATE_METRIC, "min_value": settings.min_validation_accuracy},
+        "model": {"model_name": name, **model},
+        "endpoint": {"endpoint_config_name": name, **endpoint},
+        "autoscaling": {
+            "min_capacity": settings.autoscaling_min_capacity,
+            "max_capacity": settings.autoscaling_max_capacity,
+            "target_invocations_per_instance": settings.target_invocations_per_instance,
+            "scale_in_cooldown_seconds": settings.scale_in_cooldown_seconds,
+            "scale_out_cooldown_seconds": settings.scale_out_cooldown_seconds,
+        },
+        "smoke_test": {"min_accuracy": settings.smoke_test_min_accuracy},
+    }
+
+
+def prepare_run(trigger: Any, client: Any, settings: PlanSettings) -> dict[str, Any]:
+    """``{"accepted": true, "run": plan}`` or ``{"accepted": false, "reason": why}``."""
+    try:
+        request = parse_trigger(trigger)
+        dataset = locate_dataset(client, request, settings)
+    except RunRejected as exc:
+        return {"accepted": False, "reason": str(exc), "run": None}
+    return {"accepted": True, "reason": None, "run": build_plan(request, dataset, settings)}

@@ -1,0 +1,74 @@
+"""Small S3 helpers: URIs, existence checks, write-once uploads and streaming tar reads."""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Collection
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+# HeadObject answers 404 for a missing key or version, 405 for a delete marker.
+_MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion", "NotFound", "405", "MethodNotAllowed"})
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> (bucket, key); ValueError naming the problem otherwise."""
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise ValueError(f"{uri!r} is not an s3:// URI")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket or not key:
+        raise ValueError(f"{uri!r} must name a bucket and a key: s3://bucket/key")
+    return bucket, key
+
+
+def head_object(
+    client: Any, bucket: str, key: str, version_id: str | None = None
+) -> dict[str, Any] | None:
+    """The object's metadata, or None when the key (or that version) does not exist."""
+    kwargs: dict[str, str] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        kwargs["VersionId"] = version_id
+    try:
+        return client.head_object(**kwargs)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in _MISSING:
+            return None
+        raise
+
+
+def put_if_absent(client: Any, bucket: str, key: str, body: bytes) -> bool:
+    """Upload ``body`` unless the key exists (content-addressed keys); True if uploaded."""
+    if head_object(client, bucket, key) is not None:
+        return False
+    client.put_object(Bucket=bucket, Key=key, Body=body)
+    return True
+
+
+def read_tar_members(client: Any, uri: str, names: Collection[str]) -> dict[str, bytes]:
+    """Read the named top-level members of a .tar.gz in S3 without downloading all of it.
+
+    The object is streamed (``r|gz``) and the read stops once every name was seen, so
+    only the bytes up to the last wanted member cross the network.
+    """
+    bucket, key = parse_s3_uri(uri)
+    wanted = set(names)
+    found: dict[str, bytes] = {}
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        with tarfile.open(fileobj=body, mode="r|gz") as archive:
+            for member in archive:
+                name = member.name.removeprefix("./")
+                if name in wanted and member.isfile():
+                    extracted = archive.extractfile(member)
+                    if extracted is not None:
+                        found[name] = extracted.read()
+                    if found.keys() == wanted:
+                        break
+    finally:
+        body.close()
+    return found
