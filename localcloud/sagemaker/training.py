@@ -88,6 +88,25 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _launcher_variable(name: str) -> bool:
+    """Variables of this process that would confuse a host: another job's SageMaker or
+    torchrun settings (the host gets its own)."""
+    return name.startswith(("SM_", "PET_", "TORCHELASTIC_")) or name in _LAUNCHER_NAMES
+
+
+_LAUNCHER_NAMES = {
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "ROLE_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "TRAINING_JOB_NAME",
+}
+
+
 class TrainingRun:
     """Runs one CreateTrainingJob request against a moto ``FakeTrainingJob``."""
 
@@ -271,7 +290,7 @@ class TrainingRun:
         hps = toolkit.decode_hyperparameters(self._request.get("HyperParameters"))
         mode = self._request["AlgorithmSpecification"].get("TrainingInputMode", "File")
         threads = max(1, (os.cpu_count() or 1) // len(self._hosts))
-        env = dict(os.environ)
+        env = {key: value for key, value in os.environ.items() if not _launcher_variable(key)}
         env.update(self._request.get("Environment") or {})
         env.setdefault("OMP_NUM_THREADS", str(threads))
         env.update(
