@@ -207,6 +207,9 @@ def _function(fn: Function, layer_arns: Mapping[str, str], client: Clients) -> N
         Environment={"Variables": dict(fn.environment)},
         Layers=[layer_arns[layer.arn] for layer in fn.layers],
     )
+    if fn.alias:
+        version = lam.publish_version(FunctionName=fn.name)["Version"]
+        lam.create_alias(FunctionName=fn.name, Name=fn.alias, FunctionVersion=version)
     if fn.reserved_concurrency is not None:
         lam.put_function_concurrency(
             FunctionName=fn.name, ReservedConcurrentExecutions=fn.reserved_concurrency

@@ -101,6 +101,7 @@ class Function:
     reserved_concurrency: int | None
     log_group: str
     routes: tuple[Route, ...]
+    alias: str | None = None  # AutoPublishAlias
 
 
 @dataclass(frozen=True)
@@ -431,8 +432,9 @@ class _Builder:
             elif kind in NO_LOCAL_EFFECT:
                 stack.not_emulated.append(f"{lid} ({kind}): no local effect")
             else:
+                resolved = self.r.value(props)
                 stack.resources.append(
-                    Resource(lid, kind, self.names.name(lid), self.names.arn(lid), props)
+                    Resource(lid, kind, self.names.name(lid), self.names.arn(lid), resolved)
                 )
         stack.outputs = {
             key: self.r.value(out.get("Value"))
@@ -510,12 +512,16 @@ class _Builder:
             reserved_concurrency=None if reserved is None else int(reserved),
             log_group=str(logging.get("LogGroup") or f"/aws/lambda/{name}"),
             routes=tuple(self._routes(lid, raw.get("Events", {}))),
+            alias=props.get("AutoPublishAlias"),
         )
         if not fn.runtime.startswith("python"):
             raise TemplateError(f"function {lid}: runtime {fn.runtime} does not run locally")
         if "." not in fn.handler:
             raise TemplateError(f"function {lid}: Handler {fn.handler!r} is not module.function")
         stack.functions.append(fn)
+        ignored = sorted(set(props) & _FUNCTION_NOT_EMULATED)
+        if ignored:
+            stack.not_emulated.append(f"{lid}: {', '.join(ignored)} not emulated")
         for arn in external:
             stack.not_emulated.append(
                 f"{lid}: layer {arn} is not local; its packages come from the local environment"
@@ -549,7 +555,7 @@ class _Builder:
         return routes
 
     def _note_http_api(self, stack: Stack, lid: str, props: Mapping[str, Any]) -> None:
-        ignored = sorted(set(props) & {"Auth", "CorsConfiguration", "Domain", "AccessLogSettings"})
+        ignored = sorted(set(props) & _HTTP_API_NOT_EMULATED)
         if ignored:
             stack.not_emulated.append(f"{lid}: {', '.join(ignored)} not emulated")
 
@@ -617,6 +623,9 @@ class _Builder:
         for unsupported in ("Input", "InputPath", "InputTransformer"):
             if unsupported in props:
                 raise TemplateError(f"{lid}.{event_id}: {unsupported} is not supported locally")
+        ignored = sorted(set(props) & {"RetryPolicy", "DeadLetterConfig"})
+        if ignored:
+            stack.not_emulated.append(f"{lid}.{event_id}: {', '.join(ignored)} not emulated")
         rule_lid = f"{lid}{event_id}"
         name = str(props.get("RuleName") or self.names._generated(rule_lid, 64))
         role_lid = f"{rule_lid}Role"
@@ -654,6 +663,26 @@ class _Builder:
                     role_arn=str(target.get("RoleArn", "")),
                 )
             )
+
+
+_FUNCTION_NOT_EMULATED = {
+    "ProvisionedConcurrencyConfig",
+    "Tracing",
+    "VpcConfig",
+    "DeadLetterQueue",
+    "EventInvokeConfig",
+    "FunctionUrlConfig",
+    "SnapStart",
+    "EphemeralStorage",
+}
+_HTTP_API_NOT_EMULATED = {
+    "Auth",
+    "CorsConfiguration",
+    "Domain",
+    "AccessLogSettings",
+    "DefaultRouteSettings",
+    "RouteSettings",
+}
 
 
 def _env_text(value: Any) -> str:

@@ -1,0 +1,368 @@
+"""``python -m localcloud``: run the pipeline on this machine, or talk to a running local cloud.
+
+up                  start the local cloud (template deployed) in the foreground
+run                 sample data -> upload -> the pipeline -> classify -> summary, then stop
+upload PATH         upload a data set (folder or archive) to the bucket: starts a run
+executions          list the state machine's executions
+history [EXECUTION] one execution, state by state (default: the latest)
+classify URL|FILE   classify an image through the HTTP API
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import mimetypes
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from localcloud.client import Connection, NotRunning, connect
+from localcloud.config import DEFAULT_STATE_DIR, add_settings_arguments, settings_from_args
+from localcloud.history import build_view, duration, render
+from localcloud.intrinsics import TemplateError
+from localcloud.launcher import LaunchError, LocalCloudProcess
+from localcloud.progress import Follower, wait_for_execution
+from localcloud.report import execution_events, summary
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
+TRIGGER_WAIT_S = 30.0
+
+
+class CliError(Exception):
+    """A problem to report in one line, without a traceback."""
+
+
+def _stop_on_sigterm() -> None:
+    # SIGTERM unwinds like Ctrl-C, so every `finally` stops what it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
+# ---------------------------------------------------------------------------- helpers
+def _dataset_prefix(conn: Connection, state: dict[str, Any] | None) -> str:
+    parameters = (state or {}).get("parameters") or {}
+    return str(parameters.get("DatasetPrefix", "datasets/"))
+
+
+def _archive(path: Path, workdir: Path) -> Path:
+    """``path`` as an archive the pipeline accepts (folders are packed as .tar.gz)."""
+    from training.sample_data import make_archive
+
+    if path.is_dir():
+        return make_archive(path, workdir / f"{path.name}.tar.gz")
+    if not path.is_file():
+        raise CliError(f"{path} does not exist")
+    if not path.name.endswith(ARCHIVE_SUFFIXES):
+        raise CliError(f"{path} is not a {', '.join(ARCHIVE_SUFFIXES)} archive or a folder")
+    return path
+
+
+def upload(conn: Connection, path: Path, key: str) -> None:
+    conn.client("s3").upload_file(str(path), conn.the_bucket(), key)
+
+
+def _classify_route(conn: Connection) -> str:
+    for route in conn.routes:
+        method, _, path = route.partition(" ")
+        if method == "POST":
+            return path
+    return "/classify"
+
+
+def classify_bytes(conn: Connection, image: bytes, content_type: str) -> tuple[int, Any]:
+    return conn.post(_classify_route(conn), image, content_type)
+
+
+def _top(reply: Any) -> str:
+    if isinstance(reply, dict) and reply.get("predictions"):
+        best = reply["predictions"][0]
+        return f"{best['label']} ({best['probability']:.2f})"
+    return json.dumps(reply)[:200]
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    cloud = LocalCloudProcess(settings)
+    conn = cloud.start()
+    try:
+        state = cloud.state
+        print(f"Local cloud up: stack {state['stack_name']} in {conn.region}")
+        print(f"  AWS endpoint  {conn.endpoint_url}")
+        print("    " + " ".join(f"export {k}={v};" for k, v in conn.environment().items()))
+        routes = ", ".join(conn.routes)
+        print(f"  HTTP API      {conn.api_url}  ({routes})")
+        prefix = _dataset_prefix(conn, state)
+        print(f"  Data bucket   s3://{conn.the_bucket()}/{prefix}  (an archive there starts a run)")
+        print(f"  State dir     {settings.state_dir}  (logs, executions, models)")
+        for note in state.get("not_emulated") or []:
+            print(f"  not emulated: {note}")
+        print("Ctrl-C stops everything.", flush=True)
+        assert cloud.proc is not None
+        while cloud.proc.poll() is None:
+            time.sleep(0.5)
+        print(f"the local cloud exited ({cloud.proc.returncode}); see {cloud.log_path}")
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+        return 0
+    finally:
+        cloud.stop()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    began = time.monotonic()
+    cloud = LocalCloudProcess(settings)
+    with tempfile.TemporaryDirectory(prefix="localcloud-run-") as tmp:
+        print(f"Starting the local cloud (state in {settings.state_dir})...", flush=True)
+        conn = cloud.start()
+        try:
+            return _run(args, cloud, conn, Path(tmp), began)
+        finally:
+            print("Stopping the local cloud...", flush=True)
+            cloud.stop()
+
+
+def _run(
+    args: argparse.Namespace, cloud: LocalCloudProcess, conn: Connection, tmp: Path, began: float
+) -> int:
+    state = cloud.state
+    print(f"  up in {duration(time.monotonic() - began)}: {conn.endpoint_url}, API {conn.api_url}")
+    data_dir: Path | None = None
+    if args.data:
+        archive = _archive(args.data.resolve(), tmp)
+        data_dir = args.data if args.data.is_dir() else None
+    else:
+        from training.sample_data import make_archive, write_digits
+
+        data_dir = cloud.settings.state_dir / "data" / "digits"
+        if not (data_dir / "train").is_dir():
+            counts = write_digits(data_dir)
+            print(f"Sample data: digits {counts} -> {data_dir}")
+        archive = make_archive(data_dir, tmp / "digits.tar.gz")
+    key = f"{_dataset_prefix(conn, state)}{archive.name}"
+    uploaded_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
+    print(f"Uploading {archive.name} to s3://{conn.the_bucket()}/{key}", flush=True)
+    upload(conn, archive, key)
+    machine = conn.the_state_machine()
+    execution_arn = wait_for_execution(conn, machine, uploaded_at, TRIGGER_WAIT_S)
+    print(f"Execution {execution_arn.rsplit(':', 1)[-1]} started by the upload", flush=True)
+    endpoint_name = (state.get("parameters") or {}).get("EndpointName")
+    follower = Follower(conn, execution_arn, endpoint_name=endpoint_name, out=_flush_print)
+    description = follower.follow(timeout=args.timeout)
+    events = execution_events(conn, execution_arn)
+    print()
+    print(render(build_view(events, description)))
+    succeeded = description["status"] == "SUCCEEDED"
+    if succeeded and data_dir is not None and args.classify > 0:
+        print()
+        _classify_samples(conn, data_dir / "test", args.classify)
+    print()
+    text, _ = summary(conn, description, events, endpoint_name, time.monotonic() - began)
+    print(text, flush=True)
+    return 0 if succeeded else 1
+
+
+def _flush_print(text: str) -> None:
+    print(text, flush=True)
+
+
+def _classify_samples(conn: Connection, test_dir: Path, count: int) -> None:
+    classes = sorted(p for p in test_dir.iterdir() if p.is_dir()) if test_dir.is_dir() else []
+    picks = [sorted(c.iterdir())[0] for c in classes if any(c.iterdir())][:count]
+    if not picks:
+        print(f"No held-out images under {test_dir} to classify.")
+        return
+    url = f"{conn.api_url}{_classify_route(conn)}"
+    print(f"Classifying {len(picks)} held-out images through POST {url}")
+    right = 0
+    for image in picks:
+        content_type = mimetypes.guess_type(image.name)[0] or "application/octet-stream"
+        status, reply = classify_bytes(conn, image.read_bytes(), content_type)
+        truth = image.parent.name
+        predicted = reply["predictions"][0]["label"] if status == 200 else None
+        right += predicted == truth
+        mark = "ok " if predicted == truth else "-- "
+        print(f"  {mark} truth {truth:<8} predicted {_top(reply) if status == 200 else status}")
+    print(f"  {right}/{len(picks)} correct")
+
+
+def _connection(args: argparse.Namespace) -> Connection:
+    return connect(
+        args.state_dir.resolve(),
+        endpoint_url=args.endpoint_url,
+        api_url=args.api_url,
+        region=args.region,
+        bucket=args.bucket,
+    )
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    conn = _connection(args)
+    from localcloud.statefile import read_state
+
+    with tempfile.TemporaryDirectory(prefix="localcloud-upload-") as tmp:
+        archive = _archive(args.path.resolve(), Path(tmp))
+        key = args.key or f"{_dataset_prefix(conn, read_state(args.state_dir))}{archive.name}"
+        upload(conn, archive, key)
+    print(f"uploaded s3://{conn.the_bucket()}/{key}")
+    return 0
+
+
+def cmd_executions(args: argparse.Namespace) -> int:
+    conn = _connection(args)
+    sfn = conn.client("stepfunctions")
+    pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=conn.the_state_machine())
+    executions = [e for page in pages for e in page["executions"]]
+    if not executions:
+        print("no executions yet")
+    for e in sorted(executions, key=lambda e: e["startDate"]):
+        stop = e.get("stopDate")
+        took = duration((stop - e["startDate"]).total_seconds()) if stop else "-"
+        started = e["startDate"].astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{e['name']:<40} {e['status']:<10} {started}  {took:>8}")
+    return 0
+
+
+def _find_execution(conn: Connection, wanted: str) -> str:
+    if wanted.startswith("arn:"):
+        return wanted
+    sfn = conn.client("stepfunctions")
+    executions = sfn.list_executions(stateMachineArn=conn.the_state_machine())["executions"]
+    if not executions:
+        raise CliError("the state machine has no executions yet")
+    if wanted == "latest":
+        return max(executions, key=lambda e: e["startDate"])["executionArn"]
+    for e in executions:
+        if e["name"] == wanted:
+            return e["executionArn"]
+    raise CliError(f"no execution named {wanted!r} (see `python -m localcloud executions`)")
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    conn = _connection(args)
+    arn = _find_execution(conn, args.execution)
+    description = conn.client("stepfunctions").describe_execution(executionArn=arn)
+    print(render(build_view(execution_events(conn, arn), description)))
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    conn = _connection(args)
+    target: str = args.image
+    if target.startswith(("http://", "https://")):
+        body = json.dumps({"url": target, "top_k": args.top_k}).encode()
+        status, reply = classify_bytes(conn, body, "application/json")
+    else:
+        path = Path(target)
+        if not path.is_file():
+            raise CliError(f"{path} is not a file (or an http(s) URL)")
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        status, reply = conn.post(
+            f"{_classify_route(conn)}?top_k={args.top_k}", path.read_bytes(), content_type
+        )
+    print(json.dumps(reply, indent=2) if not isinstance(reply, str) else reply)
+    return 0 if status == 200 else 1
+
+
+# ---------------------------------------------------------------------------- parser
+def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("which local cloud")
+    group.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="state dir of the running `up` (default: %(default)s)",
+    )
+    group.add_argument(
+        "--endpoint-url", help="AWS endpoint of the local cloud (overrides the state dir)"
+    )
+    group.add_argument("--api-url", help="HTTP API URL (default: from the state dir)")
+    group.add_argument("--region", default=None, help="region (with --endpoint-url)")
+    group.add_argument("--bucket", help="data bucket (default: the stack's)")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m localcloud",
+        description="The pipeline on this machine: template.yaml deployed on a local AWS "
+        "(moto) with real Lambda handlers, SageMaker training and endpoints, and the HTTP API.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n", 1)[1],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the local cloud in the foreground (Ctrl-C stops it)",
+                        description="Start the local cloud, deploy the template, print the "
+                        "endpoint and HTTP API URLs; Ctrl-C stops everything.")  # fmt: skip
+    add_settings_arguments(up)
+    up.set_defaults(handler=cmd_up)
+
+    run = sub.add_parser("run", help="the whole pipeline once on sample data, then stop",
+                         description="Start the local cloud, upload a data set (default: the "
+                         "digits sample), follow the execution it starts, classify held-out "
+                         "images through the HTTP API, print a summary and stop. Exits 1 "
+                         "unless the execution succeeded.")  # fmt: skip
+    add_settings_arguments(run)
+    run.add_argument(
+        "--data", type=Path, help="data set folder or archive (default: the digits sample)"
+    )
+    run.add_argument(
+        "--classify",
+        type=int,
+        default=10,
+        metavar="N",
+        help="held-out images to classify at the end (default: %(default)s)",
+    )
+    run.add_argument("--timeout", type=float, default=1800,
+                     help="seconds to wait for the execution (default: %(default)s)")  # fmt: skip
+    run.set_defaults(handler=cmd_run)
+
+    up_load = sub.add_parser("upload", help="upload a data set; the upload starts a run",
+                             description="Upload a data-set folder (packed as .tar.gz) or "
+                             "archive to the data bucket's data-set prefix.")  # fmt: skip
+    up_load.add_argument("path", type=Path, help="folder with train/ valid/ test/, or an archive")
+    up_load.add_argument("--key", help="object key (default: <DatasetPrefix><archive name>)")
+    _add_connection_arguments(up_load)
+    up_load.set_defaults(handler=cmd_upload)
+
+    executions = sub.add_parser("executions", help="list the state machine's executions",
+                                description="List the executions, oldest first.")  # fmt: skip
+    _add_connection_arguments(executions)
+    executions.set_defaults(handler=cmd_executions)
+
+    history = sub.add_parser("history", help="one execution, state by state",
+                             description="Every state of an execution with its status, start, "
+                             "duration, retries and the cause of a failure.")  # fmt: skip
+    history.add_argument("execution", nargs="?", default="latest",
+                         help="execution name or ARN (default: latest)")  # fmt: skip
+    _add_connection_arguments(history)
+    history.set_defaults(handler=cmd_history)
+
+    classify = sub.add_parser("classify", help="classify an image through the HTTP API",
+                              description="POST an image file (raw bytes) or an http(s) URL "
+                              "to the HTTP API and print the reply.")  # fmt: skip
+    classify.add_argument("image", help="image file or http(s) URL")
+    classify.add_argument("--top-k", type=int, default=5, help="predictions to return")
+    _add_connection_arguments(classify)
+    classify.set_defaults(handler=cmd_classify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _stop_on_sigterm()
+    try:
+        return int(args.handler(args))
+    except (CliError, NotRunning, LaunchError, TemplateError, TimeoutError) as exc:
+        print(f"localcloud: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,92 @@
+"""Starting and stopping the local cloud process from the command line, tests and benches."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from localcloud import processes
+from localcloud.client import Connection, from_state
+from localcloud.config import Settings
+from localcloud.statefile import STATE_FILE, read_state
+
+START_TIMEOUT_S = 120.0
+STOP_GRACE_S = 20.0
+
+
+class LaunchError(RuntimeError):
+    pass
+
+
+class LocalCloudProcess:
+    """``python -m localcloud.server`` as a child that cannot outlive this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.connection: Connection | None = None
+        self.state: dict[str, object] = {}
+
+    @property
+    def log_path(self) -> Path:
+        return self.settings.state_dir / "logs" / "server.log"
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> Connection:
+        s = self.settings
+        running = read_state(s.state_dir)
+        if running is not None:
+            raise LaunchError(
+                f"a local cloud is already running for {s.state_dir} (pid {running['pid']}, "
+                f"{running['endpoint_url']}): stop it or pass another --state-dir"
+            )
+        (s.state_dir / STATE_FILE).unlink(missing_ok=True)  # stale
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = processes.spawn(
+                [s.python, "-m", "localcloud.server", *s.server_argv()],
+                death_signal=signal.SIGTERM,  # the server then stops its own children
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=Path(__file__).resolve().parents[1],
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = read_state(s.state_dir)
+            if state is not None and state.get("pid") == self.proc.pid:
+                self.state = state
+                self.connection = from_state(state)
+                return self.connection
+            if self.proc.poll() is not None:
+                raise LaunchError(self._failure(f"the local cloud exited ({self.proc.returncode})"))
+            time.sleep(0.1)
+        self.stop()
+        raise LaunchError(self._failure(f"the local cloud was not ready after {timeout:.0f} s"))
+
+    def _failure(self, what: str) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        reasons = [line for line in lines if line.startswith("localcloud: ")]
+        detail = reasons[-1] if reasons else "\n".join(lines[-15:])
+        return f"{what}; see {self.log_path}\n{detail}"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            processes.stop(self.proc, grace=STOP_GRACE_S)
+            self.proc = None
+
+    def __enter__(self) -> Connection:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,172 @@
+"""What a run produced, read back through the AWS APIs: the execution, its training job,
+the endpoint, its autoscaling, and where the time went."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from localcloud.client import Connection
+from localcloud.history import duration
+
+
+def execution_events(conn: Connection, execution_arn: str) -> list[dict[str, Any]]:
+    pages = conn.client("stepfunctions").get_paginator("get_execution_history")
+    return [e for page in pages.paginate(executionArn=execution_arn) for e in page["events"]]
+
+
+def training_job_of(conn: Connection, description: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The training job this execution started (created between its start and stop)."""
+    sm = conn.client("sagemaker")
+    start = description["startDate"]
+    stop = description.get("stopDate") or datetime.datetime.now(datetime.UTC)
+    jobs = sm.list_training_jobs(
+        CreationTimeAfter=start - datetime.timedelta(seconds=1), SortBy="CreationTime"
+    )["TrainingJobSummaries"]
+    jobs = [j for j in jobs if j["CreationTime"] <= stop]
+    if not jobs:
+        return None
+    return sm.describe_training_job(TrainingJobName=jobs[-1]["TrainingJobName"])
+
+
+def final_metrics(job: Mapping[str, Any]) -> dict[str, float]:
+    return {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
+
+
+def state_spans(
+    events: Sequence[Mapping[str, Any]],
+) -> dict[str, list[tuple[datetime.datetime, datetime.datetime | None]]]:
+    """(entered, exited) times of every state entry, by state name."""
+    spans: dict[str, list[tuple[datetime.datetime, datetime.datetime | None]]] = {}
+    for event in events:
+        if event["type"].endswith("StateEntered"):
+            name = event["stateEnteredEventDetails"]["name"]
+            spans.setdefault(name, []).append((event["timestamp"], None))
+        elif event["type"].endswith("StateExited"):
+            name = event["stateExitedEventDetails"]["name"]
+            entered, _ = spans[name][-1]
+            spans[name][-1] = (entered, event["timestamp"])
+    return spans
+
+
+@dataclass(frozen=True)
+class Timings:
+    total: float
+    training: float
+    endpoint: float
+    smoke_test: float
+
+    @property
+    def orchestration(self) -> float:
+        return max(0.0, self.total - self.training - self.endpoint - self.smoke_test)
+
+    def line(self) -> str:
+        share = 100 * self.orchestration / self.total if self.total else 0.0
+        return (
+            f"training {duration(self.training)} | endpoint start {duration(self.endpoint)} | "
+            f"smoke test {duration(self.smoke_test)} | orchestration and the rest "
+            f"{duration(self.orchestration)} ({share:.0f}%) | total {duration(self.total)}"
+        )
+
+
+def timings(
+    events: Sequence[Mapping[str, Any]],
+    job: Mapping[str, Any] | None,
+    endpoint: Mapping[str, Any] | None,
+    total_seconds: float,
+) -> Timings:
+    """Split ``total_seconds`` into training (the job's own start to end), endpoint start
+    (the deploy call returning to the endpoint turning InService), smoke test (its state)
+    and everything else (orchestration: polling, Lambda calls, start-up, data)."""
+    spans = state_spans(events)
+    training = 0.0
+    if job and job.get("TrainingStartTime") and job.get("TrainingEndTime"):
+        training = (job["TrainingEndTime"] - job["TrainingStartTime"]).total_seconds()
+    endpoint_s = 0.0
+    deployed = [end for _, end in spans.get("DeployModel", []) if end is not None]
+    if deployed and endpoint and endpoint.get("EndpointStatus") == "InService":
+        endpoint_s = max(0.0, (endpoint["LastModifiedTime"] - deployed[0]).total_seconds())
+    smoke = sum((end - start).total_seconds() for start, end in spans.get("SmokeTest", []) if end)
+    return Timings(total_seconds, training, endpoint_s, smoke)
+
+
+def describe_endpoint(conn: Connection, name: str) -> dict[str, Any] | None:
+    sm = conn.client("sagemaker")
+    try:
+        return sm.describe_endpoint(EndpointName=name)
+    except sm.exceptions.ClientError:
+        return None
+
+
+def autoscaling_lines(conn: Connection, endpoint: Mapping[str, Any]) -> list[str]:
+    aas = conn.client("application-autoscaling")
+    lines = []
+    for variant in endpoint.get("ProductionVariants", []):
+        resource = f"endpoint/{endpoint['EndpointName']}/variant/{variant['VariantName']}"
+        targets = aas.describe_scalable_targets(
+            ServiceNamespace="sagemaker", ResourceIds=[resource]
+        )["ScalableTargets"]
+        policies = aas.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource)[
+            "ScalingPolicies"
+        ]
+        for target in targets:
+            lines.append(f"{resource}: {target['MinCapacity']}..{target['MaxCapacity']} instances")
+        for policy in policies:
+            config = policy.get("TargetTrackingScalingPolicyConfiguration", {})
+            metric = config.get("PredefinedMetricSpecification", {}).get(
+                "PredefinedMetricType", "custom metric"
+            )
+            lines.append(
+                f"policy {policy['PolicyName']}: {policy['PolicyType']} "
+                f"{metric} target {config.get('TargetValue')}"
+            )
+        if not targets:
+            lines.append(f"{resource}: no scalable target")
+    return lines
+
+
+def summary(
+    conn: Connection,
+    description: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]],
+    endpoint_name: str | None,
+    total_seconds: float,
+) -> tuple[str, Timings]:
+    job = training_job_of(conn, description)
+    endpoint = describe_endpoint(conn, endpoint_name) if endpoint_name else None
+    spent = timings(events, job, endpoint, total_seconds)
+    started, stopped = description["startDate"], description.get("stopDate")
+    took = duration((stopped - started).total_seconds()) if stopped else "-"
+    lines = ["Summary", f"  Execution    {description['name']}: {description['status']} in {took}"]
+    if description.get("error"):
+        lines.append(f"               {description['error']}: {description.get('cause', '')}")
+    if job:
+        resources = job["ResourceConfig"]
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(final_metrics(job).items()))
+        lines.append(
+            f"  Training     {job['TrainingJobName']}: {job['TrainingJobStatus']}, "
+            f"{resources['InstanceCount']} x {resources['InstanceType']}, "
+            f"{job.get('TrainingTimeInSeconds', '-')} s"
+        )
+        if metrics:
+            lines.append(f"               {metrics}")
+        if job.get("FailureReason"):
+            lines.append(f"               {job['FailureReason']}")
+    else:
+        lines.append("  Training     no training job")
+    if endpoint:
+        variants = ", ".join(
+            f"{v['VariantName']} {v.get('CurrentInstanceCount', '?')} instance(s)"
+            for v in endpoint.get("ProductionVariants", [])
+        )
+        lines.append(
+            f"  Endpoint     {endpoint['EndpointName']}: {endpoint['EndpointStatus']}, "
+            f"config {endpoint['EndpointConfigName']}, {variants}"
+        )
+        lines += [f"  Autoscaling  {line}" for line in autoscaling_lines(conn, endpoint)]
+    elif endpoint_name:
+        lines.append(f"  Endpoint     {endpoint_name}: does not exist")
+    lines.append(f"  Timings      {spent.line()}")
+    return "\n".join(lines), spent
