@@ -465,6 +465,10 @@ def fit(
         row = run_epoch(args, epoch, model, net, loaders, optimizer, device, cfg)
         progress.record(row, net)
         metrics_log.info(metric_line("metrics", row, EPOCH_KEYS))
+        log.info(
+            "epoch %d: train loss %.6f acc %.6f, valid loss %.6f acc %.6f",
+            *(row[k] for k in EPOCH_KEYS),
+        )
         if cfg.is_main and args.checkpoint_dir is not None:
             save_checkpoint(args, net, optimizer, progress, splits.classes)
     return finish(args, cfg, device, net, progress, splits, loaders)
@@ -491,6 +495,11 @@ def finish(
         "test_acc": test.acc,
     }
     metrics_log.info(metric_line("final", metrics, FINAL_KEYS))
+    log.info(
+        "best epoch %d: valid loss %.6f acc %.6f, test loss %.6f acc %.6f",
+        metrics["epoch"],
+        *(metrics[k] for k in FINAL_KEYS),
+    )
     if cfg.is_main:
         hyperparameters = vars(args)
         meta = artifacts.model_meta(

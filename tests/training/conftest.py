@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -39,20 +39,15 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_image_folder(tmp_path_factory.mktemp("tiny") / "data")
 
 
-@pytest.fixture
-def run_train() -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run ``python -m training.train ARGS`` to completion (bounded) and return the result."""
-
-    def run(
-        args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            train_command(args),
-            cwd=REPO,
-            env=clean_env(env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    return run
+def run_train(
+    args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m training.train ARGS`` to completion (killed after ``timeout``)."""
+    return subprocess.run(
+        train_command(args),
+        cwd=REPO,
+        env=clean_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
