@@ -30,8 +30,8 @@ def evaluate_gate(
     name = metric.replace("valid_acc", "validation accuracy")
     if float(value) >= threshold:
         result.update(
-            passed=True, reason=f"{name} {value:.4f} reaches the required {threshold:.4f}"
+            passed=True, reason=f"{name} {value:.4g} reaches the required {threshold:.4g}"
         )
     else:
-        result["reason"] = f"{name} {value:.4f} is below the required {threshold:.4f}"
+        result["reason"] = f"{name} {value:.4g} is below the required {threshold:.4g}"
     return result

@@ -196,6 +196,10 @@ def _invalid(where: str, message: str) -> Exception:
     return ConfigurationError(f"{where}: {message}")
 
 
+def _is_dataset_key(key: str, settings: PlanSettings) -> bool:
+    return key.startswith(settings.dataset_prefix) and key.endswith(ARCHIVE_SUFFIXES)
+
+
 def locate_dataset(client: Any, request: RunRequest, settings: PlanSettings) -> dict[str, Any]:
     """Check the archive exists under the data-set prefix; its location and version."""
     uri = s3_uri(request.bucket, request.key)
@@ -204,20 +208,24 @@ def locate_dataset(client: Any, request: RunRequest, settings: PlanSettings) -> 
             f"{uri} is outside the pipeline's bucket; upload data sets to "
             f"s3://{settings.data_bucket}/{settings.dataset_prefix}"
         )
-    key, head = request.key, head_object(client, request.bucket, request.key, request.version_id)
-    decoded = unquote_plus(request.key)
-    if head is None and decoded != request.key:
-        # S3 notifications URL-encode keys; accept either spelling.
-        key, head = decoded, head_object(client, request.bucket, decoded, request.version_id)
-    uri = s3_uri(request.bucket, key)
-    if not key.startswith(settings.dataset_prefix) or not key.endswith(ARCHIVE_SUFFIXES):
+    # S3 notifications URL-encode keys; accept either spelling. Only keys under the
+    # prefix are ever read (the function may read nothing else).
+    spellings = dict.fromkeys((request.key, unquote_plus(request.key)))
+    candidates = [k for k in spellings if _is_dataset_key(k, settings)]
+    if not candidates:
         raise RunRejected(
             f"{uri} is not a data-set archive: expected a {', '.join(ARCHIVE_SUFFIXES)} file "
             f"under s3://{settings.data_bucket}/{settings.dataset_prefix}"
         )
+    key, head = candidates[0], None
+    for key in candidates:
+        head = head_object(client, request.bucket, key, request.version_id)
+        if head is not None:
+            break
+    uri = s3_uri(request.bucket, key)
     if head is None:
         version = f" (version {request.version_id})" if request.version_id else ""
-        raise RunRejected(f"data set {uri}{version} does not exist")
+        raise RunRejected(f"data set {s3_uri(request.bucket, request.key)}{version} does not exist")
     if not head.get("ContentLength"):
         raise RunRejected(f"data set {uri} is empty")
     others = client.list_objects_v2(Bucket=request.bucket, Prefix=key, MaxKeys=2).get(

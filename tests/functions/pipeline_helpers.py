@@ -1,0 +1,69 @@
+"""Helpers shared by the pipeline functions' tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from botocore.stub import Stubber
+
+from mlops.aws import client
+
+METRIC_DEFINITIONS = [
+    {"Name": name, "Regex": f"{name}=([0-9.]+)"}
+    for name in ("train_loss", "train_acc", "valid_loss", "valid_acc", "test_loss", "test_acc")
+] + [{"Name": "epoch", "Regex": r"\[metrics\] epoch=([0-9]+)"}]
+
+
+@contextmanager
+def stubbed(service: str) -> Iterator[Stubber]:
+    """Stub the cached client the handlers use; every queued response must be consumed.
+
+    Stubber validates each expected request against botocore's service model, so these
+    tests pin the exact request shapes the real service accepts.
+    """
+    with Stubber(client(service)) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+def write_training_code(root: Path) -> Path:
+    """A minimal SageMaker source directory shaped like training/."""
+    (root / "imgcls" / "__pycache__").mkdir(parents=True)
+    (root / "train.py").write_text("print('train')\n")
+    (root / "inference.py").write_text("def model_fn(model_dir): ...\n")
+    (root / "serve.py").write_text("# not part of the sourcedir\n")
+    (root / "metric_definitions.json").write_text(json.dumps(METRIC_DEFINITIONS))
+    (root / "imgcls" / "__init__.py").write_text("")
+    (root / "imgcls" / "model.py").write_text("ARCH = 'resnet50'\n")
+    (root / "imgcls" / "__pycache__" / "model.cpython-313.pyc").write_bytes(b"\0")
+    return root
+
+
+def describe_endpoint_response(name: str, status: str, config: str | None, **extra: Any) -> dict:
+    response: dict[str, Any] = {
+        "EndpointName": name,
+        "EndpointArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{name}",
+        "EndpointStatus": status,
+        "CreationTime": "2026-11-24T10:00:00Z",
+        "LastModifiedTime": "2026-11-24T10:05:00Z",
+        "ProductionVariants": [{"VariantName": "AllTraffic", "CurrentInstanceCount": 2}],
+        **extra,
+    }
+    if config:
+        response["EndpointConfigName"] = config
+    return response
+
+
+def endpoint_config_response(name: str, instance_type: str) -> dict:
+    return {
+        "EndpointConfigName": name,
+        "EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/{name}",
+        "ProductionVariants": [
+            {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": instance_type}
+        ],
+        "CreationTime": "2026-11-24T10:00:00Z",
+    }

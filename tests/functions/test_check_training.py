@@ -1,0 +1,90 @@
+"""CheckTraining: status, final metrics, artifact and a readable failure reason."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.conftest import AwsRecorder, load_event, load_handler
+from tests.functions.pipeline_helpers import stubbed
+
+FUNCTION = "CheckTrainingFunction"
+EVENT = load_event("check_training/training_job.json")
+JOB = EVENT["training_job_name"]
+ARTIFACT = f"s3://pipeline-data/models/{JOB}/output/model.tar.gz"
+
+
+@pytest.fixture
+def app(aws: AwsRecorder) -> ModuleType:
+    return load_handler("check_training")
+
+
+def job(status: str, secondary: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "TrainingJobName": JOB,
+        "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{JOB}",
+        "TrainingJobStatus": status,
+        "SecondaryStatus": secondary,
+        "AlgorithmSpecification": {"TrainingInputMode": "File"},
+        "ModelArtifacts": {"S3ModelArtifacts": ARTIFACT},
+        "ResourceConfig": {"VolumeSizeInGB": 30},
+        "StoppingCondition": {},
+        "CreationTime": "2026-11-24T10:00:00Z",
+        **extra,
+    }
+
+
+def check(app: ModuleType, aws: AwsRecorder, response: dict[str, Any]) -> dict[str, Any]:
+    with stubbed("sagemaker") as sagemaker:
+        sagemaker.add_response("describe_training_job", response, {"TrainingJobName": JOB})
+        return aws.invoke(app, EVENT)
+
+
+def test_in_progress(app, aws) -> None:
+    result = check(app, aws, job("InProgress", "Training"))
+    assert (result["status"], result["secondary_status"], result["failure_reason"]) == (
+        "InProgress",
+        "Training",
+        None,
+    )
+
+
+def test_completed_reports_final_metrics_and_the_artifact(app, aws) -> None:
+    final = [
+        {"MetricName": "valid_acc", "Value": 0.842, "Timestamp": "2026-11-24T11:00:00Z"},
+        {"MetricName": "test_acc", "Value": 0.851, "Timestamp": "2026-11-24T11:00:00Z"},
+    ]
+    response = job(
+        "Completed",
+        "Completed",
+        FinalMetricDataList=final,
+        TrainingTimeInSeconds=5400,
+        BillableTimeInSeconds=10800,
+    )
+    assert check(app, aws, response) == {
+        "training_job_name": JOB,
+        "status": "Completed",
+        "secondary_status": "Completed",
+        "failure_reason": None,
+        "metrics": {"valid_acc": 0.842, "test_acc": 0.851},
+        "model_artifact": ARTIFACT,
+        "training_seconds": 5400,
+        "billable_seconds": 10800,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "secondary", "reason", "expected"),
+    [
+        ("Failed", "Failed", "AlgorithmError: data set has no train/ folder", "failed: AlgorithmError"),
+        ("Stopped", "MaxRuntimeExceeded", None, "was stopped: MaxRuntimeExceeded"),
+    ],
+)
+def test_failures_carry_the_reason(app, aws, status, secondary, reason, expected) -> None:
+    extra = {"FailureReason": reason} if reason else {}
+    result = check(app, aws, job(status, secondary, **extra))
+    assert result["status"] == status
+    assert result["failure_reason"].startswith(f"training job {JOB} ")
+    assert expected in result["failure_reason"]

@@ -1,0 +1,169 @@
+"""PrepareRun: triggers become deterministic run plans; bad triggers a readable rejection."""
+
+from __future__ import annotations
+
+import copy
+import re
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+
+from mlops.errors import ConfigurationError
+from tests.conftest import AwsRecorder, load_event, load_handler
+from tests.template_support import BUCKET, set_function_environment
+
+FUNCTION = "PrepareRunFunction"
+KEY = "datasets/dogImages.zip"
+
+
+@pytest.fixture
+def app(aws: AwsRecorder, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    set_function_environment(monkeypatch, FUNCTION)
+    return load_handler("prepare_run")
+
+
+@pytest.fixture
+def s3(aws: AwsRecorder) -> Any:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    return s3
+
+
+def upload(s3: Any, key: str = KEY, body: bytes = b"PK\x03\x04 archive") -> str:
+    return s3.put_object(Bucket=BUCKET, Key=key, Body=body)["VersionId"]
+
+
+def s3_event(version_id: str | None, key: str = KEY) -> dict[str, Any]:
+    event = copy.deepcopy(load_event("prepare_run/s3_object_created.json"))
+    event["trigger"]["detail"]["object"]["key"] = key
+    if version_id is None:
+        del event["trigger"]["detail"]["object"]["version-id"]
+    else:
+        event["trigger"]["detail"]["object"]["version-id"] = version_id
+    return event
+
+
+def manual(dataset: str, **extra: Any) -> dict[str, Any]:
+    event = load_event("prepare_run/manual.json")
+    event["trigger"] = {"dataset": dataset, **extra}
+    return event
+
+
+def test_s3_event_plans_a_run_from_the_template_configuration(app, aws, s3) -> None:
+    version = upload(s3)
+    result = aws.invoke(app, s3_event(version))
+
+    assert result["accepted"] is True and result["reason"] is None
+    run = result["run"]
+    assert run["dataset"] == {
+        "bucket": BUCKET,
+        "key": KEY,
+        "uri": f"s3://{BUCKET}/{KEY}",
+        "version_id": version,
+        "etag": run["dataset"]["etag"],
+        "version": version,
+        "size": 12,
+    }
+    training = run["training"]
+    assert training["instance_count"] == 2 and training["instance_type"] == "ml.m5.xlarge"
+    assert training["hyperparameters"]["arch"] == "resnet50"
+    assert training["image"].endswith(".dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10.0-cpu-py313")
+    assert run["model"]["image"].startswith("763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:")
+    for name in (training["job_name"], run["model"]["model_name"], run["endpoint"]["endpoint_config_name"]):
+        assert re.fullmatch(r"[a-z0-9](-*[a-z0-9])*", name) and len(name) <= 63
+        assert name.startswith("image-classifier-")
+    assert run["quality_gate"] == {"metric": "valid_acc", "min_value": 0.7}
+    assert run["endpoint"]["variant_name"] == "AllTraffic"
+    assert run["autoscaling"]["target_invocations_per_instance"] == 70
+    assert aws.operations() == ["HeadObject", "ListObjectsV2"]
+
+
+def test_the_same_object_version_gives_the_same_run_and_a_new_version_a_new_one(app, aws, s3) -> None:
+    first = upload(s3)
+    again = aws.invoke(app, s3_event(first))["run"]
+    assert aws.invoke(app, s3_event(first))["run"] == again
+
+    second = upload(s3, body=b"PK\x03\x04 new archive")
+    newer = aws.invoke(app, s3_event(second))["run"]
+    assert newer["run_id"] != again["run_id"]
+    assert newer["training"]["job_name"] != again["training"]["job_name"]
+
+
+def test_manual_input_overrides_hyperparameters_in_one_spelling(app, aws, s3) -> None:
+    upload(s3)
+    event = load_event("prepare_run/manual.json")
+    run = aws.invoke(app, event)["run"]
+    hyper = run["training"]["hyperparameters"]
+    assert hyper["epochs"] == 5 and hyper["learning-rate"] == 0.0005
+    assert "learning_rate" not in hyper and hyper["batch-size"] == 32
+    assert run["source"] == "manual"
+    default = aws.invoke(app, manual(f"s3://{BUCKET}/{KEY}"))["run"]
+    assert default["run_id"] != run["run_id"]
+    assert default["dataset"]["version"] == run["dataset"]["version"]
+
+
+def test_an_earlier_version_can_be_named(app, aws, s3) -> None:
+    old = upload(s3)
+    upload(s3, body=b"PK\x03\x04 newer")
+    run = aws.invoke(app, manual(f"s3://{BUCKET}/{KEY}", version_id=old))["run"]
+    assert run["dataset"]["version_id"] == old
+    assert ("s3", "HeadObject") in [(c.service, c.operation) for c in aws.calls]
+
+
+def test_url_encoded_keys_from_notifications_are_accepted(app, aws, s3) -> None:
+    version = upload(s3, "datasets/dog images.zip")
+    run = aws.invoke(app, s3_event(version, key="datasets/dog+images.zip"))["run"]
+    assert run["dataset"]["key"] == "datasets/dog images.zip"
+
+
+@pytest.mark.parametrize(
+    ("trigger", "reason"),
+    [
+        ("outside_prefix", "is not a data-set archive: expected a .zip, .tar.gz, .tgz file under "),
+        ({"dataset": f"s3://{BUCKET}/datasets/notes.txt"}, "is not a data-set archive"),
+        ({"dataset": f"s3://{BUCKET}/datasets/missing.zip"}, "does not exist"),
+        ({"dataset": "s3://someone-elses-bucket/datasets/x.zip"}, "is outside the pipeline's bucket"),
+        ({"dataset": "/local/file.zip"}, "is not an s3:// URI"),
+        ({"dataset": f"s3://{BUCKET}/{KEY}", "version_id": "nope"}, "does not exist"),
+        ({"dataset": f"s3://{BUCKET}/{KEY}", "epochs": 3}, "unknown input field(s) epochs"),
+        (
+            {"dataset": f"s3://{BUCKET}/{KEY}", "hyperparameters": {"sagemaker_program": "x.py"}},
+            "reserved for SageMaker",
+        ),
+        (
+            {"dataset": f"s3://{BUCKET}/{KEY}", "hyperparameters": {"layers": [1, 2]}},
+            "must be a string, number or boolean",
+        ),
+        ({"bucket": BUCKET}, 'must be an S3 "Object Created" event or'),
+        ({"source": "aws.s3", "detail-type": "Object Deleted"}, "unsupported event type"),
+    ],
+)
+def test_bad_triggers_are_rejected_with_a_reason(app, aws, s3, trigger: Any, reason: str) -> None:
+    upload(s3)
+    event = load_event(f"prepare_run/{trigger}.json") if isinstance(trigger, str) else manual("")
+    if not isinstance(trigger, str):
+        event["trigger"] = trigger
+    result = aws.invoke(app, event)
+    assert result["accepted"] is False and result["run"] is None
+    assert reason in result["reason"]
+
+
+def test_empty_archives_and_ambiguous_prefixes_are_rejected(app, aws, s3) -> None:
+    upload(s3, "datasets/empty.zip", b"")
+    result = aws.invoke(app, manual(f"s3://{BUCKET}/datasets/empty.zip"))
+    assert result["reason"] == f"data set s3://{BUCKET}/datasets/empty.zip is empty"
+
+    upload(s3)
+    upload(s3, f"{KEY}.tar.gz")
+    result = aws.invoke(app, manual(f"s3://{BUCKET}/{KEY}"))
+    assert "is also a prefix of" in result["reason"]
+
+
+def test_a_missing_setting_fails_with_its_name(app, aws, s3, monkeypatch) -> None:
+    upload(s3)
+    monkeypatch.delenv("ENDPOINT_NAME")
+    with pytest.raises(ConfigurationError, match="ENDPOINT_NAME is not set"):
+        aws.invoke(app, manual(f"s3://{BUCKET}/{KEY}"))
