@@ -201,6 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(*_gateway(400, "Bad Request: invalid Content-Length"), close=True)
             return
         if size > MAX_BODY:
+            self._discard(size)
             self._reply(*_gateway(413, "Request Entity Too Large"), close=True)
             return
         body = self.rfile.read(size) if size else b""
@@ -208,6 +209,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.command, self.path, list(self.headers.items()), body, self.client_address[0]
         )
         self._reply(status, headers, payload)
+
+    def _discard(self, size: int) -> None:
+        """Read a refused body (bounded) so the client sees the 413, not a broken pipe."""
+        left = min(size, 4 * MAX_BODY)
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 20))
+            if not chunk:
+                return
+            left -= len(chunk)
 
     def _reply(
         self,

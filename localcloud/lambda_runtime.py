@@ -184,6 +184,18 @@ class FunctionPool:
         cap = fn.reserved_concurrency
         self.limit = UNRESERVED_LIMIT if cap is None else cap
 
+    @property
+    def size(self) -> int:
+        """Execution environments alive (busy or warm)."""
+        with self._lock:
+            return len(self._all)
+
+    @property
+    def in_use(self) -> int:
+        """Execution environments running an invocation now."""
+        with self._lock:
+            return len(self._all) - len(self._idle)
+
     def _acquire(self) -> Worker:
         with self._lock:
             if self._closed:

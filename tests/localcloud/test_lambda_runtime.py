@@ -1,0 +1,178 @@
+"""The Lambda runtime: real handlers in warm worker processes, Lambda's error shapes,
+timeouts, per-function environments and reserved concurrency."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from localcloud import processes
+from localcloud.lambda_runtime import LambdaRuntime, Throttled
+from localcloud.template import Function, Stack, resolve_stack
+
+FIXTURE = Path(__file__).parent / "fixtures" / "stack"
+
+
+class Lines:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, str]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, fn: Function, stream: str, line: str) -> None:
+        with self._lock:
+            self.lines.append((fn.name, stream, line))
+
+    def of(self, fn: Function) -> list[str]:
+        with self._lock:
+            return [line for name, _, line in self.lines if name == fn.name]
+
+
+@pytest.fixture(scope="module")
+def stack() -> Stack:
+    return resolve_stack(FIXTURE / "template.yaml", region="eu-west-1", stack_name="fx")
+
+
+@pytest.fixture
+def logs() -> Lines:
+    return Lines()
+
+
+@pytest.fixture
+def runtime(stack: Stack, logs: Lines) -> Iterator[LambdaRuntime]:
+    rt = LambdaRuntime(
+        stack.functions, region="eu-west-1", endpoint_url="http://127.0.0.1:9", sink=logs
+    )
+    try:
+        yield rt
+    finally:
+        rt.close()
+        assert processes.descendants(os.getpid()) == []
+
+
+def invoke(rt: LambdaRuntime, fn: Function, event: object) -> tuple[object, str | None]:
+    result = rt.invoke(fn.name, json.dumps(event).encode())
+    return result.json(), result.error_type
+
+
+def test_handler_runs_with_its_environment_layers_and_context(
+    runtime: LambdaRuntime, stack: Stack
+) -> None:
+    worker = stack.function("WorkerFunction")
+    keys = ["ROLE", "STAGE", "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_LAMBDA_FUNCTION_NAME",
+            "PYTHONPATH", "VIRTUAL_ENV"]  # fmt: skip
+    reply, error = invoke(runtime, worker, {"action": "env", "env_keys": keys})
+    assert error is None
+    assert reply["env"] == {
+        "ROLE": "worker",
+        "STAGE": "dev",
+        "AWS_REGION": "eu-west-1",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_LAMBDA_FUNCTION_NAME": worker.name,
+        "PYTHONPATH": None,  # nothing leaks from the host
+        "VIRTUAL_ENV": None,
+    }
+    assert reply["layer"] == "shared"  # python layer on sys.path
+    assert reply["data"] == "hello from the data layer"  # /opt mapped to the layer
+    context = reply["context"]
+    assert context["function_name"] == worker.name
+    assert context["invoked_function_arn"] == worker.arn
+    assert context["memory_limit_in_mb"] == 256
+    assert context["log_group_name"] == f"/aws/lambda/{worker.name}"
+    assert 0 < context["remaining_ms"] <= 5000
+
+
+def test_warm_worker_is_reused_and_functions_are_isolated(
+    runtime: LambdaRuntime, stack: Stack
+) -> None:
+    worker = stack.function("WorkerFunction")
+    first, _ = invoke(runtime, worker, {"action": "env"})
+    second, _ = invoke(runtime, worker, {"action": "env"})
+    assert first["cold_start"] == second["cold_start"]  # one module import, two invokes
+    assert first["context"]["aws_request_id"] != second["context"]["aws_request_id"]
+    hello = runtime.invoke(stack.function("HelloFunction").name, b'{"rawPath": "/"}').json()
+    assert json.loads(hello["body"])["rawPath"] == "/"
+    assert hello["headers"]["x-role"] == "hello"  # its own ROLE, not the worker's
+
+
+def test_exception_surfaces_as_lambda_function_error(
+    runtime: LambdaRuntime, stack: Stack, logs: Lines
+) -> None:
+    worker = stack.function("WorkerFunction")
+    reply, error = invoke(runtime, worker, {"action": "fail"})
+    assert error == "Flaky"
+    assert reply["errorType"] == "Flaky"
+    assert reply["errorMessage"] == "the worker failed on purpose"
+    assert any("app.py" in frame for frame in reply["stackTrace"])
+    assert not any("lambda_worker.py" in frame for frame in reply["stackTrace"])
+    # the environment survives a handler error
+    assert invoke(runtime, worker, {"action": "env"})[1] is None
+    lines = logs.of(worker)
+    assert any(line.startswith("[ERROR] Flaky: the worker failed on purpose") for line in lines)
+    assert any(line.startswith("START RequestId:") for line in lines)
+    assert any(line.startswith("REPORT RequestId:") for line in lines)
+
+
+def test_handler_output_lines_reach_the_log_sink(
+    runtime: LambdaRuntime, stack: Stack, logs: Lines
+) -> None:
+    worker = stack.function("WorkerFunction")
+    invoke(runtime, worker, {"action": "log"})
+    processes.wait_until(lambda: "a line from the handler" in logs.of(worker), timeout=5)
+    assert "a line from the handler" in logs.of(worker)
+
+
+def test_timeout_kills_the_worker_and_reports_sandbox_timedout(
+    runtime: LambdaRuntime, stack: Stack
+) -> None:
+    worker = stack.function("WorkerFunction")
+    reply, error = invoke(runtime, worker, {"action": "sleep", "seconds": 30})
+    assert error == "Sandbox.Timedout"
+    assert "Task timed out after 5.00 seconds" in reply["errorMessage"]
+    reply, error = invoke(runtime, worker, {"action": "env"})  # a fresh environment
+    assert error is None
+
+
+def test_exit_and_unserialisable_results(runtime: LambdaRuntime, stack: Stack) -> None:
+    worker = stack.function("WorkerFunction")
+    reply, error = invoke(runtime, worker, {"action": "exit"})
+    assert error == "Runtime.ExitError" and "exit status 3" in reply["errorMessage"]
+    reply, error = invoke(runtime, worker, {"action": "unmarshallable"})
+    assert error == "Runtime.MarshalError"
+    assert reply["errorMessage"].startswith("Unable to marshal response")
+
+
+def test_import_errors_use_the_runtime_error_types(stack: Stack, logs: Lines) -> None:
+    worker = stack.function("WorkerFunction")
+    broken = [
+        replace(worker, name="missing-module", handler="nope.lambda_handler"),
+        replace(worker, name="missing-function", handler="app.nope"),
+    ]
+    rt = LambdaRuntime(broken, region="eu-west-1", endpoint_url="http://127.0.0.1:9", sink=logs)
+    try:
+        assert rt.invoke("missing-module", b"{}").error_type == "Runtime.ImportModuleError"
+        result = rt.invoke("missing-function", b"{}")
+        assert result.error_type == "Runtime.HandlerNotFound"
+        assert "Handler 'nope' missing on module 'app'" in result.json()["errorMessage"]
+    finally:
+        rt.close()
+
+
+def test_reserved_concurrency_caps_the_pool(runtime: LambdaRuntime, stack: Stack) -> None:
+    hello = stack.function("HelloFunction")  # ReservedConcurrentExecutions: 1
+    event = json.dumps({"queryStringParameters": {"sleep": "2"}}).encode()
+    busy = threading.Thread(target=runtime.invoke, args=(hello.name, event))
+    busy.start()
+    try:
+        pool = runtime.pool(hello.name)
+        assert processes.wait_until(lambda: pool.size == 1, timeout=5)
+        with pytest.raises(Throttled):
+            runtime.invoke(hello.name, b"{}")
+    finally:
+        busy.join(timeout=30)
+    assert runtime.invoke(hello.name, b"{}").error_type is None  # free again
