@@ -6,7 +6,8 @@ For each in-service variant with a scalable target (``endpoint/<e>/variant/<v>``
 ``SageMakerVariantInvocationsPerInstance``: invocations per instance per minute, measured
 over the last minute, against the policy's TargetValue, with the policy's cooldowns.
 Minutes and cooldowns run on the accelerated clock of ``install(time_scale=...)``. The
-same pass replaces instances whose process died.
+same pass replaces instances whose process died and publishes the CloudWatch metric
+``AWS/SageMaker`` ``Invocations`` (Sum, per EndpointName and VariantName).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from moto.applicationautoscaling.models import applicationautoscaling_backends
+from moto.cloudwatch.models import cloudwatch_backends
 
 from . import settings
 from .fleet import VariantFleet
@@ -134,10 +137,30 @@ def _decide(runtime: EndpointRuntime, fleet: VariantFleet, backend: Any, now: fl
     )
 
 
+def _publish_invocations(account_id: str, region: str, runtime: EndpointRuntime) -> None:
+    data = [
+        {
+            "MetricName": "Invocations",
+            "Dimensions": [
+                {"Name": "EndpointName", "Value": runtime.name},
+                {"Name": "VariantName", "Value": fleet.name},
+            ],
+            "Timestamp": datetime.now(UTC),
+            "Value": float(count),
+            "Unit": "None",
+        }
+        for fleet in runtime.fleets.values()
+        if (count := fleet.take_unpublished())
+    ]
+    if data:
+        cloudwatch_backends[account_id][region].put_metric_data("AWS/SageMaker", data)
+
+
 def reconcile() -> None:
-    """One pass over every endpoint: scaling decisions and replacement of dead instances."""
+    """One pass over every endpoint: metrics, scaling decisions, replacement of dead instances."""
     now = time.monotonic()
     for (account_id, region, _), runtime in ENDPOINTS.items():
+        _publish_invocations(account_id, region, runtime)
         if runtime.busy or runtime.endpoint.endpoint_status != "InService":
             continue
         backend = applicationautoscaling_backends[account_id][region]

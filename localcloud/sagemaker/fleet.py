@@ -144,6 +144,7 @@ class VariantFleet:
         self._instances: list[Instance] = []
         self._turn = itertools.count()
         self._calls: deque[float] = deque()
+        self._unpublished = 0
         self._lock = threading.Lock()
         self.last_scale_out = self.last_activity = time.monotonic()
 
@@ -208,6 +209,13 @@ class VariantFleet:
     def record_call(self) -> None:
         with self._lock:
             self._calls.append(time.monotonic())
+            self._unpublished += 1
+
+    def take_unpublished(self) -> int:
+        """Calls since the last take (for the CloudWatch Invocations metric)."""
+        with self._lock:
+            count, self._unpublished = self._unpublished, 0
+            return count
 
     def calls_since(self, since: float) -> int:
         with self._lock:

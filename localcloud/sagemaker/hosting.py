@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from moto.sagemaker.exceptions import ValidationError
+
 from .fleet import DeployError, Reply, VariantFleet
 from .registry import Registry
 from .settings import Settings
@@ -72,8 +74,14 @@ class EndpointRuntime:
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _start(self, status: str, work: Callable[[], None]) -> None:
+    def _start(
+        self, status: str, work: Callable[[], None], show: Callable[[], None] = lambda: None
+    ) -> None:
+        """Run ``work`` on the endpoint's thread; ``show`` first updates what Describe shows."""
         with self._lock:
+            if self.busy:  # a request and the scaler raced: one change at a time
+                raise ValidationError(f"Cannot update in-progress endpoint '{self.endpoint.arn}'.")
+            show()
             self.endpoint.endpoint_status = status
             self.endpoint.last_modified_time = _now()
             self._thread = threading.Thread(target=work, daemon=True, name=f"endpoint-{self.name}")
@@ -104,7 +112,7 @@ class EndpointRuntime:
                 if keep and "DesiredWeight" not in excluded
                 else _initial_weight(variant)
             )
-        self.endpoint.pending_deployment_summary = {
+        pending = {
             "EndpointConfigName": config["EndpointConfigName"],
             "ProductionVariants": [
                 {"VariantName": name, "DesiredInstanceCount": count, "DesiredWeight": weights[name]}
@@ -112,14 +120,21 @@ class EndpointRuntime:
             ],
             "StartTime": _now(),
         }
-        self._start("Updating", lambda: self._update(config, counts, weights))
+
+        def show() -> None:
+            self.endpoint.pending_deployment_summary = pending
+
+        self._start("Updating", lambda: self._update(config, counts, weights), show)
 
     def scale(self, counts: Mapping[str, int], weights: Mapping[str, float]) -> None:
         """New instance counts and weights (UpdateEndpointWeightsAndCapacities, autoscaling)."""
-        for name, count in counts.items():
-            self.fleets[name].desired = count
-        self._refresh_variants()
-        self._start("Updating", lambda: self._scale(counts, weights))
+
+        def show() -> None:
+            for name, count in counts.items():
+                self.fleets[name].desired = count
+            self._refresh_variants()
+
+        self._start("Updating", lambda: self._scale(counts, weights), show)
 
     def close(self) -> None:
         """Stop serving at once and stop the fleets on a thread (DeleteEndpoint)."""

@@ -225,7 +225,8 @@ class TrainingRun:
                 f"ClientError: entry point {program!r}: the local mode runs .py programs"
             )
         if self._dir.exists():  # a job of the same name in an earlier local session: keep it
-            self._dir.rename(self._dir.with_name(f"{self._name}.before-{int(time.time())}"))
+            stamp = _now().strftime("%Y%m%dT%H%M%S%f")
+            self._dir.rename(self._dir.with_name(f"{self._name}.before-{stamp}"))
         channels = self._request.get("InputDataConfig") or []
         for layout in self._layouts:
             layout.make([c["ChannelName"] for c in channels])

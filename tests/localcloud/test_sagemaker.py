@@ -7,6 +7,7 @@ server, so each case takes seconds; test_sagemaker_real.py runs train.py and ser
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,12 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
+from moto.server import ThreadedMotoServer
 
 import localcloud.sagemaker as local_sagemaker
 from localcloud.sagemaker import toolkit
 from localcloud.sagemaker.autoscaling import Limits, Policy, desired_count
+from tests.data_helpers import free_port
 from tests.localcloud.sagemaker_support import (
     REGION,
     ROLE,
@@ -469,6 +472,26 @@ def test_capacity_changes_and_target_tracking_resize_the_fleet(aws: Local) -> No
     )
     assert variant(wait_endpoint(aws.sagemaker, "ep")) == (2, 2)
     assert len({invoke(aws)["pid"] for _ in range(4)}) == 2
+    # an update that keeps the current instance count (the config says 1)
+    aws.sagemaker.update_endpoint(
+        EndpointName="ep",
+        EndpointConfigName=add_model(aws, "v2", instances=1),
+        RetainAllVariantProperties=True,
+    )
+    assert variant(wait_endpoint(aws.sagemaker, "ep")) == (2, 2)
+    assert {invoke(aws)["version"] for _ in range(2)} == {"v2"}
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    dimensions = [
+        {"Name": "EndpointName", "Value": "ep"},
+        {"Name": "VariantName", "Value": VARIANT},
+    ]
+    wait_for(
+        lambda: cloudwatch.list_metrics(Namespace="AWS/SageMaker", MetricName="Invocations")[
+            "Metrics"
+        ],
+        lambda metrics: [m["Dimensions"] for m in metrics] == [dimensions],
+        10,
+    )
 
     resource = f"endpoint/ep/variant/{VARIANT}"
     dimension = "sagemaker:variant:DesiredInstanceCount"
@@ -533,6 +556,50 @@ def test_an_account_reset_stops_the_processes(aws: Local) -> None:
 
     for pid in (server, host_record(aws, "sleeps", "algo-1")["pid"]):
         wait_for(lambda pid=pid: pid_alive(pid), lambda alive: not alive, 20)
+
+
+def test_works_inside_the_moto_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded local cloud's mode: clients reach a ThreadedMotoServer over HTTP."""
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    before = children()
+    serve = tmp_path / "fake_serve.py"
+    serve.write_text(FAKE_SERVE)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        local_sagemaker.install(tmp_path / "state", serve_command=(str(serve),))
+        url = f"http://127.0.0.1:{port}"
+        clients = {
+            name: boto3.client(name, region_name=REGION, endpoint_url=url)
+            for name in ("s3", "sagemaker", "sagemaker-runtime", "application-autoscaling", "logs")
+        }
+        aws = Local(*clients.values(), state=tmp_path / "state")
+        aws.s3.create_bucket(Bucket=BUCKET)
+        aws.s3.put_object(
+            Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=tgz({"train.py": FAKE_TRAIN})
+        )
+        aws.s3.put_object(Bucket=BUCKET, Key="data/train/a/1.jpg", Body=b"jpeg")
+        start_job(aws, "served", hosts=1)
+        assert wait_job(aws.sagemaker, "served")["TrainingJobStatus"] == "Completed"
+        aws.sagemaker.create_endpoint(
+            EndpointName="ep", EndpointConfigName=add_model(aws, "v1", instances=1)
+        )
+        assert wait_endpoint(aws.sagemaker, "ep")["EndpointStatus"] == "InService"
+        body = bytes(range(256)) * 4  # not UTF-8: an image's bytes must pass unchanged
+        reply = aws.runtime.invoke_endpoint(EndpointName="ep", Body=body, ContentType="image/jpeg")
+        served = json.loads(reply["Body"].read())
+        assert served["bytes"] == len(body)
+
+        request = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=30).close()
+
+        wait_for(lambda: pid_alive(served["pid"]), lambda alive: not alive, 20)
+    finally:
+        server.stop()
+        local_sagemaker.uninstall()
+        assert_no_new_children(before)
 
 
 # --- pure parts ----------------------------------------------------------------------
