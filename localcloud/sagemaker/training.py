@@ -125,6 +125,10 @@ class TrainingRun:
         self._layouts = [toolkit.HostLayout(self._dir / host) for host in self._hosts]
         spec = request.get("AlgorithmSpecification") or {}
         self._metrics = MetricParser(spec.get("MetricDefinitions") or [])
+        self._hps = toolkit.decode_hyperparameters(request.get("HyperParameters"))
+        self._channels: list[dict[str, Any]] = request.get("InputDataConfig") or []
+        self._input_mode = spec.get("TrainingInputMode", "File")
+        self._data_config = toolkit.input_data_config(self._channels, self._input_mode)
         self._s3 = S3(account_id, region)
         self._children: list[Child] = []
         self._logs: list[LogFile] = []
@@ -166,10 +170,6 @@ class TrainingRun:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
-
-    @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
 
     # --- the run ----------------------------------------------------------------------
 
@@ -213,8 +213,7 @@ class TrainingRun:
         return self._abandoned or self._stop_status is not None
 
     def _prepare(self) -> None:
-        hps = toolkit.decode_hyperparameters(self._request.get("HyperParameters"))
-        program, submit = hps.get(toolkit.PROGRAM), hps.get(toolkit.SUBMIT_DIRECTORY)
+        program, submit = self._hps.get(toolkit.PROGRAM), self._hps.get(toolkit.SUBMIT_DIRECTORY)
         if not program or not submit:
             raise JobError(
                 "ClientError: the local mode runs script-mode source: set the hyperparameters "
@@ -227,16 +226,15 @@ class TrainingRun:
         if self._dir.exists():  # a job of the same name in an earlier local session: keep it
             stamp = _now().strftime("%Y%m%dT%H%M%S%f")
             self._dir.rename(self._dir.with_name(f"{self._name}.before-{stamp}"))
-        channels = self._request.get("InputDataConfig") or []
         for layout in self._layouts:
-            layout.make([c["ChannelName"] for c in channels])
+            layout.make([c["ChannelName"] for c in self._channels])
         sourcedir = self._dir / "sourcedir.tar.gz"
         self._s3.download(str(submit), sourcedir)
         for layout in self._layouts:
             extract(sourcedir, layout.code)
             if not (layout.code / program).is_file():
                 raise JobError(f"ClientError: entry point {program!r} is not in {submit}")
-        for channel in channels:
+        for channel in self._channels:
             self._download_channel(channel)
         self._write_config_files()
 
@@ -252,10 +250,7 @@ class TrainingRun:
                 f"ClientError: channel {name!r}: S3DataType {source['S3DataType']} "
                 "is not supported by the local mode (use S3Prefix)"
             )
-        mode = channel.get("InputMode") or self._request["AlgorithmSpecification"].get(
-            "TrainingInputMode", "File"
-        )
-        if mode == "Pipe":
+        if (channel.get("InputMode") or self._input_mode) == "Pipe":
             raise JobError(
                 f"ClientError: channel {name!r}: Pipe input mode is not supported "
                 "by the local mode (use File or FastFile)"
@@ -272,8 +267,6 @@ class TrainingRun:
             link_tree(first, layout.channel(name))
 
     def _write_config_files(self) -> None:
-        mode = self._request["AlgorithmSpecification"].get("TrainingInputMode", "File")
-        data_config = toolkit.input_data_config(self._request.get("InputDataConfig") or [], mode)
         for host, layout in zip(self._hosts, self._layouts, strict=True):
             files = {
                 "hyperparameters.json": self._request.get("HyperParameters") or {},
@@ -282,14 +275,12 @@ class TrainingRun:
                     "hosts": self._hosts,
                     "network_interface_name": "lo",
                 },
-                "inputdataconfig.json": data_config,
+                "inputdataconfig.json": self._data_config,
             }
             for filename, content in files.items():
                 (layout.config / filename).write_text(json.dumps(content, indent=2))
 
     def _host_env(self, index: int, master_port: int) -> dict[str, str]:
-        hps = toolkit.decode_hyperparameters(self._request.get("HyperParameters"))
-        mode = self._request["AlgorithmSpecification"].get("TrainingInputMode", "File")
         threads = max(1, (os.cpu_count() or 1) // len(self._hosts))
         env = {key: value for key, value in os.environ.items() if not _launcher_variable(key)}
         env.update(self._request.get("Environment") or {})
@@ -300,13 +291,11 @@ class TrainingRun:
                 layout=self._layouts[index],
                 hosts=self._hosts,
                 current_host=self._hosts[index],
-                hyperparameters=hps,
-                data_config=toolkit.input_data_config(
-                    self._request.get("InputDataConfig") or [], mode
-                ),
+                hyperparameters=self._hps,
+                data_config=self._data_config,
                 num_cpus=threads,
-                module_dir=str(hps[toolkit.SUBMIT_DIRECTORY]),
-                program=str(hps[toolkit.PROGRAM]),
+                module_dir=str(self._hps[toolkit.SUBMIT_DIRECTORY]),
+                program=str(self._hps[toolkit.PROGRAM]),
             )
         )
         env.update(
@@ -319,16 +308,15 @@ class TrainingRun:
         return env
 
     def _start_hosts(self) -> None:
-        hps = toolkit.decode_hyperparameters(self._request.get("HyperParameters"))
-        args = toolkit.to_cmd_args(toolkit.user_hyperparameters(hps))
+        args = toolkit.to_cmd_args(toolkit.user_hyperparameters(self._hps))
         master_port = free_port()
         started = int(time.time())
         for index, (host, layout) in enumerate(zip(self._hosts, self._layouts, strict=True)):
             argv = toolkit.launch_command(
                 python=self._settings.python,
-                program=str(hps[toolkit.PROGRAM]),
+                program=str(self._hps[toolkit.PROGRAM]),
                 args=args,
-                torch_distributed=bool(hps.get(toolkit.TORCH_DISTRIBUTED)),
+                torch_distributed=bool(self._hps.get(toolkit.TORCH_DISTRIBUTED)),
                 num_hosts=len(self._hosts),
                 host_index=index,
                 master_port=master_port,
