@@ -67,3 +67,29 @@ def endpoint_config_response(name: str, instance_type: str) -> dict:
         ],
         "CreationTime": "2026-11-24T10:00:00Z",
     }
+
+
+def create_lock_table(table_name: str) -> Any:
+    import boto3
+
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName=table_name,
+        AttributeDefinitions=[{"AttributeName": "lock_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "lock_id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return dynamodb
+
+
+def hold_lock(dynamodb: Any, table_name: str, key: str, holder: str, expires_at: float) -> None:
+    dynamodb.put_item(
+        TableName=table_name,
+        Item={
+            "lock_id": {"S": key},
+            "holder": {"S": holder},
+            "run_id": {"S": "other"},
+            "acquired_at": {"N": "0"},
+            "expires_at": {"N": str(int(expires_at))},
+        },
+    )

@@ -78,7 +78,12 @@ def test_completed_reports_final_metrics_and_the_artifact(app, aws) -> None:
 @pytest.mark.parametrize(
     ("status", "secondary", "reason", "expected"),
     [
-        ("Failed", "Failed", "AlgorithmError: data set has no train/ folder", "failed: AlgorithmError"),
+        (
+            "Failed",
+            "Failed",
+            "AlgorithmError: data set has no train/ folder",
+            "failed: AlgorithmError",
+        ),
         ("Stopped", "MaxRuntimeExceeded", None, "was stopped: MaxRuntimeExceeded"),
     ],
 )

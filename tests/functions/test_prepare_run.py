@@ -70,9 +70,17 @@ def test_s3_event_plans_a_run_from_the_template_configuration(app, aws, s3) -> N
     training = run["training"]
     assert training["instance_count"] == 2 and training["instance_type"] == "ml.m5.xlarge"
     assert training["hyperparameters"]["arch"] == "resnet50"
-    assert training["image"].endswith(".dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10.0-cpu-py313")
-    assert run["model"]["image"].startswith("763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:")
-    for name in (training["job_name"], run["model"]["model_name"], run["endpoint"]["endpoint_config_name"]):
+    assert training["image"].endswith(
+        ".dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10.0-cpu-py313"
+    )
+    assert run["model"]["image"].startswith(
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:"
+    )
+    for name in (
+        training["job_name"],
+        run["model"]["model_name"],
+        run["endpoint"]["endpoint_config_name"],
+    ):
         assert re.fullmatch(r"[a-z0-9](-*[a-z0-9])*", name) and len(name) <= 63
         assert name.startswith("image-classifier-")
     assert run["quality_gate"] == {"metric": "valid_acc", "min_value": 0.7}
@@ -81,7 +89,9 @@ def test_s3_event_plans_a_run_from_the_template_configuration(app, aws, s3) -> N
     assert aws.operations() == ["HeadObject", "ListObjectsV2"]
 
 
-def test_the_same_object_version_gives_the_same_run_and_a_new_version_a_new_one(app, aws, s3) -> None:
+def test_the_same_object_version_gives_the_same_run_and_a_new_version_a_new_one(
+    app, aws, s3
+) -> None:
     first = upload(s3)
     again = aws.invoke(app, s3_event(first))["run"]
     assert aws.invoke(app, s3_event(first))["run"] == again
@@ -125,7 +135,10 @@ def test_url_encoded_keys_from_notifications_are_accepted(app, aws, s3) -> None:
         ("outside_prefix", "is not a data-set archive: expected a .zip, .tar.gz, .tgz file under "),
         ({"dataset": f"s3://{BUCKET}/datasets/notes.txt"}, "is not a data-set archive"),
         ({"dataset": f"s3://{BUCKET}/datasets/missing.zip"}, "does not exist"),
-        ({"dataset": "s3://someone-elses-bucket/datasets/x.zip"}, "is outside the pipeline's bucket"),
+        (
+            {"dataset": "s3://someone-elses-bucket/datasets/x.zip"},
+            "is outside the pipeline's bucket",
+        ),
         ({"dataset": "/local/file.zip"}, "is not an s3:// URI"),
         ({"dataset": f"s3://{BUCKET}/{KEY}", "version_id": "nope"}, "does not exist"),
         ({"dataset": f"s3://{BUCKET}/{KEY}", "epochs": 3}, "unknown input field(s) epochs"),

@@ -27,6 +27,6 @@ def test_gate(aws: AwsRecorder, event: str, passed: bool, reason: str) -> None:
 def test_a_malformed_state_input_names_the_field(aws: AwsRecorder) -> None:
     event = load_event("quality_gate/passed.json")
     del event["gate"]
-    with pytest.raises(Exception, match="invalid input: .*gate") as raised:
+    with pytest.raises(Exception, match=r"invalid input: .*gate") as raised:
         aws.invoke(load_handler("quality_gate"), event)
     assert type(raised.value).__name__ == "InvalidStateInputError"

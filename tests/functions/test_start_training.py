@@ -75,12 +75,19 @@ def expected_request(run: dict[str, Any], submit_dir: str, **changes: Any) -> di
             }
         ],
         "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/models/"},
-        "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 30},
+        "ResourceConfig": {
+            "InstanceType": "ml.m5.xlarge",
+            "InstanceCount": 2,
+            "VolumeSizeInGB": 30,
+        },
         "StoppingCondition": {"MaxRuntimeInSeconds": 21600},
         "Environment": {"PYTHONUNBUFFERED": "1"},
         "Tags": [
             {"Key": "mlops:run-id", "Value": run["run_id"]},
-            {"Key": "mlops:execution", "Value": load_event("start_training/run.json")["execution_arn"]},
+            {
+                "Key": "mlops:execution",
+                "Value": load_event("start_training/run.json")["execution_arn"],
+            },
             {"Key": "mlops:dataset", "Value": f"s3://{BUCKET}/datasets/dogImages.zip"},
             {"Key": "mlops:dataset-version", "Value": run["dataset"]["version"]},
         ],
@@ -175,12 +182,14 @@ def test_one_host_spot_training_checkpoints_and_waits_for_capacity(app, aws, cod
     job = run["training"]["job_name"]
     expected["CheckpointConfig"] = {"S3Uri": f"s3://{BUCKET}/checkpoints/{job}/"}
     with stubbed("sagemaker") as sagemaker:
-        sagemaker.add_response("create_training_job", {"TrainingJobArn": JOB_ARN.format(job)}, expected)
+        sagemaker.add_response(
+            "create_training_job", {"TrainingJobArn": JOB_ARN.format(job)}, expected
+        )
         aws.invoke(app, event)
 
 
 def test_missing_training_code_is_a_configuration_error(app, aws, code_dir: Path) -> None:
     (code_dir / "metric_definitions.json").unlink()
-    with pytest.raises(Exception, match="lacks metric_definitions.json") as raised:
+    with pytest.raises(Exception, match=r"lacks metric_definitions\.json") as raised:
         aws.invoke(app, load_event("start_training/run.json"))
     assert type(raised.value).__name__ == "ConfigurationError"

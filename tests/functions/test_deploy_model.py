@@ -1,0 +1,211 @@
+"""DeployModel: create the endpoint once, update it in place later, never deploy twice."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY
+
+from tests.conftest import AwsRecorder, load_event, load_handler
+from tests.functions.pipeline_helpers import (
+    describe_endpoint_response,
+    endpoint_config_response,
+    stubbed,
+)
+from tests.template_support import SAGEMAKER_ROLE_ARN, set_function_environment
+
+FUNCTION = "DeployModelFunction"
+EVENT = load_event("deploy_model/run.json")
+RUN = EVENT["run"]
+ARN = "arn:aws:sagemaker:us-east-1:123456789012"
+ENDPOINT = RUN["endpoint"]["endpoint_name"]
+CONFIG = RUN["endpoint"]["endpoint_config_name"]
+MODEL = RUN["model"]["model_name"]
+PREVIOUS = f"{ENDPOINT}-0123456789abcdef"
+TARGET = f"endpoint/{ENDPOINT}/variant/AllTraffic"
+
+
+@pytest.fixture
+def app(aws: AwsRecorder, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    set_function_environment(monkeypatch, FUNCTION)
+    return load_handler("deploy_model")
+
+
+def model_request() -> dict[str, Any]:
+    return {
+        "ModelName": MODEL,
+        "PrimaryContainer": {
+            "Image": RUN["model"]["image"],
+            "ModelDataUrl": EVENT["model_artifact"],
+            "Environment": {
+                "SAGEMAKER_PROGRAM": "inference.py",
+                "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                "SAGEMAKER_REGION": "us-east-1",
+                "SAGEMAKER_MODEL_SERVER_TIMEOUT": "60",
+            },
+        },
+        "ExecutionRoleArn": SAGEMAKER_ROLE_ARN,
+        "Tags": ANY,
+    }
+
+
+def config_request() -> dict[str, Any]:
+    variant = {
+        "VariantName": "AllTraffic",
+        "ModelName": MODEL,
+        "InitialInstanceCount": 1,
+        "InstanceType": "ml.m5.large",
+        "InitialVariantWeight": 1.0,
+    }
+    return {"EndpointConfigName": CONFIG, "ProductionVariants": [variant], "Tags": ANY}
+
+
+def test_first_deployment_creates_the_endpoint_and_a_duplicate_does_nothing(app, aws) -> None:
+    result = aws.invoke(app, EVENT)
+    assert result == {
+        "action": "create",
+        "endpoint_name": ENDPOINT,
+        "endpoint_config_name": CONFIG,
+        "model_name": MODEL,
+        "variant_name": "AllTraffic",
+        "previous_endpoint_config_name": None,
+        "created_endpoint": True,
+        "reason": None,
+    }
+    sagemaker = boto3.client("sagemaker")
+    assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == CONFIG
+    container = sagemaker.describe_model(ModelName=MODEL)["PrimaryContainer"]
+    assert container["ModelDataUrl"] == EVENT["model_artifact"]
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    tags = sagemaker.list_tags(ResourceArn=sagemaker.describe_model(ModelName=MODEL)["ModelArn"])
+    assert {"Key": "mlops:run-id", "Value": RUN["run_id"]} in tags["Tags"]
+
+    again = aws.invoke(app, EVENT)
+    assert again["action"] == "already_deployed"
+    assert again["reason"] == f"endpoint {ENDPOINT} already serves {CONFIG}"
+    assert aws.operations().count("CreateEndpoint") == 1
+
+
+def test_a_new_model_updates_the_endpoint_keeping_the_autoscaled_count(app, aws) -> None:
+    with stubbed("sagemaker") as sagemaker:
+        sagemaker.add_response(
+            "describe_endpoint",
+            describe_endpoint_response(ENDPOINT, "InService", PREVIOUS),
+            {"EndpointName": ENDPOINT},
+        )
+        sagemaker.add_response(
+            "create_model",
+            {"ModelArn": f"{ARN}:model/{MODEL}"},
+            model_request(),
+        )
+        sagemaker.add_response(
+            "create_endpoint_config",
+            {"EndpointConfigArn": f"{ARN}:endpoint-config/{CONFIG}"},
+            config_request(),
+        )
+        sagemaker.add_response(
+            "describe_endpoint_config",
+            endpoint_config_response(PREVIOUS, "ml.m5.large"),
+            {"EndpointConfigName": PREVIOUS},
+        )
+        sagemaker.add_response(
+            "update_endpoint",
+            {"EndpointArn": f"{ARN}:endpoint/{ENDPOINT}"},
+            {
+                "EndpointName": ENDPOINT,
+                "EndpointConfigName": CONFIG,
+                "RetainAllVariantProperties": True,
+            },
+        )
+        result = aws.invoke(app, EVENT)
+    assert (result["action"], result["previous_endpoint_config_name"]) == ("update", PREVIOUS)
+    assert result["created_endpoint"] is False
+
+
+def test_an_instance_type_change_deregisters_autoscaling_first(app, aws) -> None:
+    with stubbed("sagemaker") as sagemaker, stubbed("application-autoscaling") as scaling:
+        sagemaker.add_response(
+            "describe_endpoint", describe_endpoint_response(ENDPOINT, "InService", PREVIOUS)
+        )
+        sagemaker.add_client_error(
+            "create_model",
+            "ValidationException",
+            f'Cannot create already existing model "arn:{MODEL}".',
+        )
+        sagemaker.add_client_error(
+            "create_endpoint_config",
+            "ValidationException",
+            f'Cannot create already existing endpoint configuration "arn:{CONFIG}".',
+        )
+        sagemaker.add_response(
+            "describe_endpoint_config", endpoint_config_response(PREVIOUS, "ml.c5.xlarge")
+        )
+        scaling.add_response(
+            "describe_scalable_targets",
+            {
+                "ScalableTargets": [
+                    {
+                        "ServiceNamespace": "sagemaker",
+                        "ResourceId": TARGET,
+                        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+                        "MinCapacity": 1,
+                        "MaxCapacity": 3,
+                        "RoleARN": "arn:aws:iam::123456789012:role/aas",
+                        "CreationTime": "2026-11-24T10:00:00Z",
+                    }
+                ]
+            },
+            {
+                "ServiceNamespace": "sagemaker",
+                "ResourceIds": [TARGET],
+                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+            },
+        )
+        scaling.add_response(
+            "deregister_scalable_target",
+            {},
+            {
+                "ServiceNamespace": "sagemaker",
+                "ResourceId": TARGET,
+                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+            },
+        )
+        sagemaker.add_response(
+            "update_endpoint",
+            {"EndpointArn": f"{ARN}:endpoint/{ENDPOINT}"},
+            {
+                "EndpointName": ENDPOINT,
+                "EndpointConfigName": CONFIG,
+                "RetainAllVariantProperties": False,
+            },
+        )
+        assert aws.invoke(app, EVENT)["action"] == "update"
+
+
+@pytest.mark.parametrize(
+    "status", ["Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"]
+)
+def test_a_busy_endpoint_is_waited_for(app, aws, status: str) -> None:
+    with stubbed("sagemaker") as sagemaker:
+        sagemaker.add_response(
+            "describe_endpoint", describe_endpoint_response(ENDPOINT, status, PREVIOUS)
+        )
+        result = aws.invoke(app, EVENT)
+    assert (result["action"], result["reason"]) == ("wait", f"endpoint {ENDPOINT} is {status}")
+
+
+def test_a_failed_endpoint_is_deleted_before_it_is_recreated(app, aws) -> None:
+    failed = describe_endpoint_response(
+        ENDPOINT, "Failed", PREVIOUS, FailureReason="image pull failed"
+    )
+    with stubbed("sagemaker") as sagemaker, stubbed("application-autoscaling") as scaling:
+        sagemaker.add_response("describe_endpoint", failed)
+        scaling.add_response("describe_scalable_targets", {"ScalableTargets": []})
+        sagemaker.add_response("delete_endpoint", {}, {"EndpointName": ENDPOINT})
+        result = aws.invoke(app, EVENT)
+    assert result["action"] == "wait"
+    assert result["reason"] == f"deleting Failed endpoint {ENDPOINT} (image pull failed)"

@@ -1,0 +1,122 @@
+"""RollBack: delete an endpoint this run created, or update back to the previous config."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.conftest import AwsRecorder, load_event, load_handler
+from tests.functions.pipeline_helpers import (
+    describe_endpoint_response,
+    endpoint_config_response,
+    stubbed,
+)
+
+FUNCTION = "RollbackFunction"
+UPDATED = load_event("rollback/updated.json")
+CREATED = load_event("rollback/created.json")
+NAME = UPDATED["deployment"]["endpoint_name"]
+NEW = UPDATED["deployment"]["endpoint_config_name"]
+OLD = UPDATED["deployment"]["previous_endpoint_config_name"]
+TARGET = f"endpoint/{NAME}/variant/AllTraffic"
+DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+
+
+@pytest.fixture
+def app(aws: AwsRecorder) -> ModuleType:
+    return load_handler("rollback")
+
+
+def step(
+    app: ModuleType,
+    aws: AwsRecorder,
+    event: dict[str, Any],
+    status: str | None,
+    config: str | None,
+    script: Any = None,
+) -> dict[str, Any]:
+    with stubbed("sagemaker") as sagemaker, stubbed("application-autoscaling") as scaling:
+        if status is None:
+            sagemaker.add_client_error(
+                "describe_endpoint", "ValidationException", f"Could not find endpoint {NAME}."
+            )
+        else:
+            sagemaker.add_response(
+                "describe_endpoint", describe_endpoint_response(NAME, status, config)
+            )
+        if script:
+            script(sagemaker, scaling)
+        return aws.invoke(app, event)
+
+
+def test_a_created_endpoint_is_deleted_with_its_scalable_target(app, aws) -> None:
+    def delete(sagemaker: Any, scaling: Any) -> None:
+        target = {
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": TARGET,
+            "ScalableDimension": DIMENSION,
+            "MinCapacity": 1,
+            "MaxCapacity": 3,
+            "RoleARN": "arn:aws:iam::123456789012:role/aas",
+            "CreationTime": "2026-11-24T10:00:00Z",
+        }
+        scaling.add_response("describe_scalable_targets", {"ScalableTargets": [target]})
+        scaling.add_response(
+            "deregister_scalable_target",
+            {},
+            {"ServiceNamespace": "sagemaker", "ResourceId": TARGET, "ScalableDimension": DIMENSION},
+        )
+        sagemaker.add_response("delete_endpoint", {}, {"EndpointName": NAME})
+
+    first = step(app, aws, CREATED, "InService", NEW, delete)
+    assert (first["done"], first["action"]) == (False, "deleting")
+    assert step(app, aws, CREATED, "Deleting", NEW)["done"] is False
+    last = step(app, aws, CREATED, None, None)
+    assert (last["done"], last["action"]) == (True, "deleted")
+
+
+def test_an_updated_endpoint_goes_back_to_the_previous_config(app, aws) -> None:
+    def update_back(sagemaker: Any, scaling: Any) -> None:
+        sagemaker.add_response(
+            "describe_endpoint_config",
+            endpoint_config_response(OLD, "ml.m5.large"),
+            {"EndpointConfigName": OLD},
+        )
+        sagemaker.add_response(
+            "describe_endpoint_config",
+            endpoint_config_response(NEW, "ml.m5.large"),
+            {"EndpointConfigName": NEW},
+        )
+        sagemaker.add_response(
+            "update_endpoint",
+            {"EndpointArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{NAME}"},
+            {"EndpointName": NAME, "EndpointConfigName": OLD, "RetainAllVariantProperties": True},
+        )
+
+    def reattach(sagemaker: Any, scaling: Any) -> None:
+        scaling.add_response("register_scalable_target", {})
+        scaling.add_response(
+            "put_scaling_policy",
+            {"PolicyARN": "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:x:resource/y"},
+        )
+
+    restoring = step(app, aws, UPDATED, "InService", NEW, update_back)
+    assert (restoring["done"], restoring["action"]) == (False, "restoring")
+    waiting = step(app, aws, UPDATED, "Updating", NEW)
+    assert (waiting["done"], waiting["action"]) == (False, "waiting")
+    restored = step(app, aws, UPDATED, "InService", OLD, reattach)
+    assert (restored["done"], restored["action"]) == (True, "restored")
+
+
+def test_sagemakers_own_rollback_needs_only_scaling_back(app, aws) -> None:
+    def reattach(sagemaker: Any, scaling: Any) -> None:
+        scaling.add_response("register_scalable_target", {})
+        scaling.add_response(
+            "put_scaling_policy", {"PolicyARN": "arn:aws:autoscaling:x:y:z:policy"}
+        )
+
+    result = step(app, aws, UPDATED, "InService", OLD, reattach)
+    assert result["done"] is True
+    assert "UpdateEndpoint" not in aws.operations()
