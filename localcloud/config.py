@@ -45,7 +45,7 @@ class Settings:
             "--api-port", str(self.api_port),
             "--time-scale", str(self.time_scale),
         ]  # fmt: skip
-        argv += ["--parameters", str(self.parameters_file)] if self.parameters_file else []
+        argv += ["--parameters", str(self.parameters_file or "none")]
         for item in self.parameter_overrides:
             argv += ["--parameter", item]
         return argv

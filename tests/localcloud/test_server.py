@@ -1,0 +1,168 @@
+"""The local cloud process on a fixture stack: deploy through the AWS APIs, the S3 trigger,
+real handlers under the state machine (Retry/Catch on errorType), history archive,
+function logs in CloudWatch Logs, and a clean stop."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localcloud import processes
+from localcloud.client import Connection
+from localcloud.config import Settings
+from localcloud.launcher import LaunchError, LocalCloudProcess
+from localcloud.statefile import read_state
+
+FIXTURE = Path(__file__).parent / "fixtures" / "stack"
+
+
+def settings(state_dir: Path, **parameters: str) -> Settings:
+    return Settings(
+        template=FIXTURE / "template.yaml",
+        parameters_file=None,
+        parameter_overrides=tuple(f"{k}={v}" for k, v in parameters.items()),
+        state_dir=state_dir,
+        stack_name="fx",
+    )
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloudProcess]:
+    process = LocalCloudProcess(settings(tmp_path_factory.mktemp("cloud")))
+    try:
+        process.start()
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def conn(cloud: LocalCloudProcess) -> Connection:
+    assert cloud.connection is not None
+    return cloud.connection
+
+
+def wait_execution(conn: Connection, arn: str, timeout: float = 60) -> dict[str, Any]:
+    sfn = conn.client("stepfunctions")
+    assert processes.wait_until(
+        lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING", timeout
+    )
+    return sfn.describe_execution(executionArn=arn)
+
+
+def executions(conn: Connection) -> list[dict[str, Any]]:
+    sfn = conn.client("stepfunctions")
+    return sfn.list_executions(stateMachineArn=conn.the_state_machine())["executions"]
+
+
+def test_template_resources_exist_in_the_local_cloud(conn: Connection) -> None:
+    names = [f["FunctionName"] for f in conn.client("lambda").list_functions()["Functions"]]
+    assert sorted(n.split("-")[1] for n in names) == ["HelloFunction", "WorkerFunction"]
+    assert len(conn.client("dynamodb").list_tables()["TableNames"]) == 1
+    rules = conn.client("events").list_rules()["Rules"]
+    assert len(rules) == 1 and json.loads(rules[0]["EventPattern"])["source"] == ["aws.s3"]
+    targets = conn.client("events").list_targets_by_rule(Rule=rules[0]["Name"])["Targets"]
+    assert [t["Arn"] for t in targets] == [conn.the_state_machine()]
+
+
+def test_one_upload_starts_exactly_one_execution_and_others_none(conn: Connection) -> None:
+    s3 = conn.client("s3")
+    before = len(executions(conn))
+    s3.put_object(Bucket=conn.the_bucket(), Key="models/x.tar.gz", Body=b"x")
+    s3.put_object(Bucket=conn.the_bucket(), Key="datasets/notes.txt", Body=b"x")
+    s3.put_object(Bucket=conn.the_bucket(), Key="datasets/one.tar.gz", Body=b"data")
+    assert processes.wait_until(lambda: len(executions(conn)) > before, timeout=10)
+    time.sleep(1)  # nothing else may follow
+    started = executions(conn)[: len(executions(conn)) - before]
+    assert len(started) == 1
+    description = wait_execution(conn, started[0]["executionArn"])
+    assert description["status"] == "SUCCEEDED"
+    event = json.loads(description["input"])
+    assert event["detail"]["object"]["key"] == "datasets/one.tar.gz"
+    output = json.loads(description["output"])["result"]
+    assert output["input"] == event  # the real handler saw the S3 event
+    assert output["layer"] == "shared"
+
+
+def test_handler_errors_drive_retry_and_catch(conn: Connection, cloud: LocalCloudProcess) -> None:
+    sfn = conn.client("stepfunctions")
+    arn = sfn.start_execution(
+        stateMachineArn=conn.the_state_machine(), input=json.dumps({"action": "fail"})
+    )["executionArn"]
+    description = wait_execution(conn, arn)
+    assert description["status"] == "SUCCEEDED"  # caught -> Recovered
+    events = sfn.get_execution_history(executionArn=arn)["events"]
+    failures = [e["taskFailedEventDetails"] for e in events if e["type"] == "TaskFailed"]
+    assert [f["error"] for f in failures] == ["Flaky"] * 3  # 1 + MaxAttempts 2
+    assert json.loads(failures[0]["cause"])["errorMessage"] == "the worker failed on purpose"
+    entered = [
+        e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e
+    ]
+    assert entered == ["Work", "Recovered"]
+    error = json.loads(description["output"])["error"]
+    assert error["Error"] == "Flaky"
+    archived = (
+        cloud.settings.state_dir / "executions" / arn.split(":")[-2] / f"{arn.split(':')[-1]}.json"
+    )
+    assert processes.wait_until(archived.exists, timeout=10)
+    record = json.loads(archived.read_text())
+    assert record["execution"]["status"] == "SUCCEEDED"
+    assert [e["type"] for e in record["events"]] == [e["type"] for e in events]
+
+
+def test_direct_invoke_and_function_logs(conn: Connection, cloud: LocalCloudProcess) -> None:
+    lam = conn.client("lambda")
+    name = next(
+        f["FunctionName"]
+        for f in lam.list_functions()["Functions"]
+        if "Worker" in f["FunctionName"]
+    )
+    reply = lam.invoke(FunctionName=name, Payload=json.dumps({"action": "log"}))
+    assert "FunctionError" not in reply
+    assert json.loads(reply["Payload"].read())["context"]["function_name"] == name
+    failed = lam.invoke(FunctionName=name, Payload=json.dumps({"action": "fail"}))
+    assert failed["FunctionError"] == "Unhandled"
+    assert json.loads(failed["Payload"].read())["errorType"] == "Flaky"
+    logs = conn.client("logs")
+
+    def logged() -> bool:
+        found = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
+        return any("a line from the handler" in e["message"] for e in found)
+
+    assert processes.wait_until(logged, timeout=10)
+    log_file = cloud.settings.state_dir / "logs" / "lambda" / f"{name}.log"
+    assert "a line from the handler" in log_file.read_text()
+
+
+def test_second_cloud_on_the_same_state_dir_is_refused(cloud: LocalCloudProcess) -> None:
+    with pytest.raises(LaunchError, match="already running"):
+        LocalCloudProcess(cloud.settings).start()
+
+
+def test_template_errors_are_reported_and_nothing_is_left(tmp_path: Path) -> None:
+    process = LocalCloudProcess(settings(tmp_path, Stage="qa"))
+    with pytest.raises(LaunchError, match="Stage: 'qa' is not one of"):
+        process.start()
+    assert process.proc is None or process.proc.poll() is not None
+
+
+def test_stop_leaves_no_process_and_no_state_file(tmp_path: Path) -> None:
+    process = LocalCloudProcess(settings(tmp_path))
+    conn = process.start()
+    try:
+        assert process.proc is not None
+        lam = conn.client("lambda")
+        name = next(f["FunctionName"] for f in lam.list_functions()["Functions"])
+        lam.invoke(FunctionName=name, Payload=b"{}")  # starts a worker process
+        started = [process.proc.pid, *processes.descendants(process.proc.pid)]
+        assert len(started) > 1  # the server and its worker(s)
+    finally:
+        process.stop()
+    assert read_state(tmp_path) is None
+    assert not (tmp_path / "localcloud.json").exists()
+    assert [pid for pid in started if Path(f"/proc/{pid}").exists()] == []
