@@ -110,10 +110,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(command: Sequence[str], timeout: float = 180) -> Iterator[int]:
+def running(command: Sequence[str], env: dict[str, str], timeout: float = 180) -> Iterator[int]:
     """Start a server on a free port, wait for /ping 200, yield the port, stop it."""
     port = free_port()
-    process = subprocess.Popen([*command, "--port", str(port)], cwd=REPO, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*command, "--port", str(port)], cwd=REPO, env=env, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + timeout
         while not ping(port):
@@ -210,7 +212,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             ],
         }
         results: dict[tuple[str, int, str], Stats] = {}
-        with running(servers["baseline"]) as base_port, running(servers["serve.py"]) as our_port:
+        # the baseline runs with torch's OpenMP defaults, as the original did
+        base_env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        with (
+            running(servers["baseline"], base_env) as base_port,
+            running(servers["serve.py"], dict(os.environ)) as our_port,
+        ):
             ports = {"baseline": base_port, "serve.py": our_port}
             print(
                 f"{'images':<16} {'clients':>7} {'server':<9} {'req/s':>7} "

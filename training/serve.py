@@ -27,8 +27,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import torch
-
 from training.batching import Batcher
 
 log = logging.getLogger("serve")
@@ -278,7 +276,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--timeout", type=float, default=60.0, help="seconds per request (504 after)"
     )
     parser.add_argument(
-        "--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads"
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
     )
     parser.add_argument(
         "--decode-threads", type=int, default=os.cpu_count() or 1, help="images decoded at once"
@@ -286,7 +284,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
     args = parser.parse_args(argv)
     for name in ("max_batch_size", "max_pending", "max_body_bytes", "threads", "decode_threads"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.max_batch_delay_ms < 0 or args.timeout <= 0:
         parser.error("--max-batch-delay-ms must be >= 0 and --timeout > 0")
@@ -300,7 +298,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    torch.set_num_threads(args.threads)
+    # libgomp's idle threads spin; when decoding threads (or other processes) share the
+    # cores, a spinning team stalls each forward pass by up to 10x (docs/serving.md).
+    # Sleeping costs little. Set before torch loads libgomp, which reads it once.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     try:
         handlers = load_handlers(args.model_dir)
         service = Service(handlers, args.model_dir, args)
