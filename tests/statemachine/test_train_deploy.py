@@ -1,0 +1,341 @@
+"""The state machine's control flow, executed for real by moto's ASL interpreter.
+
+Each scenario scripts what the functions answer (one result per invocation, retries
+included) and asserts what AWS would show: status, output or error and cause, which
+states ran and what each function was given.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.conftest import load_event
+from tests.statemachine.harness import Execution, Scripts, run_execution, state_machine
+
+TRIGGER = load_event("s3_object_created.json")
+RUN = load_event("start_training/run.json")["run"]
+JOB = RUN["training"]["job_name"]
+ENDPOINT = RUN["endpoint"]["endpoint_name"]
+CONFIG = RUN["endpoint"]["endpoint_config_name"]
+ARTIFACT = f"s3://pipeline-data/models/{JOB}/output/model.tar.gz"
+SUMMARY = {"run_id": RUN["run_id"], "endpoint_name": ENDPOINT, "already_deployed": False}
+
+
+def ok(payload: Any) -> dict[str, Any]:
+    return {"Return": payload}
+
+
+def throw(error: str, cause: str) -> dict[str, Any]:
+    return {"Throw": {"Error": error, "Cause": cause}}
+
+
+def training(status: str, **extra: Any) -> dict[str, Any]:
+    return ok(
+        {
+            "training_job_name": JOB,
+            "status": status,
+            "secondary_status": status,
+            "failure_reason": None,
+            "metrics": {"valid_acc": 0.84} if status == "Completed" else {},
+            "model_artifact": ARTIFACT,
+            "training_seconds": 100,
+            "billable_seconds": 200,
+            **extra,
+        }
+    )
+
+
+def deployment(action: str) -> dict[str, Any]:
+    return ok(
+        {
+            "action": action,
+            "endpoint_name": ENDPOINT,
+            "endpoint_config_name": CONFIG,
+            "model_name": CONFIG,
+            "variant_name": "AllTraffic",
+            "previous_endpoint_config_name": None,
+            "created_endpoint": action == "create",
+            "reason": None,
+        }
+    )
+
+
+def endpoint(state: str, reason: str | None = None) -> dict[str, Any]:
+    return ok(
+        {"state": state, "status": "InService", "endpoint_config_name": CONFIG, "reason": reason}
+    )
+
+
+def lock(acquired: bool, attempts: int, exhausted: bool = False, reason: str | None = None) -> dict:
+    holder = "arn:aws:states:us-east-1:123456789012:execution:mlops-train-deploy:other"
+    return ok(
+        {
+            "acquired": acquired,
+            "holder": None if acquired else holder,
+            "taken_over_from": None,
+            "attempts": attempts,
+            "exhausted": exhausted,
+            "reason": reason,
+        }
+    )
+
+
+def smoke(passed: bool, reason: str = "smoke-test accuracy 1 reaches the required 0.6") -> dict:
+    return ok({"passed": passed, "accuracy": 1.0 if passed else 0.25, "reason": reason})
+
+
+def happy_path(**changes: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    script = {
+        "PrepareRun": [ok({"accepted": True, "reason": None, "run": copy.deepcopy(RUN)})],
+        "StartTraining": [ok({"training_job_name": JOB, "status": "InProgress", "adopted": False})],
+        "CheckTraining": [training("InProgress"), training("Completed")],
+        "QualityGate": [ok({"passed": True, "reason": "validation accuracy 0.84 reaches 0.7"})],
+        "AcquireLock": [lock(True, 1)],
+        "DeployModel": [deployment("create")],
+        "CheckEndpoint": [endpoint("pending"), endpoint("in_service")],
+        "AttachAutoscaling": [ok({"resource_id": f"endpoint/{ENDPOINT}/variant/AllTraffic"})],
+        "SmokeTest": [smoke(True)],
+        "ReleaseLock": [ok({"released": True})],
+        "SummarizeRun": [ok(SUMMARY)],
+    }
+    script.update(changes)
+    return script
+
+
+def execute(
+    results: dict[str, list[dict[str, Any]]], execution_input: Any = TRIGGER
+) -> tuple[Execution, Scripts]:
+    scripts = Scripts(results)
+    with state_machine(scripts) as machine:
+        execution = run_execution(machine, execution_input)
+    assert scripts.unused() == {}, "scripted results left over"
+    return execution, scripts
+
+
+def test_happy_path_trains_deploys_scales_smoke_tests_and_releases_the_lock() -> None:
+    execution, scripts = execute(happy_path())
+
+    assert (execution.status, execution.output) == ("SUCCEEDED", SUMMARY)
+    assert execution.entered() == [
+        "PrepareRun", "IsRunAccepted", "StartTraining",
+        "WaitForTraining", "CheckTraining", "IsTrainingFinished",
+        "WaitForTraining", "CheckTraining", "IsTrainingFinished",
+        "QualityGate", "DidQualityGatePass", "AcquireDeploymentLock", "IsLockAcquired",
+        "DeployModel", "DeploymentAction",
+        "WaitForEndpoint", "CheckEndpoint", "IsEndpointInService",
+        "WaitForEndpoint", "CheckEndpoint", "IsEndpointInService",
+        "AttachAutoscaling", "SmokeTest", "DidSmokeTestPass", "ReleaseLock", "Summarize",
+    ]  # fmt: skip
+    prepare = scripts.inputs["PrepareRun"][0]
+    assert prepare["trigger"] == TRIGGER
+    assert prepare["execution_arn"].endswith(":execution:mlops-train-deploy:run-1")
+    assert scripts.inputs["StartTraining"][0]["run"] == RUN
+    assert scripts.inputs["CheckTraining"][0]["training_job_name"] == JOB
+    assert scripts.inputs["QualityGate"][0]["metrics"] == {"valid_acc": 0.84}
+    assert scripts.inputs["QualityGate"][0]["gate"] == RUN["quality_gate"]
+    assert scripts.inputs["AcquireLock"][0] == {
+        "endpoint_name": ENDPOINT,
+        "attempts": 0,
+        "max_attempts": 3,
+        "run_id": RUN["run_id"],
+        "execution_arn": prepare["execution_arn"],
+    }
+    assert scripts.inputs["DeployModel"][0]["model_artifact"] == ARTIFACT
+    assert scripts.inputs["AttachAutoscaling"][0]["autoscaling"] == RUN["autoscaling"]
+    assert scripts.inputs["SmokeTest"][0]["smoke_test"] == RUN["smoke_test"]
+    state = scripts.inputs["SummarizeRun"][0]["state"]
+    assert {"run", "training", "gate", "deployment", "endpoint", "autoscaling", "smoke"} <= set(
+        state
+    )
+    assert state["config"] == {"poll_seconds": 0, "lock_wait_seconds": 0, "lock_max_attempts": 3}
+
+
+def test_manual_input_reaches_prepare_run_unchanged() -> None:
+    manual = {
+        "dataset": "s3://pipeline-data/datasets/dogImages.zip",
+        "hyperparameters": {"epochs": 2},
+    }
+    _, scripts = execute(happy_path(), manual)
+    assert scripts.inputs["PrepareRun"][0]["trigger"] == manual
+
+
+def test_a_rejected_trigger_fails_with_the_reason() -> None:
+    reason = "s3://pipeline-data/uploads/x.zip is not a data-set archive"
+    results = {"PrepareRun": [ok({"accepted": False, "reason": reason, "run": None})]}
+    execution, _ = execute(results)
+    assert (execution.status, execution.error, execution.cause) == ("FAILED", "RunRejected", reason)
+
+
+def test_a_failed_training_job_fails_the_run_with_its_reason() -> None:
+    reason = f"training job {JOB} failed: AlgorithmError: out of memory"
+    results = happy_path(CheckTraining=[training("Failed", failure_reason=reason)])
+    for name in ("QualityGate", "AcquireLock", "DeployModel", "CheckEndpoint", "AttachAutoscaling",
+                 "SmokeTest", "ReleaseLock", "SummarizeRun"):  # fmt: skip
+        del results[name]
+    execution, _ = execute(results)
+    assert (execution.status, execution.error, execution.cause) == (
+        "FAILED",
+        "TrainingJobFailed",
+        reason,
+    )
+    assert "DeployModel" not in execution.entered()
+
+
+def test_a_model_below_the_quality_gate_is_not_deployed() -> None:
+    reason = "validation accuracy 0.62 is below the required 0.8"
+    results = happy_path(QualityGate=[ok({"passed": False, "reason": reason})])
+    for name in ("AcquireLock", "DeployModel", "CheckEndpoint", "AttachAutoscaling", "SmokeTest",
+                 "ReleaseLock", "SummarizeRun"):  # fmt: skip
+        del results[name]
+    execution, _ = execute(results)
+    assert (execution.status, execution.error, execution.cause) == (
+        "FAILED",
+        "QualityGateFailed",
+        reason,
+    )
+
+
+def rollback_then_release(
+    results: dict[str, list[dict[str, Any]]],
+) -> dict[str, list[dict[str, Any]]]:
+    results["Rollback"] = [
+        ok({"done": False, "action": "deleting", "status": "InService"}),
+        ok({"done": True, "action": "deleted", "status": None}),
+    ]
+    del results["SummarizeRun"]
+    return results
+
+
+def test_a_failed_endpoint_is_rolled_back_then_the_run_fails_with_its_reason() -> None:
+    reason = "endpoint image-classifier is Failed: The primary container did not pass the ping"
+    results = happy_path(CheckEndpoint=[endpoint("pending"), endpoint("failed", reason)])
+    del results["AttachAutoscaling"], results["SmokeTest"]
+    execution, scripts = execute(rollback_then_release(results))
+    assert (execution.status, execution.error, execution.cause) == (
+        "FAILED",
+        "EndpointDeploymentFailed",
+        reason,
+    )
+    entered = execution.entered()
+    assert entered[entered.index("RollBack") :] == [
+        "RollBack", "IsRollbackDone", "WaitForRollback", "RollBack", "IsRollbackDone",
+        "ReleaseLockAfterFailure", "WhichFailure", "EndpointFailed",
+    ]  # fmt: skip
+    assert scripts.inputs["Rollback"][0]["deployment"]["created_endpoint"] is True
+
+
+def test_a_failed_smoke_test_rolls_back_releases_the_lock_and_fails_with_its_reason() -> None:
+    reason = "smoke-test accuracy 0.25 (1/4 images) is below the required 0.6"
+    execution, scripts = execute(
+        rollback_then_release(happy_path(SmokeTest=[smoke(False, reason)]))
+    )
+    assert (execution.status, execution.error, execution.cause) == (
+        "FAILED",
+        "SmokeTestFailed",
+        reason,
+    )
+    entered = execution.entered()
+    assert entered.index("RollBack") < entered.index("ReleaseLockAfterFailure")
+    assert len(scripts.inputs["ReleaseLock"]) == 1
+
+
+def test_an_error_after_the_deploy_rolls_back_and_keeps_the_original_error() -> None:
+    results = happy_path(AttachAutoscaling=[throw("ValidationException", "variant not found")])
+    del results["SmokeTest"]
+    execution, _ = execute(rollback_then_release(results))
+    assert (execution.status, execution.error) == ("FAILED", "ValidationException")
+    assert "variant not found" in execution.cause
+    assert "RollBack" in execution.entered()
+
+
+def test_a_failed_rollback_still_releases_the_lock() -> None:
+    results = happy_path(SmokeTest=[smoke(False, "below")])
+    del results["SummarizeRun"]
+    results["Rollback"] = [throw("EndpointConflictError", "endpoint was deleted by hand")]
+    execution, scripts = execute(results)
+    assert (execution.status, execution.error) == ("FAILED", "RollbackFailed")
+    assert "endpoint was deleted by hand" in execution.cause
+    assert len(scripts.inputs["ReleaseLock"]) == 1
+
+
+def test_throttling_and_lambda_service_errors_are_retried() -> None:
+    results = happy_path(
+        StartTraining=[
+            throw("AwsThrottlingError", "start_training: AWS throttled the call"),
+            throw("Lambda.TooManyRequestsException", "Rate exceeded"),
+            ok({"training_job_name": JOB, "status": "InProgress", "adopted": True}),
+        ]
+    )
+    execution, scripts = execute(results)
+    assert execution.status == "SUCCEEDED"
+    assert len(scripts.inputs["StartTraining"]) == 3
+    failed = [e for e in execution.history if e["type"] == "LambdaFunctionFailed"]
+    assert [e["lambdaFunctionFailedEventDetails"]["error"] for e in failed] == [
+        "AwsThrottlingError",
+        "Lambda.TooManyRequestsException",
+    ]
+
+
+def test_other_errors_are_not_retried() -> None:
+    results = {
+        "PrepareRun": [ok({"accepted": True, "reason": None, "run": copy.deepcopy(RUN)})],
+        "StartTraining": [
+            throw("ConfigurationError", "environment variable DATA_BUCKET is not set")
+        ],
+    }
+    execution, _ = execute(results)
+    assert (execution.status, execution.error) == ("FAILED", "ConfigurationError")
+    assert "DATA_BUCKET" in execution.cause
+
+
+def test_a_duplicate_trigger_does_not_deploy_twice() -> None:
+    results = happy_path(DeployModel=[deployment("already_deployed")])
+    for name in ("CheckEndpoint", "AttachAutoscaling", "SmokeTest"):
+        del results[name]
+    execution, scripts = execute(results)
+    assert execution.status == "SUCCEEDED"
+    assert scripts.inputs["SummarizeRun"][0]["state"]["deployment"]["action"] == "already_deployed"
+    assert "CheckEndpoint" not in execution.entered()
+    assert len(scripts.inputs["ReleaseLock"]) == 1
+
+
+def test_a_busy_endpoint_is_waited_for_before_deploying() -> None:
+    results = happy_path(DeployModel=[deployment("wait"), deployment("create")])
+    execution, _ = execute(results)
+    assert execution.status == "SUCCEEDED"
+    assert execution.entered().count("WaitBeforeDeploy") == 1
+
+
+@pytest.mark.parametrize("freed_after", [1, None])
+def test_a_held_lock_is_waited_for_a_bounded_number_of_attempts(freed_after: int | None) -> None:
+    reason = "the deployment lock of endpoint image-classifier is still held by execution x after 3 attempts"
+    if freed_after:
+        results = happy_path(AcquireLock=[lock(False, 1), lock(True, 2)])
+    else:
+        results = {
+            **{
+                k: v
+                for k, v in happy_path().items()
+                if k in {"PrepareRun", "StartTraining", "CheckTraining", "QualityGate"}
+            },
+            "AcquireLock": [
+                lock(False, 1),
+                lock(False, 2),
+                lock(False, 3, exhausted=True, reason=reason),
+            ],
+        }
+    execution, scripts = execute(results)
+    attempts = [call["attempts"] for call in scripts.inputs["AcquireLock"]]
+    if freed_after:
+        assert execution.status == "SUCCEEDED" and attempts == [0, 1]
+    else:
+        assert (execution.status, execution.error, execution.cause) == (
+            "FAILED",
+            "DeploymentLockHeld",
+            reason,
+        )
+        assert attempts == [0, 1, 2]
+        assert "DeployModel" not in execution.entered()
