@@ -489,7 +489,7 @@ def test_capacity_changes_and_target_tracking_resize_the_fleet(aws: Local) -> No
         lambda: cloudwatch.list_metrics(Namespace="AWS/SageMaker", MetricName="Invocations")[
             "Metrics"
         ],
-        lambda metrics: [m["Dimensions"] for m in metrics] == [dimensions],
+        lambda metrics: metrics and all(m["Dimensions"] == dimensions for m in metrics),
         10,
     )
 
