@@ -40,6 +40,8 @@ log = logging.getLogger("train")
 metrics_log = logging.getLogger("train.metrics")
 SAGEMAKER_CHECKPOINT_DIR = Path("/opt/ml/checkpoints")
 FAILURE_MESSAGE_LIMIT = 1024  # SageMaker keeps this much of /opt/ml/output/failure
+EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc")  # [metrics] lines
+FINAL_KEYS = ("valid_loss", "valid_acc", "test_loss", "test_acc")  # the [final] line
 
 
 # ---------------------------------------------------------------- command line
@@ -456,7 +458,9 @@ def fit(
     progress = load_checkpoint(args, net, optimizer, splits.classes, cfg)
     model = net
     if cfg.enabled:
-        model = DistributedDataParallel(net, device_ids=[device.index] if device.index else None)
+        model = DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
     patience = args.early_stopping_patience
     for epoch in range(progress.epoch + 1, args.epochs + 1):
         if patience and progress.epochs_without_improvement >= patience:
@@ -501,10 +505,7 @@ def finish(
         *(metrics[k] for k in FINAL_KEYS),
     )
     if cfg.is_main:
-        hyperparameters = vars(args)
-        meta = artifacts.model_meta(
-            args.arch, splits.classes, args.image_size, metrics, hyperparameters
-        )
+        meta = artifacts.model_meta(args.arch, splits.classes, args.image_size, metrics, vars(args))
         smoke = artifacts.pick_smoke_samples(
             splits.samples["test"], len(splits.classes), args.smoke_images
         )
@@ -522,10 +523,6 @@ def finish(
     return metrics
 
 
-EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc")
-FINAL_KEYS = ("valid_loss", "valid_acc", "test_loss", "test_acc")
-
-
 def main(args: argparse.Namespace) -> dict[str, float]:
     args = resolve_args(args)
     cfg = distributed.from_env()
@@ -538,6 +535,13 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         torch.__version__,
         torch.get_num_threads(),
     )
+    if torch.cuda.device_count() > 1 and not cfg.enabled:
+        log.warning(
+            "%d GPUs but one process: only %s trains; launch with torchrun (SageMaker: "
+            "distribution torch_distributed) to use them all",
+            torch.cuda.device_count(),
+            device,
+        )
     with tempfile.TemporaryDirectory(prefix="imgcls-data-") as scratch:
         splits, loaders = build_data(args, Path(scratch), cfg)
         with distributed.process_group(cfg, device):
