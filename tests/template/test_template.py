@@ -202,3 +202,49 @@ def test_sam_build_packages_both_layers(tmp_path: Path) -> None:
     assert content_uri is not None
     code = (build / content_uri.group(1)).resolve()
     assert (code / "train.py").is_file() and (code / "imgcls").is_dir()
+
+
+def translated() -> dict[str, Any]:
+    """The template as the SAM transform expands it (local code URIs stubbed as S3)."""
+    import copy
+
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    document = copy.deepcopy(template())
+    for resource in document["Resources"].values():
+        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
+            if key in resource.get("Properties", {}):
+                resource["Properties"][key] = "s3://bucket/key"
+    return transform(document, {}, NoManagedPolicies())["Resources"]
+
+
+def test_the_expanded_template_wires_layers_roles_and_the_trigger(monkeypatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    expanded = translated()
+    layers = expanded["StartTrainingFunction"]["Properties"]["Layers"]
+    assert [ref["Ref"].rstrip("0123456789abcdef") for ref in layers] == [
+        "CommonLayer",
+        "TrainingCodeLayer",
+    ]
+    assert len(expanded["PrepareRunFunction"]["Properties"]["Layers"]) == 1
+    for name, resource in expanded.items():
+        if resource["Type"] == "AWS::IAM::Role":
+            managed = resource["Properties"].get("ManagedPolicyArns", [])
+            assert not any("FullAccess" in str(arn) for arn in managed), name
+    rule = next(r for r in expanded.values() if r["Type"] == "AWS::Events::Rule")
+    assert rule["Properties"]["Targets"][0]["Arn"] == {"Ref": "TrainDeployStateMachine"}
+
+
+def test_every_sample_event_is_used_by_a_test() -> None:
+    sources = "\n".join(p.read_text() for p in (REPO / "tests").rglob("test_*.py"))
+    for event in (REPO / "events").rglob("*.json"):
+        relative = event.relative_to(REPO / "events")
+        if relative.parts[0] == "classify":
+            continue  # the inference function's events are checked by its own tests
+        # Named in full, or by a parametrized f"<folder>/{case}.json" with "<case>" listed.
+        templated = f'f"{relative.parent}/{{' in sources and f'"{relative.stem}"' in sources
+        assert str(relative) in sources or templated, f"events/{relative} is used by no test"
