@@ -5,7 +5,8 @@
 Writes scikit-learn's handwritten digits as an image folder, trains a small ResNet on it
 with train.py, starts serve.py, classifies held-out test digits over HTTP and stops the
 server again (also on Ctrl-C or failure). Sized for a laptop CPU: resnet18 from random
-weights at 64 px takes a minute or two on two cores.
+weights at 64 px, 8 epochs (fewer when validation accuracy stops improving), takes a few
+minutes on two cores and reaches about 0.9 test accuracy.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--work-dir", type=Path, default=Path("work/demo"), help="where data and model go"
     )
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument(
         "--per-class", type=int, default=1, help="test digits to classify per class"
     )
