@@ -57,13 +57,15 @@ class S3:
         bucket_name, prefix = parse_s3_uri(uri)
         bucket = self._bucket(bucket_name)
         keys, _, _, _ = self._backend.list_objects(bucket, prefix, None, None, None)
-        # the prefix itself and "folder" markers are not files
-        files = [k for k in keys if not k.name.endswith("/") and k.name[len(prefix) :].strip("/")]
+        # Like SageMaker, paths are kept relative to the prefix's last "/": a prefix that is a
+        # whole key (s3://b/datasets/digits.tar.gz) downloads that object as digits.tar.gz.
+        base = prefix[: prefix.rfind("/") + 1]
+        files = [k for k in keys if not k.name.endswith("/")]  # "folder" markers are not files
         if not files:
             raise StorageError(f"ClientError: No S3 objects found under S3 URL {uri!r}")
         index, count = shard
         for key in files[index::count]:
-            relative = key.name[len(prefix) :].lstrip("/")
+            relative = key.name[len(base) :].lstrip("/")
             _copy_key(key, dest / _safe_relative(relative, uri))
 
     def download(self, uri: str, dest: Path) -> None:

@@ -23,6 +23,7 @@ from moto.server import ThreadedMotoServer
 import localcloud.sagemaker as local_sagemaker
 from localcloud.sagemaker import toolkit
 from localcloud.sagemaker.autoscaling import Limits, Policy, desired_count
+from localcloud.sagemaker.storage import S3
 from tests.data_helpers import free_port
 from tests.localcloud.sagemaker_support import (
     REGION,
@@ -671,3 +672,18 @@ def test_disabled_scale_in_and_no_policy_only_clamp() -> None:
 def test_time_scale_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="time_scale"):
         local_sagemaker.install(tmp_path, time_scale=0)
+
+
+def test_an_s3_prefix_that_is_a_whole_key_downloads_that_object(tmp_path: Path) -> None:
+    # StartTraining points the channel at the data-set archive's exact key, as SageMaker allows.
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="data-bucket")
+        s3.put_object(Bucket="data-bucket", Key="datasets/digits.tar.gz", Body=b"archive")
+        s3.put_object(Bucket="data-bucket", Key="datasets/other/x.jpg", Body=b"x")
+        storage = S3("123456789012", "us-east-1")
+        storage.download_prefix("s3://data-bucket/datasets/digits.tar.gz", tmp_path / "one")
+        storage.download_prefix("s3://data-bucket/datasets/", tmp_path / "all")
+    assert sorted(p.name for p in (tmp_path / "one").rglob("*") if p.is_file()) == ["digits.tar.gz"]
+    assert (tmp_path / "one" / "digits.tar.gz").read_bytes() == b"archive"
+    assert (tmp_path / "all" / "other" / "x.jpg").read_bytes() == b"x"
