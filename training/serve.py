@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -45,6 +46,7 @@ ERROR_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     500: "internal_error",
+    501: "not_implemented",
     503: "unavailable",
     504: "timeout",
 }
@@ -183,6 +185,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         try:
             if self.path.split("?", 1)[0] != "/invocations":
+                self.close_connection = True  # its body stays unread
                 raise HttpError(404, f"no such path {self.path}; use POST /invocations")
             body = self._read_body()
             payload, content_type = self.server.service.invoke(
@@ -197,6 +200,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             self._content_length()
         except HttpError as exc:
+            self.close_connection = True
             self._send_error(exc)
             return False
         return super().handle_expect_100()
@@ -221,6 +225,11 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the unread body would be taken as the next request
             raise
         return self.rfile.read(length)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's own errors (malformed request, unknown method) as JSON too."""
+        self.close_connection = True
+        self._send_error(HttpError(code, message or HTTPStatus(code).phrase))
 
     def _send_error(self, exc: Exception) -> None:
         status = getattr(exc, "status", None) or getattr(exc, "status_code", None)

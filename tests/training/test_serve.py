@@ -156,6 +156,7 @@ def test_concurrent_requests_get_their_own_answers(server, local_model):
         ("POST", "/invocations", b"x" * 200_001, JPEG, 413, "payload_too_large"),
         ("POST", "/elsewhere", b"x", JPEG, 404, "not_found"),
         ("GET", "/elsewhere", None, {}, 404, "not_found"),
+        ("PUT", "/invocations", b"x", JPEG, 501, "not_implemented"),
     ],
 )
 def test_error_responses(server, method, path, body, headers, status, error):
