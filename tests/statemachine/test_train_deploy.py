@@ -311,7 +311,7 @@ def test_a_busy_endpoint_is_waited_for_before_deploying() -> None:
 
 @pytest.mark.parametrize("freed_after", [1, None])
 def test_a_held_lock_is_waited_for_a_bounded_number_of_attempts(freed_after: int | None) -> None:
-    reason = "the deployment lock of endpoint image-classifier is still held by execution x after 3 attempts"
+    reason = "the deployment lock of endpoint image-classifier is still held by x after 3 attempts"
     if freed_after:
         results = happy_path(AcquireLock=[lock(False, 1), lock(True, 2)])
     else:
