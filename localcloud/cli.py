@@ -11,78 +11,35 @@ classify URL|FILE   classify an image through the HTTP API
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import mimetypes
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from localcloud.client import Connection, NotRunning, connect
 from localcloud.config import DEFAULT_STATE_DIR, add_settings_arguments, settings_from_args
 from localcloud.history import build_view, duration, render
 from localcloud.intrinsics import TemplateError
 from localcloud.launcher import LaunchError, LocalCloudProcess
-from localcloud.progress import Follower, wait_for_execution
-from localcloud.report import execution_events, summary
-
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
-TRIGGER_WAIT_S = 30.0
-
-
-class CliError(Exception):
-    """A problem to report in one line, without a traceback."""
+from localcloud.report import execution_events
+from localcloud.runner import (
+    CliError,
+    as_archive,
+    classify_file,
+    classify_route,
+    dataset_prefix,
+    run_pipeline,
+    upload,
+)
+from localcloud.statefile import read_state
 
 
 def _stop_on_sigterm() -> None:
     # SIGTERM unwinds like Ctrl-C, so every `finally` stops what it started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-
-
-# ---------------------------------------------------------------------------- helpers
-def _dataset_prefix(conn: Connection, state: dict[str, Any] | None) -> str:
-    parameters = (state or {}).get("parameters") or {}
-    return str(parameters.get("DatasetPrefix", "datasets/"))
-
-
-def _archive(path: Path, workdir: Path) -> Path:
-    """``path`` as an archive the pipeline accepts (folders are packed as .tar.gz)."""
-    from training.sample_data import make_archive
-
-    if path.is_dir():
-        return make_archive(path, workdir / f"{path.name}.tar.gz")
-    if not path.is_file():
-        raise CliError(f"{path} does not exist")
-    if not path.name.endswith(ARCHIVE_SUFFIXES):
-        raise CliError(f"{path} is not a {', '.join(ARCHIVE_SUFFIXES)} archive or a folder")
-    return path
-
-
-def upload(conn: Connection, path: Path, key: str) -> None:
-    conn.client("s3").upload_file(str(path), conn.the_bucket(), key)
-
-
-def _classify_route(conn: Connection) -> str:
-    for route in conn.routes:
-        method, _, path = route.partition(" ")
-        if method == "POST":
-            return path
-    return "/classify"
-
-
-def classify_bytes(conn: Connection, image: bytes, content_type: str) -> tuple[int, Any]:
-    return conn.post(_classify_route(conn), image, content_type)
-
-
-def _top(reply: Any) -> str:
-    if isinstance(reply, dict) and reply.get("predictions"):
-        best = reply["predictions"][0]
-        return f"{best['label']} ({best['probability']:.2f})"
-    return json.dumps(reply)[:200]
 
 
 # ---------------------------------------------------------------------------- commands
@@ -97,7 +54,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("    " + " ".join(f"export {k}={v};" for k, v in conn.environment().items()))
         routes = ", ".join(conn.routes)
         print(f"  HTTP API      {conn.api_url}  ({routes})")
-        prefix = _dataset_prefix(conn, state)
+        prefix = dataset_prefix(state)
         print(f"  Data bucket   s3://{conn.the_bucket()}/{prefix}  (an archive there starts a run)")
         print(f"  State dir     {settings.state_dir}  (logs, executions, models)")
         for note in state.get("not_emulated") or []:
@@ -116,81 +73,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    began = time.monotonic()
-    cloud = LocalCloudProcess(settings)
-    with tempfile.TemporaryDirectory(prefix="localcloud-run-") as tmp:
-        print(f"Starting the local cloud (state in {settings.state_dir})...", flush=True)
-        conn = cloud.start()
-        try:
-            return _run(args, cloud, conn, Path(tmp), began)
-        finally:
-            print("Stopping the local cloud...", flush=True)
-            cloud.stop()
-
-
-def _run(
-    args: argparse.Namespace, cloud: LocalCloudProcess, conn: Connection, tmp: Path, began: float
-) -> int:
-    state = cloud.state
-    print(f"  up in {duration(time.monotonic() - began)}: {conn.endpoint_url}, API {conn.api_url}")
-    data_dir: Path | None = None
-    if args.data:
-        archive = _archive(args.data.resolve(), tmp)
-        data_dir = args.data if args.data.is_dir() else None
-    else:
-        from training.sample_data import make_archive, write_digits
-
-        data_dir = cloud.settings.state_dir / "data" / "digits"
-        if not (data_dir / "train").is_dir():
-            counts = write_digits(data_dir)
-            print(f"Sample data: digits {counts} -> {data_dir}")
-        archive = make_archive(data_dir, tmp / "digits.tar.gz")
-    key = f"{_dataset_prefix(conn, state)}{archive.name}"
-    uploaded_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
-    print(f"Uploading {archive.name} to s3://{conn.the_bucket()}/{key}", flush=True)
-    upload(conn, archive, key)
-    machine = conn.the_state_machine()
-    execution_arn = wait_for_execution(conn, machine, uploaded_at, TRIGGER_WAIT_S)
-    print(f"Execution {execution_arn.rsplit(':', 1)[-1]} started by the upload", flush=True)
-    endpoint_name = (state.get("parameters") or {}).get("EndpointName")
-    follower = Follower(conn, execution_arn, endpoint_name=endpoint_name, out=_flush_print)
-    description = follower.follow(timeout=args.timeout)
-    events = execution_events(conn, execution_arn)
-    print()
-    print(render(build_view(events, description)))
-    succeeded = description["status"] == "SUCCEEDED"
-    if succeeded and data_dir is not None and args.classify > 0:
-        print()
-        _classify_samples(conn, data_dir / "test", args.classify)
-    print()
-    text, _ = summary(conn, description, events, endpoint_name, time.monotonic() - began)
-    print(text, flush=True)
-    return 0 if succeeded else 1
-
-
-def _flush_print(text: str) -> None:
-    print(text, flush=True)
-
-
-def _classify_samples(conn: Connection, test_dir: Path, count: int) -> None:
-    classes = sorted(p for p in test_dir.iterdir() if p.is_dir()) if test_dir.is_dir() else []
-    picks = [sorted(c.iterdir())[0] for c in classes if any(c.iterdir())][:count]
-    if not picks:
-        print(f"No held-out images under {test_dir} to classify.")
-        return
-    url = f"{conn.api_url}{_classify_route(conn)}"
-    print(f"Classifying {len(picks)} held-out images through POST {url}")
-    right = 0
-    for image in picks:
-        content_type = mimetypes.guess_type(image.name)[0] or "application/octet-stream"
-        status, reply = classify_bytes(conn, image.read_bytes(), content_type)
-        truth = image.parent.name
-        predicted = reply["predictions"][0]["label"] if status == 200 else None
-        right += predicted == truth
-        mark = "ok " if predicted == truth else "-- "
-        print(f"  {mark} truth {truth:<8} predicted {_top(reply) if status == 200 else status}")
-    print(f"  {right}/{len(picks)} correct")
+    outcome = run_pipeline(
+        settings_from_args(args), data=args.data, classify=args.classify, timeout=args.timeout
+    )
+    return 0 if outcome.succeeded else 1
 
 
 def _connection(args: argparse.Namespace) -> Connection:
@@ -205,11 +91,9 @@ def _connection(args: argparse.Namespace) -> Connection:
 
 def cmd_upload(args: argparse.Namespace) -> int:
     conn = _connection(args)
-    from localcloud.statefile import read_state
-
     with tempfile.TemporaryDirectory(prefix="localcloud-upload-") as tmp:
-        archive = _archive(args.path.resolve(), Path(tmp))
-        key = args.key or f"{_dataset_prefix(conn, read_state(args.state_dir))}{archive.name}"
+        archive = as_archive(args.path.resolve(), Path(tmp))
+        key = args.key or f"{dataset_prefix(read_state(args.state_dir))}{archive.name}"
         upload(conn, archive, key)
     print(f"uploaded s3://{conn.the_bucket()}/{key}")
     return 0
@@ -258,15 +142,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
     target: str = args.image
     if target.startswith(("http://", "https://")):
         body = json.dumps({"url": target, "top_k": args.top_k}).encode()
-        status, reply = classify_bytes(conn, body, "application/json")
+        status, reply = conn.post(classify_route(conn), body, "application/json")
     else:
         path = Path(target)
         if not path.is_file():
             raise CliError(f"{path} is not a file (or an http(s) URL)")
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        status, reply = conn.post(
-            f"{_classify_route(conn)}?top_k={args.top_k}", path.read_bytes(), content_type
-        )
+        status, reply = classify_file(conn, path, f"?top_k={args.top_k}")
     print(json.dumps(reply, indent=2) if not isinstance(reply, str) else reply)
     return 0 if status == 200 else 1
 

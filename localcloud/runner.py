@@ -1,0 +1,170 @@
+"""The one-shot pipeline run behind ``python -m localcloud run`` (and bench.pipeline):
+start the local cloud, upload a data set, follow the execution the upload starts,
+classify held-out images through the HTTP API, summarise, stop."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import mimetypes
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localcloud.client import Connection
+from localcloud.config import Settings
+from localcloud.history import build_view, duration, render
+from localcloud.launcher import LocalCloudProcess
+from localcloud.progress import Follower, wait_for_execution
+from localcloud.report import Timings, execution_events, summary
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
+TRIGGER_WAIT_S = 30.0
+
+Out = Callable[[str], None]
+
+
+class CliError(Exception):
+    """A problem to report in one line, without a traceback."""
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+def dataset_prefix(state: dict[str, Any] | None) -> str:
+    parameters = (state or {}).get("parameters") or {}
+    return str(parameters.get("DatasetPrefix", "datasets/"))
+
+
+def as_archive(path: Path, workdir: Path) -> Path:
+    """``path`` as an archive the pipeline accepts (folders are packed as .tar.gz)."""
+    from training.sample_data import make_archive
+
+    if path.is_dir():
+        return make_archive(path, workdir / f"{path.name}.tar.gz")
+    if not path.is_file():
+        raise CliError(f"{path} does not exist")
+    if not path.name.endswith(ARCHIVE_SUFFIXES):
+        raise CliError(f"{path} is not a {', '.join(ARCHIVE_SUFFIXES)} archive or a folder")
+    return path
+
+
+def upload(conn: Connection, path: Path, key: str) -> None:
+    conn.client("s3").upload_file(str(path), conn.the_bucket(), key)
+
+
+def classify_route(conn: Connection) -> str:
+    for route in conn.routes:
+        method, _, path = route.partition(" ")
+        if method == "POST":
+            return path
+    return "/classify"
+
+
+def classify_file(conn: Connection, image: Path, query: str = "") -> tuple[int, Any]:
+    content_type = mimetypes.guess_type(image.name)[0] or "application/octet-stream"
+    return conn.post(classify_route(conn) + query, image.read_bytes(), content_type)
+
+
+def classify_samples(conn: Connection, test_dir: Path, count: int, out: Out) -> tuple[int, int]:
+    """Classify up to ``count`` held-out images (one per class); returns (right, total)."""
+    classes = sorted(p for p in test_dir.iterdir() if p.is_dir()) if test_dir.is_dir() else []
+    picks = [min(c.iterdir()) for c in classes if any(c.iterdir())][:count]
+    if not picks:
+        out(f"No held-out images under {test_dir} to classify.")
+        return 0, 0
+    out(f"Classifying {len(picks)} held-out images: POST {conn.api_url}{classify_route(conn)}")
+    right = 0
+    for image in picks:
+        status, reply = classify_file(conn, image)
+        truth = image.parent.name
+        if status == 200:
+            best = reply["predictions"][0]
+            right += best["label"] == truth
+            mark = "ok" if best["label"] == truth else "--"
+            out(f"  {mark}  truth {truth:<8} predicted {best['label']} ({best['probability']:.2f})")
+        else:
+            out(f"  --  truth {truth:<8} HTTP {status}: {json.dumps(reply)[:200]}")
+    out(f"  {right}/{len(picks)} correct")
+    return right, len(picks)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    execution_arn: str
+    description: dict[str, Any]
+    timings: Timings
+    classified: tuple[int, int]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.description["status"] == "SUCCEEDED"
+
+
+def run_pipeline(
+    settings: Settings,
+    *,
+    data: Path | None = None,
+    classify: int = 10,
+    timeout: float = 1800,
+    out: Out = _print,
+) -> RunOutcome:
+    began = time.monotonic()
+    cloud = LocalCloudProcess(settings)
+    with tempfile.TemporaryDirectory(prefix="localcloud-run-") as tmp:
+        out(f"Starting the local cloud (state in {settings.state_dir})...")
+        conn = cloud.start()
+        try:
+            return _run(cloud, conn, Path(tmp), began, data, classify, timeout, out)
+        finally:
+            out("Stopping the local cloud...")
+            cloud.stop()
+
+
+def _run(
+    cloud: LocalCloudProcess,
+    conn: Connection,
+    tmp: Path,
+    began: float,
+    data: Path | None,
+    classify: int,
+    timeout: float,
+    out: Out,
+) -> RunOutcome:
+    state = cloud.state
+    out(f"  up in {duration(time.monotonic() - began)}: {conn.endpoint_url}, API {conn.api_url}")
+    if data is not None:
+        archive = as_archive(data.resolve(), tmp)
+        data_dir = data if data.is_dir() else None
+    else:
+        from training.sample_data import make_archive, write_digits
+
+        data_dir = cloud.settings.state_dir / "data" / "digits"
+        if not (data_dir / "train").is_dir():
+            counts = write_digits(data_dir)
+            out(f"Sample data: digits {counts} -> {data_dir}")
+        archive = make_archive(data_dir, tmp / "digits.tar.gz")
+    key = f"{dataset_prefix(state)}{archive.name}"
+    uploaded_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
+    out(f"Uploading {archive.name} to s3://{conn.the_bucket()}/{key}")
+    upload(conn, archive, key)
+    execution_arn = wait_for_execution(conn, conn.the_state_machine(), uploaded_at, TRIGGER_WAIT_S)
+    out(f"Execution {execution_arn.rsplit(':', 1)[-1]} started by the upload")
+    endpoint_name = (state.get("parameters") or {}).get("EndpointName")
+    follower = Follower(conn, execution_arn, endpoint_name=endpoint_name, out=out)
+    description = follower.follow(timeout=timeout)
+    events = execution_events(conn, execution_arn)
+    out("")
+    out(render(build_view(events, description)))
+    classified = (0, 0)
+    if description["status"] == "SUCCEEDED" and data_dir is not None and classify > 0:
+        out("")
+        classified = classify_samples(conn, data_dir / "test", classify, out)
+    out("")
+    text, timings = summary(conn, description, events, endpoint_name, time.monotonic() - began)
+    out(text)
+    return RunOutcome(execution_arn, description, timings, classified)
