@@ -184,9 +184,12 @@ def stack_name_from_samconfig(root: Path) -> str | None:
     config = root / "samconfig.toml"
     if not config.exists():
         return None
-    data = tomllib.loads(config.read_text())
-    name = data.get("default", {}).get("deploy", {}).get("parameters", {}).get("stack_name")
-    return str(name) if name else None
+    default = tomllib.loads(config.read_text()).get("default", {})
+    for command in ("deploy", "global"):  # sam reads deploy's, then the global one
+        name = default.get(command, {}).get("parameters", {}).get("stack_name")
+        if name:
+            return str(name)
+    return None
 
 
 class _Names:

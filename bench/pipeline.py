@@ -1,0 +1,61 @@
+"""Where the time of ``python -m localcloud run`` goes: training, endpoint start, smoke test
+and orchestration (everything else), on a fresh state directory.
+
+    python -m bench.pipeline [--parameter NAME=VALUE ...] [--keep-state DIR]
+
+Training is the training job's own start to end (its hosts running train.py, model
+upload); endpoint start is from the deploy call returning to the endpoint turning
+InService; smoke test is its state's duration. Orchestration is the rest of the wall time:
+starting and stopping the local cloud, writing and uploading the data, Lambda calls, the
+state machine's polling delays and the final classification. Goal: orchestration < 10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from localcloud.config import add_settings_arguments, settings_from_args
+from localcloud.report import Timings
+from localcloud.runner import run_pipeline
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__)
+    add_settings_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="print the figures only")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        if args.state_dir == parser.get_default("state_dir"):
+            args.state_dir = Path(tmp)  # a fresh run, as after a clone
+        settings = settings_from_args(args)
+        began = time.monotonic()
+        outcome = run_pipeline(settings, out=(lambda _: None) if args.quiet else print)
+        total = time.monotonic() - began
+    t = outcome.timings
+    spent = Timings(total, t.training, t.endpoint, t.smoke_test)
+    print()
+    print(f"bench.pipeline: {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} torch threads, python {platform.python_version()}")  # fmt: skip
+    print(f"execution {outcome.description['status']}, "
+          f"classified {outcome.classified[0]}/{outcome.classified[1]} correctly")  # fmt: skip
+    rows = [
+        ("training", spent.training),
+        ("endpoint start", spent.endpoint),
+        ("smoke test", spent.smoke_test),
+        ("orchestration", spent.orchestration),
+        ("total (wall)", spent.total),
+    ]
+    for name, seconds in rows:
+        print(f"  {name:<15} {seconds:7.1f} s  {100 * seconds / spent.total:5.1f}%")
+    return 0 if outcome.succeeded else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
