@@ -41,10 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     t = outcome.timings
     spent = Timings(total, t.training, t.endpoint, t.smoke_test)
     print()
-    print(f"bench.pipeline: {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} torch threads, python {platform.python_version()}")  # fmt: skip
-    print(f"execution {outcome.description['status']}, "
-          f"classified {outcome.classified[0]}/{outcome.classified[1]} correctly")  # fmt: skip
+    machine = platform.processor() or platform.machine()
+    threads = torch.get_num_threads()
+    print(f"bench.pipeline: {machine}, {threads} torch threads, python {platform.python_version()}")
+    right, tried = outcome.classified
+    print(f"execution {outcome.description['status']}, classified {right}/{tried} correctly")
     rows = [
         ("training", spent.training),
         ("endpoint start", spent.endpoint),
