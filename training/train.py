@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 import imgcls  # noqa: F401  (first: its __init__ makes torchvision importable)
 from imgcls import artifacts, checkpoint, distributed, engine
 from imgcls.data import DatasetError, DataSplits, ImageList, eval_loader, locate, scan, train_loader
-from imgcls.model import ARCHITECTURES, FINE_TUNE, set_trainable
+from imgcls.model import ARCHITECTURES, FINE_TUNE, WeightsError, set_trainable
 from imgcls.model import build_model as build_network
 from imgcls.transforms import eval_transform, train_transform
 
@@ -554,7 +554,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         setup_logging(distributed.from_env())
         main(args)
-    except (DatasetError, checkpoint.CheckpointError, distributed.ConfigError) as exc:
+    except (DatasetError, WeightsError, checkpoint.CheckpointError, distributed.ConfigError) as exc:
         write_failure(str(exc))
         log.error("%s", exc)
         return 1

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from imgcls import engine
-from imgcls.model import build_model, load_model, set_trainable
+from imgcls.model import WeightsError, build_model, load_model, set_trainable
 from tests.training.conftest import FAST_FLAGS, REPO, run_train
 
 METRIC_DEFINITIONS = json.loads((REPO / "training" / "metric_definitions.json").read_text())
@@ -195,3 +195,31 @@ def test_metrics_are_weighted_by_samples_not_batches() -> None:
     assert result.count == 10
     assert result.acc == pytest.approx(0.6)  # batch means would average to (1 + 0 + 1) / 3
     assert result.loss == pytest.approx(expected_loss.item())
+
+
+def test_weights_from_a_file_initialise_the_backbone(tmp_path: Path) -> None:
+    source = build_model("resnet18", 7)
+    torch.save({f"module.{k}": v for k, v in source.state_dict().items()}, tmp_path / "w.pth")
+    model = build_model("resnet18", 3, weights=str(tmp_path / "w.pth"))
+    assert torch.equal(model.conv1.weight, source.conv1.weight)
+    assert model.fc.out_features == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (lambda: build_model("resnet34", 3).state_dict(), "does not fit resnet18: .* missing"),
+        (lambda: {"conv1.weight": torch.zeros(1)}, "does not fit resnet18: .*size mismatch"),
+        (lambda: [1, 2, 3], "holds a list, not a state_dict"),
+        (None, "is not a readable state_dict"),
+    ],
+    ids=["other-arch", "wrong-shape", "not-a-dict", "garbage"],
+)
+def test_unusable_weights_files_are_named(tmp_path: Path, content, message: str) -> None:
+    path = tmp_path / "w.pth"
+    if content is None:
+        path.write_bytes(b"not a torch file")
+    else:
+        torch.save(content(), path)
+    with pytest.raises(WeightsError, match=message):
+        build_model("resnet18", 3, weights=str(path))

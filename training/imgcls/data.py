@@ -81,7 +81,9 @@ def _check_member(name: str, archive: Path) -> None:
         )
 
 
-def _check_totals(archive: Path, members: int, size: int, dest: Path, limits: tuple[int, int]):
+def _check_totals(
+    archive: Path, members: int, size: int, dest: Path, limits: tuple[int, int]
+) -> None:
     max_members, max_bytes = limits
     if members > max_members:
         raise DatasetError(
@@ -104,9 +106,9 @@ def _extract_tar(archive: Path, dest: Path, limits: tuple[int, int]) -> None:
         for member in members:
             _check_member(member.name, archive)
             if member.issym() or member.islnk():
-                target = PurePosixPath(member.name).parent / member.linkname
-                if member.islnk():
-                    target = PurePosixPath(member.linkname)
+                # A symlink resolves from its own folder, a hard link from the archive root.
+                base = PurePosixPath(member.name).parent if member.issym() else PurePosixPath()
+                target = base / member.linkname
                 if target.is_absolute() or _escapes(target):
                     raise DatasetError(
                         f"archive {archive.name} holds a link {member.name!r} -> "

@@ -22,12 +22,40 @@ MODEL_FILE = "model.pth"
 META_FILE = "model.json"
 
 
+class WeightsError(ValueError):
+    """A ``--weights`` file that cannot initialise the network."""
+
+
+def _load_backbone(model: nn.Module, path: Path, arch: str) -> None:
+    """Load every tensor but the head from a state_dict file; all of them must fit."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # whatever fails, the file is not a readable state_dict
+        raise WeightsError(f"--weights {path} is not a readable state_dict: {exc}") from exc
+    if not isinstance(state, dict):
+        raise WeightsError(f"--weights {path} holds a {type(state).__name__}, not a state_dict")
+    # DDP-wrapped models save "module."-prefixed names; the head is replaced anyway.
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        reason = str(exc).strip().splitlines()[-1].strip()
+        raise WeightsError(f"--weights {path} does not fit {arch}: {reason}") from exc
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise WeightsError(
+            f"--weights {path} does not fit {arch}: {len(missing)} tensors missing, "
+            f"{len(unexpected)} unexpected (e.g. {(missing + unexpected)[0]!r})"
+        )
+
+
 def build_model(arch: str, num_classes: int, weights: str = "none") -> nn.Module:
     """A ResNet whose ``fc`` is a new ``Linear(features, num_classes)``.
 
     ``weights``: ``"imagenet"`` (torchvision's pretrained weights, downloaded once into
     the torch hub cache), ``"none"`` (random init) or a path to a saved state_dict of the
-    backbone (loaded non-strictly, so a checkpoint with another head still fits).
+    same architecture (any head: it is replaced).
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
@@ -38,10 +66,8 @@ def build_model(arch: str, num_classes: int, weights: str = "none") -> nn.Module
     if weights not in ("imagenet", "none"):
         path = Path(weights)
         if not path.is_file():
-            raise ValueError(f"--weights {weights!r} is neither 'imagenet', 'none' nor a file")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        model.load_state_dict(state, strict=False)
+            raise WeightsError(f"--weights {weights!r} is neither 'imagenet', 'none' nor a file")
+        _load_backbone(model, path, arch)
     model.fc = nn.Linear(model.fc.in_features, num_classes)
     return model
 
