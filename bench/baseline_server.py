@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     model, _ = load_model(args.model_dir)
+    ThreadingHTTPServer.request_queue_size = 128  # as serve.py: no resets under bursts
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(model))
     server.daemon_threads = True
     server.serve_forever()

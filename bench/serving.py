@@ -30,6 +30,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+# as serve.py does (see docs/serving.md), so that the ceiling is what serve.py can reach;
+# set before torch loads libgomp
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import sklearn.datasets
 import torch
 from PIL import Image
@@ -157,14 +161,19 @@ def load(port: int, bodies: list[bytes], clients: int, warmup: float, duration: 
         while (sent := time.monotonic()) < end:
             body = bodies[i % len(bodies)]
             i += 1
-            connection.request("POST", "/invocations", body, {"Content-Type": "image/jpeg"})
-            response = connection.getresponse()
-            response.read()
+            try:
+                connection.request("POST", "/invocations", body, {"Content-Type": "image/jpeg"})
+                response = connection.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                connection.close()  # reconnects on the next request
+                ok = False
             done = time.monotonic()
             if sent >= measure_from and done <= end:
                 with lock:
                     latencies.append(done - sent)
-                    errors[0] += response.status != 200
+                    errors[0] += not ok
         connection.close()
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]

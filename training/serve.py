@@ -256,6 +256,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # listen backlog; the stdlib's 5 resets bursts of connections
 
     def __init__(self, address: tuple[str, int], service: Service, max_body: int) -> None:
         self.service = service
