@@ -81,7 +81,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "tests")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Tests")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
-    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "INFO")
     client.cache_clear()
     yield
     client.cache_clear()

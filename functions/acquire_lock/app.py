@@ -34,5 +34,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             f"the deployment lock of endpoint {endpoint} is still held by execution "
             f"{outcome['holder']} after {attempts} attempts"
         )
-    logger.info("deployment lock", extra={**outcome, "attempts": attempts})
+    logger.info("deployment lock", extra={"lock": {**outcome, "attempts": attempts}})
     return {**outcome, "attempts": attempts, "exhausted": exhausted, "reason": reason}

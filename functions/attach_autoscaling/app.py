@@ -21,5 +21,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         deployment["variant_name"],
         event["autoscaling"],
     )
-    logger.info("autoscaling attached", extra=result)
+    logger.info("autoscaling attached", extra={"autoscaling": result})
     return result

@@ -15,5 +15,5 @@ from mlops.observability import logger, pipeline_handler
 @pipeline_handler("check_endpoint", schemas.CHECK_ENDPOINT)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = endpoint_state(client("sagemaker"), event["deployment"])
-    logger.info("endpoint state", extra=state)
+    logger.info("endpoint state", extra={"endpoint": state})
     return state

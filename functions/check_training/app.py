@@ -16,7 +16,7 @@ from mlops.training_job import training_status
 @pipeline_handler("check_training", schemas.CHECK_TRAINING)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     status = training_status(client("sagemaker"), event["training_job_name"])
-    logger.info("training job status", extra=status)
+    logger.info("training job status", extra={"training_job": status})
     if status["status"] == "Completed":
         if status["training_seconds"] is not None:
             metrics.add_metric(

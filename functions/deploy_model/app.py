@@ -26,5 +26,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         log_level=env_int("CONTAINER_LOG_LEVEL", default=20),
         tags=resource_tags(run, event["execution_arn"]),
     )
-    logger.info("deployment step", extra=result)
+    logger.info("deployment step", extra={"deployment": result})
     return result

@@ -16,5 +16,5 @@ from mlops.observability import logger, metrics, pipeline_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = evaluate_gate(event["metrics"], event["gate"], event["training_job_name"])
     metrics.add_metric(name="QualityGatePassed", unit=MetricUnit.Count, value=int(result["passed"]))
-    logger.info("quality gate", extra=result)
+    logger.info("quality gate", extra={"quality_gate": result})
     return result

@@ -19,5 +19,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     )
     if result["done"]:
         metrics.add_metric(name="DeploymentsRolledBack", unit="Count", value=1)
-    logger.warning("rollback step", extra=result)
+    logger.warning("rollback step", extra={"rollback": result})
     return result

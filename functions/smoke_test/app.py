@@ -29,5 +29,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             name="SmokeTestAccuracy", unit=MetricUnit.NoUnit, value=result["accuracy"]
         )
     metrics.add_metric(name="SmokeTestPassed", unit=MetricUnit.Count, value=int(result["passed"]))
-    logger.info("smoke test", extra=result)
+    logger.info("smoke test", extra={"smoke_test": result})
     return result

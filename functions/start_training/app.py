@@ -32,5 +32,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         log_level=env_int("CONTAINER_LOG_LEVEL", default=20),
     )
     result = start_training_job(sagemaker, request)
-    logger.info("training job started", extra={**result, "submit_directory": submit_dir})
+    logger.info(
+        "training job started", extra={"training_job": {**result, "submit_directory": submit_dir}}
+    )
     return {**result, "submit_directory": submit_dir}

@@ -14,5 +14,5 @@ from mlops.summary import summarize
 @pipeline_handler("summarize_run", schemas.SUMMARIZE_RUN)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     summary = summarize(event["state"])
-    logger.info("run finished", extra=summary)
+    logger.info("run finished", extra={"summary": summary})
     return summary
