@@ -51,14 +51,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         state = cloud.state
         print(f"Local cloud up: stack {state['stack_name']} in {conn.region}")
         print(f"  AWS endpoint  {conn.endpoint_url}")
-        print("    " + " ".join(f"export {k}={v};" for k, v in conn.environment().items()))
+        print("    export " + " ".join(f"{k}={v}" for k, v in conn.environment().items()))
         routes = ", ".join(conn.routes)
         print(f"  HTTP API      {conn.api_url}  ({routes})")
         prefix = dataset_prefix(state)
         print(f"  Data bucket   s3://{conn.the_bucket()}/{prefix}  (an archive there starts a run)")
         print(f"  State dir     {settings.state_dir}  (logs, executions, models)")
-        for note in state.get("not_emulated") or []:
-            print(f"  not emulated: {note}")
+        for what, where in _grouped(state.get("not_emulated") or []):
+            print(f"  not emulated: {what} ({', '.join(where)})")
         print("Ctrl-C stops everything.", flush=True)
         assert cloud.proc is not None
         while cloud.proc.poll() is None:
@@ -70,6 +70,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 0
     finally:
         cloud.stop()
+
+
+def _grouped(notes: list[str]) -> list[tuple[str, list[str]]]:
+    """``"<resource>: <what>"`` notes as (what, resources), one line per kind of gap."""
+    groups: dict[str, list[str]] = {}
+    for note in notes:
+        where, _, what = note.partition(": ")
+        groups.setdefault(what, []).append(where)
+    return list(groups.items())
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -61,6 +61,15 @@ def _state_type(event_type: str) -> str:
     return event_type.removesuffix("StateEntered")
 
 
+def failure_text(error: str | None, cause: str | None) -> str:
+    """``error: cause`` without repeating the error when the cause already starts with it."""
+    if not cause:
+        return error or ""
+    if not error or cause.startswith(f"{error}:"):
+        return cause
+    return f"{error}: {cause}"
+
+
 def readable_cause(cause: str | None) -> str | None:
     """A Lambda error payload as ``errorType: errorMessage``; other causes unchanged."""
     if not cause:
@@ -167,7 +176,7 @@ def render(view: ExecutionView) -> str:
             f" {duration(run.seconds):>9}  {runs}"
         )
         if run.error and run.status in ("Failed", "Caught"):
-            lines.append(f"      {run.error}: {run.cause}" if run.cause else f"      {run.error}")
+            lines.append(f"      {failure_text(run.error, run.cause)}")
     if view.error or view.cause:
-        lines += ["", f"  Failure: {view.error}: {view.cause}"]
+        lines += ["", f"  Failure: {failure_text(view.error, view.cause)}"]
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from localcloud.client import Connection
-from localcloud.history import readable_cause
+from localcloud.history import failure_text, readable_cause
 from localcloud.report import execution_events, training_job_of
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -64,8 +64,8 @@ class Follower:
         for key in ("taskFailedEventDetails", "executionFailedEventDetails"):
             details = event.get(key)
             if details:
-                cause = readable_cause(details.get("cause")) or ""
-                self._say(f"!! {details.get('error', 'failed')}: {cause[:300]}")
+                text = failure_text(details.get("error"), readable_cause(details.get("cause")))
+                self._say(f"!! {text[:300]}")
 
     def _training(self, description: dict[str, Any]) -> None:
         if self._job is None:

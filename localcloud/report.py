@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from localcloud.client import Connection
-from localcloud.history import duration, readable_cause
+from localcloud.history import duration, failure_text, readable_cause
 
 
 def execution_events(conn: Connection, execution_arn: str) -> list[dict[str, Any]]:
@@ -141,8 +141,8 @@ def summary(
     took = duration((stopped - started).total_seconds()) if stopped else "-"
     lines = ["Summary", f"  Execution    {description['name']}: {description['status']} in {took}"]
     if description.get("error"):
-        cause = readable_cause(description.get("cause")) or ""
-        lines.append(f"               {description['error']}: {cause}")
+        failure = failure_text(description["error"], readable_cause(description.get("cause")))
+        lines.append(f"               {failure}")
     if job:
         resources = job["ResourceConfig"]
         metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(final_metrics(job).items()))
