@@ -8,7 +8,8 @@ when the last one is answered) over keep-alive connections, at each concurrency 
 on three kinds of JPEG: the two photos scikit-learn ships (640x427), a 6-megapixel
 photo (one of them upscaled to 3024x2016, as a phone takes them) and 224x224 crops.
 Warm-up requests are excluded. It also prints the compute ceiling (forward passes
-only). Other processes on the machine skew absolute figures: compare the ratios.
+only) and each server's CPU time per request, which other processes on a shared machine
+distort far less than throughput and latency do.
 """
 
 from __future__ import annotations
@@ -56,10 +57,15 @@ class Stats:
     errors: int
     seconds: float
     latencies: list[float]
+    cpu_seconds: float  # the server process's user + system CPU time in the window
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * self.cpu_seconds / self.requests if self.requests else float("nan")
 
     def percentile(self, q: int) -> float:
         if len(self.latencies) < 2:
@@ -114,8 +120,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(command: Sequence[str], env: dict[str, str], timeout: float = 180) -> Iterator[int]:
-    """Start a server on a free port, wait for /ping 200, yield the port, stop it."""
+def running(
+    command: Sequence[str], env: dict[str, str], timeout: float = 180
+) -> Iterator[tuple[int, int]]:
+    """Start a server on a free port, wait for /ping 200, yield (port, pid), stop it."""
     port = free_port()
     process = subprocess.Popen(
         [*command, "--port", str(port)], cwd=REPO, env=env, stderr=subprocess.DEVNULL
@@ -126,7 +134,7 @@ def running(command: Sequence[str], env: dict[str, str], timeout: float = 180) -
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{command[2]} did not become ready")
             time.sleep(0.2)
-        yield port
+        yield port, process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -145,9 +153,18 @@ def ping(port: int) -> bool:
         return False
 
 
-def load(port: int, bodies: list[bytes], clients: int, warmup: float, duration: float) -> Stats:
-    """Closed-loop clients; only requests started after the warm-up and finished in the
-    measured window count."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(
+    server: tuple[int, int], bodies: list[bytes], clients: int, warmup: float, duration: float
+) -> Stats:
+    """Closed-loop clients; the requests that finish in the measured window (after the
+    warm-up) count."""
+    port, pid = server
     start = time.monotonic() + 0.2
     measure_from, end = start + warmup, start + warmup + duration
     latencies: list[float] = []
@@ -170,7 +187,7 @@ def load(port: int, bodies: list[bytes], clients: int, warmup: float, duration: 
                 connection.close()  # reconnects on the next request
                 ok = False
             done = time.monotonic()
-            if sent >= measure_from and done <= end:
+            if measure_from <= done <= end:
                 with lock:
                     latencies.append(done - sent)
                     errors[0] += not ok
@@ -179,9 +196,13 @@ def load(port: int, bodies: list[bytes], clients: int, warmup: float, duration: 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
+    time.sleep(max(0.0, measure_from - time.monotonic()))
+    cpu_start = cpu_seconds(pid)
+    time.sleep(max(0.0, end - time.monotonic()))
+    cpu = cpu_seconds(pid) - cpu_start
     for thread in threads:
         thread.join()
-    return Stats(len(latencies), errors[0], duration, latencies)
+    return Stats(len(latencies), errors[0], duration, latencies, cpu)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -224,23 +245,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         # the baseline runs with torch's OpenMP defaults, as the original did
         base_env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
         with (
-            running(servers["baseline"], base_env) as base_port,
-            running(servers["serve.py"], dict(os.environ)) as our_port,
+            running(servers["baseline"], base_env) as base,
+            running(servers["serve.py"], dict(os.environ)) as ours,
         ):
-            ports = {"baseline": base_port, "serve.py": our_port}
+            handles = {"baseline": base, "serve.py": ours}
             print(
                 f"{'images':<16} {'clients':>7} {'server':<9} {'req/s':>7} "
-                f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+                f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'CPU ms/req':>10}"
             )
             for kind, bodies in kinds.items():
                 for level in levels:
-                    for name, port in ports.items():  # adjacent in time: same conditions
-                        stats = load(port, bodies, level, args.warmup, args.duration)
+                    for name, server in handles.items():  # adjacent in time: same conditions
+                        stats = load(server, bodies, level, args.warmup, args.duration)
                         results[kind, level, name] = stats
                         print(
                             f"{kind:<16} {level:>7} {name:<9} {stats.rps:>7.1f} "
                             f"{stats.percentile(50) * 1000:>8.0f} "
-                            f"{stats.percentile(99) * 1000:>8.0f} {stats.errors:>6}",
+                            f"{stats.percentile(99) * 1000:>8.0f} {stats.errors:>6} "
+                            f"{stats.cpu_ms_per_request:>10.0f}",
                             flush=True,
                         )
         level = 8 if 8 in levels else levels[-1]
@@ -250,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(
                 f"  {kind:<16} throughput x{ours.rps / base.rps:.2f}, "
                 f"p99 x{ours.percentile(99) / base.percentile(99):.2f} (lower is better), "
+                f"CPU per request x{ours.cpu_ms_per_request / base.cpu_ms_per_request:.2f}, "
                 f"{ours.rps / ceiling[1]:.0%} of the batch-1 ceiling"
             )
 
