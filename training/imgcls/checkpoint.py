@@ -57,11 +57,15 @@ def cpu_copy(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {key: value.detach().to("cpu", copy=True) for key, value in state_dict.items()}
 
 
+def _names(classes: list[str]) -> str:
+    return f"{len(classes)} classes {classes[:5]}" + ("..." if len(classes) > 5 else "")
+
+
 def check_compatible(state: dict[str, Any], arch: str, classes: list[str], directory: Path) -> None:
     """Refuse to resume a checkpoint made for another network or another set of classes."""
     if state["arch"] != arch or state["classes"] != classes:
         raise CheckpointError(
-            f"the checkpoint in {directory} was written for {state['arch']} on classes "
-            f"{state['classes'][:5]}..., not for this run's {arch} on {classes[:5]}...; "
+            f"the checkpoint in {directory} was written for {state['arch']} on "
+            f"{_names(state['classes'])}, not for this run's {arch} on {_names(classes)}; "
             "remove it or choose another --checkpoint-dir"
         )
