@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN_FLAGS = (
     "--arch", "resnet18", "--weights", "none", "--fine-tune", "all", "--image-size", "64",
     "--batch-size", "32", "--learning-rate", "1e-3", "--num-workers", "0",
+    "--early-stopping-patience", "0",
 )  # fmt: skip
 READY_TIMEOUT_S = 120
 HTTP_TIMEOUT_S = 30
