@@ -18,18 +18,15 @@ import argparse
 import http.client
 import io
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # as serve.py does (see docs/serving.md), so that the ceiling is what serve.py can reach;
 # set before torch loads libgomp
@@ -44,8 +41,8 @@ import training  # noqa: F401  (puts training/ on sys.path: imgcls imports as in
 # isort: split
 from imgcls.artifacts import model_meta, write_model_dir
 from imgcls.model import build_model, load_model
+from training.server_process import running_server, serve_command
 
-REPO = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 133  # as the dog-breed data set of the original project
 IMAGE_SIZE = 224
 SAMPLE_IMAGES = Path(sklearn.datasets.__file__).parent / "images"
@@ -111,46 +108,6 @@ def forward_ceiling(model_dir: Path, batch: int, seconds: float) -> float:
             net(x)
             done += batch
     return done / (time.perf_counter() - start)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def running(
-    command: Sequence[str], env: dict[str, str], timeout: float = 180
-) -> Iterator[tuple[int, int]]:
-    """Start a server on a free port, wait for /ping 200, yield (port, pid), stop it."""
-    port = free_port()
-    process = subprocess.Popen(
-        [*command, "--port", str(port)], cwd=REPO, env=env, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while not ping(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{command[2]} did not become ready")
-            time.sleep(0.2)
-        yield port, process.pid
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def ping(port: int) -> bool:
-    try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        connection.request("GET", "/ping")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
 
 
 def cpu_seconds(pid: int) -> float:
@@ -232,23 +189,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         python = sys.executable
         servers = {
             "baseline": [python, "-m", "bench.baseline_server", "--model-dir", str(model_dir)],
-            "serve.py": [
-                python,
-                "-m",
-                "training.serve",
-                "--model-dir",
-                str(model_dir),
-                *args.serve_arg,
-            ],
+            "serve.py": [*serve_command(model_dir), *args.serve_arg],
         }
         results: dict[tuple[str, int, str], Stats] = {}
         # the baseline runs with torch's OpenMP defaults, as the original did
         base_env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
         with (
-            running(servers["baseline"], base_env) as base,
-            running(servers["serve.py"], dict(os.environ)) as ours,
+            running_server(
+                servers["baseline"], env=base_env, ready_timeout=180, quiet=True
+            ) as base,
+            running_server(
+                servers["serve.py"], env=os.environ, ready_timeout=180, quiet=True
+            ) as ours,
         ):
-            handles = {"baseline": base, "serve.py": ours}
+            handles = {
+                name: (urlsplit(url).port, process.pid)
+                for name, (url, process) in (("baseline", base), ("serve.py", ours))
+            }
             print(
                 f"{'images':<16} {'clients':>7} {'server':<9} {'req/s':>7} "
                 f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'CPU ms/req':>10}"

@@ -8,7 +8,6 @@ a top folder. ``free_port()`` gives a TCP port for servers and process groups.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from training.sample_data import make_archive
+from training.server_process import free_port
 
 __all__ = ["free_port", "make_archive", "write_image_folder"]
 
@@ -46,10 +46,3 @@ def write_image_folder(
                 pixels = np.clip(colour + noise, 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(folder / f"{name}_{i:03d}.jpg", quality=90)
     return root
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago (bind to port 0 and read it back)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

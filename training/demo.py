@@ -13,33 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from training.sample_data import write_digits
+from training.server_process import REPO, running_server, serve_command
 
-REPO = Path(__file__).resolve().parents[1]
 TRAIN_FLAGS = (
     "--arch", "resnet18", "--weights", "none", "--fine-tune", "all", "--image-size", "64",
     "--batch-size", "32", "--learning-rate", "1e-3", "--num-workers", "0",
     "--early-stopping-patience", "0",
 )  # fmt: skip
-READY_TIMEOUT_S = 120
 HTTP_TIMEOUT_S = 30
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def train(data_dir: Path, model_dir: Path, output_dir: Path, epochs: int) -> None:
@@ -47,51 +35,6 @@ def train(data_dir: Path, model_dir: Path, output_dir: Path, epochs: int) -> Non
     command += ["--data-dir", str(data_dir), "--model-dir", str(model_dir)]
     command += ["--output-dir", str(output_dir)]
     subprocess.run(command, cwd=REPO, check=True)
-
-
-@contextmanager
-def serving(model_dir: Path) -> Iterator[str]:
-    """serve.py on a free local port for the duration of the block; yields its URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "training.serve",
-            "--model-dir",
-            str(model_dir),
-            "--port",
-            str(port),
-        ],
-        cwd=REPO,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process)
-        yield url
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def wait_ready(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"serve.py exited with status {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            pass  # not listening yet (or 503 while the model loads)
-        time.sleep(0.2)
-    raise TimeoutError(f"serve.py did not answer /ping within {READY_TIMEOUT_S} s")
 
 
 def classify(url: str, image: bytes) -> dict:
@@ -119,7 +62,7 @@ def run(work_dir: Path, epochs: int, per_class: int) -> int:
     print(f"2/4 training resnet18 at 64 px for {epochs} epochs into {model_dir}", flush=True)
     train(data_dir, model_dir, work_dir / "output", epochs)
     print("3/4 starting serve.py", flush=True)
-    with serving(model_dir) as url:
+    with running_server(serve_command(model_dir)) as (url, _):
         print(f"4/4 classifying held-out test digits via POST {url}/invocations", flush=True)
         samples = held_out(data_dir, per_class)
         correct = 0
