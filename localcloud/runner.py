@@ -10,6 +10,7 @@ import mimetypes
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,39 +116,48 @@ def run_pipeline(
 ) -> RunOutcome:
     began = time.monotonic()
     cloud = LocalCloudProcess(settings)
-    with tempfile.TemporaryDirectory(prefix="localcloud-run-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="localcloud-run-") as tmp,
+        ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        # The data set is written and packed while the local cloud starts.
+        prepared = pool.submit(prepare_dataset, settings, data, Path(tmp), out)
         out(f"Starting the local cloud (state in {settings.state_dir})...")
         conn = cloud.start()
         try:
-            return _run(cloud, conn, Path(tmp), began, data, classify, timeout, out)
+            return _run(cloud, conn, prepared.result(), began, classify, timeout, out)
         finally:
             out("Stopping the local cloud...")
             cloud.stop()
 
 
+def prepare_dataset(
+    settings: Settings, data: Path | None, tmp: Path, out: Out
+) -> tuple[Path, Path | None]:
+    """The archive to upload and the folder its held-out images come from (if known)."""
+    if data is not None:
+        return as_archive(data.resolve(), tmp), (data if data.is_dir() else None)
+    from training.sample_data import make_archive, write_digits
+
+    data_dir = settings.state_dir / "data" / "digits"
+    if not (data_dir / "train").is_dir():
+        counts = write_digits(data_dir)
+        out(f"Sample data: digits {counts} -> {data_dir}")
+    return make_archive(data_dir, tmp / "digits.tar.gz"), data_dir
+
+
 def _run(
     cloud: LocalCloudProcess,
     conn: Connection,
-    tmp: Path,
+    dataset: tuple[Path, Path | None],
     began: float,
-    data: Path | None,
     classify: int,
     timeout: float,
     out: Out,
 ) -> RunOutcome:
     state = cloud.state
     out(f"  up in {duration(time.monotonic() - began)}: {conn.endpoint_url}, API {conn.api_url}")
-    if data is not None:
-        archive = as_archive(data.resolve(), tmp)
-        data_dir = data if data.is_dir() else None
-    else:
-        from training.sample_data import make_archive, write_digits
-
-        data_dir = cloud.settings.state_dir / "data" / "digits"
-        if not (data_dir / "train").is_dir():
-            counts = write_digits(data_dir)
-            out(f"Sample data: digits {counts} -> {data_dir}")
-        archive = make_archive(data_dir, tmp / "digits.tar.gz")
+    archive, data_dir = dataset
     key = f"{dataset_prefix(state)}{archive.name}"
     uploaded_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
     out(f"Uploading {archive.name} to s3://{conn.the_bucket()}/{key}")
