@@ -133,8 +133,9 @@ class HttpApi:
         handler = type("Handler", (_Handler,), {"api": self})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
+        # A short poll interval: shutdown() waits for the loop to notice it.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="httpapi", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="httpapi", daemon=True
         )
 
     @property
