@@ -208,6 +208,16 @@ class FunctionPool:
             self._all.add(worker)
             return worker
 
+    def prewarm(self) -> None:
+        """Start one execution environment now (it imports the handler in the background),
+        so the first invocation does not wait for an interpreter to start."""
+        with self._lock:
+            if self._closed or self._all or self.limit < 1:
+                return
+            worker = Worker(self.fn, self._env, self._sink, self._python)
+            self._all.add(worker)
+            self._idle.append(worker)
+
     def invoke(self, event: bytes) -> InvokeResult:
         worker = self._acquire()
         try:
@@ -281,6 +291,12 @@ class LambdaRuntime:
 
     def invoke(self, name: str, event: bytes) -> InvokeResult:
         return self.pool(name).invoke(event)
+
+    def prewarm(self) -> None:
+        """One warm environment per function: local runs skip the cold starts (~0.3 s each)
+        that a pipeline of a dozen functions would otherwise pay on its critical path."""
+        for pool in self._pools.values():
+            pool.prewarm()
 
     def close(self) -> None:
         for pool in self._pools.values():

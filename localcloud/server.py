@@ -107,6 +107,8 @@ class LocalCloud:
         )
         self.api.start()
         self._stops.append(self.api.stop)
+        # in the background: "ready" need not wait for a dozen interpreters to start
+        threading.Thread(target=runtime.prewarm, name="prewarm", daemon=True).start()
         state = {
             "pid": os.getpid(),
             "endpoint_url": self.endpoint_url,

@@ -100,6 +100,20 @@ def test_warm_worker_is_reused_and_functions_are_isolated(
     assert hello["headers"]["x-role"] == "hello"  # its own ROLE, not the worker's
 
 
+def test_prewarm_starts_one_environment_that_the_first_invoke_uses(
+    runtime: LambdaRuntime, stack: Stack
+) -> None:
+    worker = stack.function("WorkerFunction")
+    runtime.prewarm()
+    runtime.prewarm()  # idempotent: one environment per function
+    assert runtime.pool(worker.name).size == 1
+    assert runtime.pool(stack.function("HelloFunction").name).size == 1
+    first, error = invoke(runtime, worker, {"action": "env"})
+    assert error is None
+    assert runtime.pool(worker.name).size == 1  # the warm one served it
+    assert invoke(runtime, worker, {"action": "env"})[0]["cold_start"] == first["cold_start"]
+
+
 def test_exception_surfaces_as_lambda_function_error(
     runtime: LambdaRuntime, stack: Stack, logs: Lines
 ) -> None:
