@@ -25,6 +25,7 @@ from botocore.stub import ANY, Stubber
 
 from mlops import endpoint_client
 from mlops.classify import Settings, live_services
+from mlops.errors import ConfigurationError
 from mlops.http_events import build_http_api_event
 from tests.functions.classify_helpers import (
     ENV,
@@ -464,9 +465,9 @@ def test_logs_and_metrics(
 def test_settings_from_env() -> None:
     settings = Settings.from_env(ENV)
     assert settings == Settings("imgcls-test", 25.0, 5.0, 200_000)
-    with pytest.raises(RuntimeError, match="ENDPOINT_NAME is not set"):
+    with pytest.raises(ConfigurationError, match="ENDPOINT_NAME is not set"):
         Settings.from_env({})
-    with pytest.raises(RuntimeError, match="MAX_IMAGE_BYTES must be a positive number"):
+    with pytest.raises(ConfigurationError, match="MAX_IMAGE_BYTES='lots' is not an integer"):
         Settings.from_env({"ENDPOINT_NAME": "e", "MAX_IMAGE_BYTES": "lots"})
-    with pytest.raises(RuntimeError, match="URL_FETCH_TIMEOUT_SECONDS"):
+    with pytest.raises(ConfigurationError, match="URL_FETCH_TIMEOUT_SECONDS"):
         Settings.from_env({"ENDPOINT_NAME": "e", "URL_FETCH_TIMEOUT_SECONDS": "0"})

@@ -29,6 +29,7 @@ from aws_lambda_powertools.utilities.validation import SchemaValidationError, va
 
 from mlops import endpoint_client
 from mlops.api_errors import BadRequest, ImageTooLarge, UnsupportedMediaType, UrlTimeout
+from mlops.config import env_float, env_int, env_str
 from mlops.http_events import build_http_api_event
 from mlops.images import endpoint_content_type, sniff
 from mlops.url_fetch import FetchedImage, FetchPolicy, fetch_image
@@ -74,28 +75,16 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         """Read once at cold start; a missing or malformed variable fails it by name."""
-        name = env.get("ENDPOINT_NAME", "").strip()
-        if not name:
-            raise RuntimeError("ENDPOINT_NAME is not set: the endpoint to classify with")
         return cls(
-            endpoint_name=name,
-            endpoint_timeout=_positive(env, "ENDPOINT_TIMEOUT_SECONDS", cls.endpoint_timeout),
-            url_fetch_timeout=_positive(env, "URL_FETCH_TIMEOUT_SECONDS", cls.url_fetch_timeout),
-            max_image_bytes=int(_positive(env, "MAX_IMAGE_BYTES", cls.max_image_bytes)),
+            endpoint_name=env_str("ENDPOINT_NAME", env),
+            endpoint_timeout=env_float(
+                "ENDPOINT_TIMEOUT_SECONDS", env, default=cls.endpoint_timeout, minimum=0.1
+            ),
+            url_fetch_timeout=env_float(
+                "URL_FETCH_TIMEOUT_SECONDS", env, default=cls.url_fetch_timeout, minimum=0.1
+            ),
+            max_image_bytes=env_int("MAX_IMAGE_BYTES", env, default=cls.max_image_bytes, minimum=1),
         )
-
-
-def _positive(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not value > 0:
-        raise RuntimeError(f"{name} must be a positive number, got {raw!r}")
-    return value
 
 
 @dataclass(frozen=True)
