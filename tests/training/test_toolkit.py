@@ -12,10 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 import inference
 import pytest
 import torch
+from botocore.stub import Stubber
 
+from mlops import endpoint_client
+from mlops.http_events import build_http_api_event
+from tests.functions.classify_helpers import ENV, FakeContext, load_classify_app
 from tests.training.conftest import FAST_FLAGS
 from tests.training.serving_helpers import image_bytes
 
@@ -119,3 +124,49 @@ def test_toolkit_answers_bad_input_with_its_status(trained_model, tmp_path):
     # the toolkit's error body is the message followed by a traceback
     assert responses[0]["body"].startswith("the body is not an image")
     assert "does not download URLs" in responses[1]["body"]
+
+
+def test_the_api_passes_on_the_toolkits_message_without_its_traceback(
+    trained_model, tmp_path, monkeypatch
+):
+    """The toolkit's real error bodies, as SageMaker hands them to the classify function
+    (``ModelError`` with ``OriginalStatusCode``/``OriginalMessage``)."""
+    jpeg = image_bytes(size=(64, 64))
+    cases = [
+        request(jpeg[: len(jpeg) // 2], "image/jpeg"),  # truncated
+        request(b"\xff\xd8\xff" + b"\x00" * 64, "image/jpeg"),  # JPEG magic, no image
+        request(jpeg, "text/plain"),
+    ]
+    responses = run_toolkit(trained_model, cases, tmp_path)
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    app = load_classify_app()
+    client = boto3.client("sagemaker-runtime", region_name="us-east-1")
+    monkeypatch.setattr(endpoint_client, "runtime_client", lambda _: client)
+    for case, response in zip(cases, responses, strict=True):
+        status, phrase = response["status"]
+        toolkit_body = response["body"]
+        assert "Traceback (most recent call last)" in toolkit_body  # what AWS callers got
+        with Stubber(client) as stubber:
+            stubber.add_client_error(
+                "invoke_endpoint",
+                service_error_code="ModelError",
+                service_message=f"Received client error ({status}) from primary with message "
+                f'"{toolkit_body}". See https://console.aws.amazon.com/cloudwatch/home',
+                http_status_code=424,
+                modeled_fields={
+                    "OriginalStatusCode": status,
+                    "OriginalMessage": toolkit_body,
+                    "LogStreamArn": "arn:aws:logs:us-east-1:123456789012:log-group:x",
+                },
+            )
+            # every case's bytes start as a JPEG: the function forwards them
+            raw = base64.b64decode(case["body"])
+            event = build_http_api_event("POST", "/classify", raw, {"content-type": "image/jpeg"})
+            reply = app.lambda_handler(event, FakeContext())
+        body = json.loads(reply["body"])
+        assert reply["statusCode"] == status, (phrase, body)
+        first_line = toolkit_body.split("\n", 1)[0].strip()
+        assert body["message"] == f"the model could not use the image: {first_line}"[:300]
+        for leak in ("Traceback", 'File "', "\n", "imgcls/", "123456789012"):
+            assert leak not in body["message"]

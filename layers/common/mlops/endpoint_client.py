@@ -6,13 +6,21 @@ default read timeout would outlive both, and the caller would get API Gateway's 
 a read timeout no longer than the time left (``runtime_client``), and the caller decides
 about retrying. The endpoint's own error bodies and SageMaker's messages may hold ARNs or
 the account id: they are logged, and callers get a message of ours (the model's message
-for a rejected input, which the model server writes for callers).
+for a rejected input, which the model server writes for callers). The SageMaker PyTorch
+inference toolkit's error body is that message followed by a Python traceback; only the
+message is passed on (``model_message``).
+
+A model that is busy or does not answer in time (the container's 429/503/504, or
+SageMaker's ``ModelError`` with no status when the container timed out) is a 503 with
+``Retry-After``, like throttling: the caller should retry later, nothing is wrong with
+the request.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -46,6 +54,12 @@ _REJECTIONS: dict[int, type[ApiError]] = {
 _BUSY = frozenset(
     {"ThrottlingException", "ModelNotReadyException", "ServiceUnavailable", "TooManyRequests"}
 )
+# The container's own "busy" and "too slow" answers: retry later (seconds).
+_MODEL_BUSY_RETRY_AFTER = {429: 1, 503: 1, 504: 5}
+# SageMaker reports a container that gave no answer in time as status 0 (or none).
+_NO_ANSWER_RETRY_AFTER = 5
+# Where the toolkit's traceback starts (``"{message}\n{traceback}"``), or any frame line.
+_TRACE_START = re.compile(r"Traceback \(most recent call last\)|^\s*File \"", re.MULTILINE)
 
 
 @lru_cache(maxsize=32)
@@ -101,24 +115,47 @@ def _client_error(exc: ClientError) -> ApiError:
 
 
 def _model_error(response: dict[str, Any]) -> ApiError:
-    """The container answered an error: its 4xx for a bad image are the caller's to fix."""
+    """The container answered an error: its 4xx for a bad image are the caller's to fix,
+    its busy and timeout answers are worth a retry, anything else is the model's fault."""
     status = str(response.get("OriginalStatusCode", ""))
-    rejection = _REJECTIONS.get(int(status)) if status.isdigit() else None
+    code = int(status) if status.isdigit() else 0
+    rejection = _REJECTIONS.get(code)
     if rejection is not None:
-        detail = _model_message(str(response.get("OriginalMessage", "")))
+        detail = model_message(str(response.get("OriginalMessage", "")))
         return rejection(f"the model could not use the image: {detail}")
+    if code in _MODEL_BUSY_RETRY_AFTER:
+        return EndpointUnavailable(
+            "the model is busy or too slow right now; try again",
+            retry_after=_MODEL_BUSY_RETRY_AFTER[code],
+        )
+    if code == 0:  # "Your invocation timed out while waiting for a response from container"
+        return EndpointUnavailable(
+            "the model did not answer in time; try again", retry_after=_NO_ANSWER_RETRY_AFTER
+        )
     return ModelFailed("the model failed to classify the image")
 
 
-def _model_message(original: str) -> str:
-    """The model server's message: the ``message`` of its JSON error body, or its text."""
+def model_message(original: str) -> str:
+    """The model server's message for the caller, without anything meant for its logs.
+
+    serve.py answers JSON with a ``message``; the SageMaker inference toolkit answers
+    the message followed by a Python traceback (``"{message}\\n{traceback}"``), and
+    TorchServe itself answers JSON with a ``message``. Only the message is kept: cut at
+    the traceback, on one line, at most 300 characters.
+    """
     try:
         doc = json.loads(original)
     except ValueError:
         doc = None
     text = doc.get("message") if isinstance(doc, dict) else None
-    text = str(text or original).strip() or "no reason given"
-    return text[:_MODEL_MESSAGE_CHARS]
+    text = str(text or original)
+    trace = _TRACE_START.search(text)
+    if trace is not None:
+        text = text[: trace.start()]
+    text = " ".join(text.split()) or "no reason given"
+    if len(text) > _MODEL_MESSAGE_CHARS:
+        text = text[: _MODEL_MESSAGE_CHARS - 3].rstrip() + "..."
+    return text
 
 
 def _parse_reply(raw: bytes) -> dict[str, Any]:
