@@ -38,6 +38,7 @@ from tests.functions.classify_helpers import (
     image_bytes,
     image_server,
     load_classify_app,
+    redirect,
     self_signed_certificate,
     serve_bytes,
     server_tls,
@@ -221,6 +222,9 @@ def test_url_sample_events(
     [
         ("http://169.254.169.254/latest/meta-data/", 422, "url_refused"),
         ("file:///etc/passwd", 422, "url_refused"),
+        ("http://[abc]/x.jpg", 422, "url_refused"),  # malformed: was a 500
+        ("http://[::1/x", 422, "url_refused"),
+        (f"https://{SAMPLE_URL_HOST}/bad-redirect", 422, "url_refused"),
         ("https://internal.example.test/a.jpg", 422, "url_unusable"),  # unknown to our DNS
         (f"https://{SAMPLE_URL_HOST}/missing.jpg", 422, "url_unusable"),
         (f"https://{SAMPLE_URL_HOST}/page.html", 422, "url_unusable"),
@@ -231,6 +235,7 @@ def test_url_errors(
     app: ModuleType, sample_host: ImageServer, url: str, status: int, code: str
 ) -> None:
     sample_host.routes["/page.html"] = serve_bytes(b"<!doctype html>", "text/html")
+    sample_host.routes["/bad-redirect"] = redirect("http://[::1/x")
     sample_host.routes["/huge.jpg"] = serve_bytes(JPEG + b"\0" * int(ENV["MAX_IMAGE_BYTES"]))
     got_status, body = call(app, as_json({"url": url}))
     assert (got_status, body["error"]) == (status, code)
@@ -344,6 +349,43 @@ def test_model_errors(
     assert (got_status, body["error"]) == (status, code)
     assert message in body["message"]
     assert "CUDA" not in body["message"]
+
+
+TIMED_OUT = (
+    "Your invocation timed out while waiting for a response from container primary. Review "
+    "the latency metrics for each container in Amazon CloudWatch, resolve the issue, and try again."
+)
+
+
+@pytest.mark.parametrize(
+    ("fields", "retry_after"),
+    [
+        ({"OriginalStatusCode": 503, "OriginalMessage": '{"message": "busy"}'}, "1"),
+        ({"OriginalStatusCode": 429, "OriginalMessage": "Too Many Requests"}, "1"),
+        ({"OriginalStatusCode": 504, "OriginalMessage": '{"message": "took > 60 s"}'}, "5"),
+        # SageMaker's own timeout: "Received server error (0)", or no status at all
+        ({"OriginalStatusCode": 0, "OriginalMessage": TIMED_OUT}, "5"),
+        ({}, "5"),
+    ],
+)
+def test_a_busy_or_timed_out_model_is_503_with_retry_after(
+    app: ModuleType, endpoint: Endpoint, fields: dict[str, Any], retry_after: str
+) -> None:
+    status = fields.get("OriginalStatusCode", 0)
+    endpoint.fails(
+        "ModelError",
+        f'Received server error ({status}) from primary with message "{TIMED_OUT}". See '
+        f"https://us-east-1.console.aws.amazon.com/cloudwatch in account {ACCOUNT_ID}",
+        424,
+        LogStreamArn=MODEL_LOG,
+        **fields,
+    )
+    response = app.lambda_handler(http(JPEG, "image/jpeg"), FakeContext())
+    body = json.loads(response["body"])
+    assert (response["statusCode"], body["error"]) == (503, "endpoint_unavailable")
+    assert response["headers"]["Retry-After"] == retry_after
+    assert "try again" in body["message"]
+    assert ACCOUNT_ID not in response["body"] and "CloudWatch" not in response["body"]
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from mlops.api_errors import ImageTooLarge, UrlRefused, UrlTimeout, UrlUnusable
-from mlops.url_fetch import FetchPolicy, check_url, fetch_image, is_public_address
+from mlops.url_fetch import (
+    FetchPolicy,
+    check_url,
+    fetch_image,
+    is_public_address,
+    resolve_host,
+)
 from tests.functions.classify_helpers import (
     PUBLIC_HOST,
     PUBLIC_IP,
@@ -120,6 +126,46 @@ def test_urls_outside_the_policy_are_refused(url: str, reason: str) -> None:
         check_url(url, frozenset({80, 443}))
 
 
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://[abc]/x.jpg", "malformed"),
+        ("http://[::1/x", "malformed"),
+        ("http://]x/a.jpg", "malformed"),
+        ("http://[1.2.3.4]/a.jpg", "malformed"),
+        (f"http://{'a' * 64}.example.com/a.jpg", "not a valid host name"),
+        ("http://a..b/a.jpg", "not a valid host name"),
+        ("http://.example.com/a.jpg", "not a valid host name"),
+        (f"http://{'a' * 300}/a.jpg", "not a valid host name"),
+        ("http://exa%20mple.com/a.jpg", "not a valid host name"),
+        ("http://example.com\\x/a.jpg", "not a valid host name"),
+        ("http://\u3002/a.jpg", "not a valid host name"),
+    ],
+)
+def test_malformed_urls_are_refused_as_such(url: str, reason: str) -> None:
+    with pytest.raises(UrlRefused, match=f"the URL.*{reason}"):
+        check_url(url, frozenset({80, 443}))
+
+
+@pytest.mark.parametrize(
+    "url", [f"http://{'a' * 64}.example.com/a.jpg", "http://a..b/a.jpg", "http://[::1/x"]
+)
+def test_malformed_urls_are_refused_with_the_real_resolver(url: str) -> None:
+    # getaddrinfo raises UnicodeError (not OSError) for such names: a 5 s timeout before
+    with pytest.raises(UrlRefused, match=r"malformed|not a valid host name"):
+        fetch_image(url, FetchPolicy(max_bytes=1000, timeout=5))
+
+
+def test_the_resolver_reports_an_impossible_name_as_unresolvable() -> None:
+    with pytest.raises(OSError):
+        resolve_host("a..b", 80, timeout=5)
+
+
+def test_a_non_ascii_path_is_percent_encoded() -> None:
+    target = check_url("http://example.com/ch\u00e2t/\u00fc.jpg?q=\u00e9&r=%41", frozenset({80}))
+    assert target.path == "/ch%C3%A2t/%C3%BC.jpg?q=%C3%A9&r=%41"
+
+
 def test_allowed_url_keeps_path_and_query_and_drops_the_fragment() -> None:
     target = check_url("HTTPS://Images.Example.TEST/a/b.jpg?x=1&y=2#frag", frozenset({443}))
     assert (target.scheme, target.host, target.port) == ("https", "images.example.test", 443)
@@ -211,6 +257,10 @@ def test_redirects_are_followed_and_rechecked(server: ImageServer, network: Fake
         "http://[::ffff:169.254.169.254]/",
         "file:///etc/passwd",
         "http://cdn.example.test:8080/a.jpg",
+        "http://[abc]/x.jpg",  # malformed: urljoin/urlsplit raise ValueError
+        "http://[::1/x",
+        "http://cdn.example.test:99999/a.jpg",
+        f"http://{'a' * 64}.example.test/a.jpg",  # a label over 63 characters
     ],
 )
 def test_a_redirect_to_a_refused_target_is_refused(

@@ -4,6 +4,8 @@ A URL given to a Lambda is a server-side request forgery risk: it can point at t
 instance metadata service (169.254.169.254), at VPC-internal hosts, or at a name whose DNS
 answer changes between the check and the connection. The guard, per hop:
 
+- a malformed URL (a bad IPv6 literal, an impossible host name, a bad port) is refused
+  as such, whether the caller sent it or a redirect's Location holds it;
 - http and https only, no credentials in the URL, ports 80 and 443 only (public image
   hosts use them; other ports are typically internal services);
 - the host is resolved once and *every* address must be public (``is_public_address``);
@@ -28,6 +30,7 @@ import contextlib
 import http.client
 import ipaddress
 import queue
+import re
 import socket
 import ssl
 import threading
@@ -35,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from mlops.api_errors import ImageTooLarge, UrlRefused, UrlTimeout, UrlUnusable
 from mlops.images import SNIFF_BYTES, sniff
@@ -47,6 +50,11 @@ Connector = Callable[[str, int, float], socket.socket]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
+# A host name as DNS takes it (after IDNA encoding): letters, digits, "-", "_" and dots.
+_HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?")
+# Characters kept as they are in the request line's path: RFC 3986's reserved set and
+# "%" (existing escapes); anything else (non-ASCII, quotes, braces) is percent-encoded.
+_PATH_SAFE = "!#$%&'()*+,/:;=?@[]~"
 
 # Prefixes whose IPv6 addresses carry an IPv4 address: judged by that IPv4 address.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -109,6 +117,8 @@ def resolve_host(host: str, port: int, timeout: float) -> list[str]:
             answer.put(list(dict.fromkeys(str(info[4][0]) for info in infos)))
         except OSError as exc:  # socket.gaierror
             answer.put(exc)
+        except ValueError as exc:  # UnicodeError: a name that cannot be IDNA-encoded
+            answer.put(socket.gaierror(socket.EAI_NONAME, str(exc)))
 
     threading.Thread(target=lookup, name="resolve", daemon=True).start()
     try:
@@ -166,41 +176,65 @@ def fetch_image(url: str, policy: FetchPolicy) -> FetchedImage:
     """
     deadline = time.monotonic() + policy.timeout
     current = url
-    for _ in range(policy.max_redirects + 1):
-        target = check_url(current, policy.ports)
+    for hop in range(policy.max_redirects + 1):
+        target = check_url(current, policy.ports, "the URL" if hop == 0 else "the redirect")
         status, location, body = _exchange(target, policy, deadline)
         if status not in REDIRECT_STATUSES:
             media_type = sniff(body)
             assert media_type is not None  # _read_body checked the magic bytes
             return FetchedImage(body, media_type, current)
-        following = urljoin(current, location)
+        try:
+            following = urljoin(current, location)
+        except ValueError as exc:  # e.g. "http://[::1/x": urlsplit refuses it
+            raise UrlRefused(f"the redirect's Location is a malformed URL ({exc})") from None
         if target.scheme == "https" and urlsplit(following).scheme.lower() == "http":
             raise UrlRefused("the URL redirects from https to http; refusing the downgrade")
         current = following
     raise UrlUnusable(f"the URL redirects more than {policy.max_redirects} times")
 
 
-def check_url(url: str, ports: frozenset[int]) -> _Target:
-    """The parts of an allowed URL; raises UrlRefused for anything else."""
+def check_url(url: str, ports: frozenset[int], what: str = "the URL") -> _Target:
+    """The parts of an allowed URL; raises UrlRefused for anything else, malformed
+    URLs included (``what`` names the URL in messages: the caller's, or a redirect's)."""
     if any(ch <= " " or ch == "\x7f" for ch in url):
-        raise UrlRefused("the URL contains spaces or control characters")
-    parts = urlsplit(url)
+        raise UrlRefused(f"{what} contains spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname  # parses the netloc: brackets, IPv6 literals
+    except ValueError as exc:  # "Invalid IPv6 URL", "'abc' does not appear to be an IPv6..."
+        raise UrlRefused(f"{what} is malformed ({exc})") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise UrlRefused(f"only http and https URLs are fetched, not {scheme or 'no scheme'!r}")
     if "@" in parts.netloc:
         raise UrlRefused("URLs with credentials (user@host) are refused")
-    if not parts.hostname:
-        raise UrlRefused("the URL has no host")
+    if not hostname:
+        raise UrlRefused(f"{what} has no host")
+    _check_host(hostname, what)
     try:
         port = parts.port or (443 if scheme == "https" else 80)
     except ValueError:
-        raise UrlRefused("the URL's port is not a number between 0 and 65535") from None
+        raise UrlRefused(f"{what}'s port is not a number between 0 and 65535") from None
     if port not in ports:
         allowed = " and ".join(str(p) for p in sorted(ports))
         raise UrlRefused(f"port {port} is not allowed; only {allowed} are fetched")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return _Target(scheme, parts.hostname, port, path)
+    return _Target(scheme, hostname, port, quote(path, safe=_PATH_SAFE))
+
+
+def _check_host(host: str, what: str) -> None:
+    """An IP literal, or a name that DNS could hold; raises UrlRefused for anything else."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        encoded = host.encode("idna").decode("ascii")
+    except UnicodeError:  # an empty label ("a..b") or one over 63 characters
+        raise UrlRefused(f"{what}'s host {host[:80]!r} is not a valid host name") from None
+    if len(encoded) > 253 or not _HOST_NAME.fullmatch(encoded):
+        raise UrlRefused(f"{what}'s host {host[:80]!r} is not a valid host name")
 
 
 def _exchange(target: _Target, policy: FetchPolicy, deadline: float) -> tuple[int, str, bytes]:
