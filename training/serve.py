@@ -6,7 +6,11 @@
 runs the handlers of ``DIR/code/inference.py`` (the bundled ``training/inference.py``
 when the model has no code) the way the SageMaker inference toolkit does. Requests are
 decoded on their own threads and batched into one forward pass on a single inference
-thread. Errors are JSON ``{"error": ..., "message": ...}``; see docs/serving.md.
+thread. Each request has one deadline, ``--timeout`` from its arrival, for its upload
+and its answer: a body that does not arrive in time is a 408, work whose deadline passed
+or whose client hung up is dropped before its forward pass, and at most ``--max-queue``
+items wait for the model (503 with Retry-After beyond). Errors are JSON
+``{"error": ..., "message": ...}``; see docs/serving.md.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import importlib.util
 import json
 import logging
 import os
+import select
 import signal
+import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,7 +34,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from training.batching import Batcher
+from training.batching import Batcher, Expired, QueueFull
 
 log = logging.getLogger("serve")
 
@@ -38,10 +44,14 @@ MAX_BODY = 6 * 1024 * 1024  # InvokeEndpoint's payload limit
 JSON = "application/json"
 DRAIN_S = 10.0  # bounds the wait for requests in flight at shutdown
 UTF8_TYPES = ("application/json", "text/csv")  # the toolkit hands these over as str
+CLIENT_CHECK_S = 0.25  # how often a waiting request checks that its client is still there
+RETRY_AFTER_BUSY_S = 1
+RETRY_AFTER_LOADING_S = 5
 ERROR_CODES = {
     400: "bad_request",
     404: "not_found",
     406: "not_acceptable",
+    408: "request_timeout",
     411: "length_required",
     413: "payload_too_large",
     415: "unsupported_media_type",
@@ -53,9 +63,14 @@ ERROR_CODES = {
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after  # seconds, sent as Retry-After when set
+
+
+class ClientGone(Exception):
+    """The client closed its connection while its request waited: nobody to answer."""
 
 
 class StartupError(Exception):
@@ -100,6 +115,7 @@ class Service:
         self._batch_size = args.max_batch_size
         self._batch_delay_s = args.max_batch_delay_ms / 1000
         self._max_pending = args.max_pending
+        self._max_queue = args.max_queue
         self._pending = 0
         self._idle = threading.Condition()
         self._decoders = threading.BoundedSemaphore(args.decode_threads)
@@ -118,21 +134,34 @@ class Service:
                 return [predict(item, model) for item in items]
 
         self.batcher = Batcher(
-            lambda items: batch_fn(items, model), self._batch_size, self._batch_delay_s
+            lambda items: batch_fn(items, model),
+            self._batch_size,
+            self._batch_delay_s,
+            max_queue=self._max_queue,
         )
         self.ready.set()
 
     def invoke(
-        self, body: bytes, content_type: str | None, accept: str | None
+        self,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        deadline: float,
+        client_gone: Callable[[], bool] = lambda: False,
     ) -> tuple[bytes, str]:
+        """The answer to one request, due by ``deadline`` (``time.monotonic()``)."""
         if not self.ready.is_set() or self.batcher is None:
-            raise HttpError(503, "the model is still loading; retry when /ping answers 200")
+            raise HttpError(
+                503,
+                "the model is still loading; retry when /ping answers 200",
+                RETRY_AFTER_LOADING_S,
+            )
         with self._idle:
             if self._pending >= self._max_pending:
-                raise HttpError(503, "the server is busy; retry shortly")
+                raise HttpError(503, "the server is busy; retry shortly", RETRY_AFTER_BUSY_S)
             self._pending += 1
         try:
-            return self._invoke(body, content_type, accept)
+            return self._invoke(body, content_type, accept, deadline, client_gone)
         finally:
             with self._idle:
                 self._pending -= 1
@@ -144,7 +173,12 @@ class Service:
             self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def _invoke(
-        self, body: bytes, content_type: str | None, accept: str | None
+        self,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        deadline: float,
+        client_gone: Callable[[], bool],
     ) -> tuple[bytes, str]:
         assert self.batcher is not None
         data: Any = body
@@ -157,15 +191,38 @@ class Service:
             accept = JSON
         with self._decoders:  # bounds the memory and CPU that decoding takes at once
             item = self.handlers.input_fn(data, content_type)
-        try:
-            prediction = self.batcher.submit(item).result(self.timeout_s)
-        except FutureTimeout as exc:
-            raise HttpError(504, f"inference took longer than {self.timeout_s:g} s") from exc
+        prediction = self._predict(item, deadline, client_gone)
         result = self.handlers.output_fn(prediction, accept)
         payload, response_type = result if isinstance(result, tuple) else (result, accept)
         if isinstance(payload, str):
             payload = payload.encode()
         return bytes(payload), response_type
+
+    def _predict(self, item: Any, deadline: float, client_gone: Callable[[], bool]) -> Any:
+        """The item's prediction; the item is withdrawn (never run) if the deadline passes
+        or the client hangs up while it waits."""
+        assert self.batcher is not None
+        late = HttpError(504, f"no answer within {self.timeout_s:g} s")
+        if time.monotonic() >= deadline:
+            raise late
+        try:
+            future = self.batcher.submit(item, deadline)
+        except QueueFull as exc:
+            message = f"the server is busy ({exc}); retry shortly"
+            raise HttpError(503, message, RETRY_AFTER_BUSY_S) from None
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                future.cancel()  # a no-op once its forward pass has started
+                raise late
+            try:
+                return future.result(min(left, CLIENT_CHECK_S))
+            except FutureTimeout:
+                if client_gone():
+                    future.cancel()
+                    raise ClientGone from None
+            except Expired:
+                raise late from None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -183,14 +240,22 @@ class Handler(BaseHTTPRequestHandler):
             self._send_error(HttpError(503, "the model is still loading"))
 
     def do_POST(self) -> None:
+        deadline = time.monotonic() + self.server.service.timeout_s
         try:
             if self.path.split("?", 1)[0] != "/invocations":
                 self.close_connection = True  # its body stays unread
                 raise HttpError(404, f"no such path {self.path}; use POST /invocations")
-            body = self._read_body()
+            body = self._read_body(deadline)
             payload, content_type = self.server.service.invoke(
-                body, self.headers.get("Content-Type"), self.headers.get("Accept")
+                body,
+                self.headers.get("Content-Type"),
+                self.headers.get("Accept"),
+                deadline,
+                self._client_gone,
             )
+        except ClientGone:
+            log.info("%s %s: the client hung up; its request was dropped", self.command, self.path)
+            self.close_connection = True
         except Exception as exc:
             self._send_error(exc)
         else:
@@ -218,13 +283,41 @@ class Handler(BaseHTTPRequestHandler):
             )
         return length
 
-    def _read_body(self) -> bytes:
+    def _read_body(self, deadline: float) -> bytes:
         try:
             length = self._content_length()
         except HttpError:
             self.close_connection = True  # the unread body would be taken as the next request
             raise
-        return self.rfile.read(length)
+        data = bytearray()
+        try:
+            while len(data) < length:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(left)  # bounds the whole body, not each read
+                chunk = self.rfile.read1(min(length - len(data), 1 << 16))
+                if not chunk:
+                    raise ClientGone
+                data += chunk
+        except TimeoutError:
+            self.close_connection = True
+            raise HttpError(
+                408,
+                f"the request body did not arrive within {self.server.service.timeout_s:g} s "
+                f"({len(data)} of {length} bytes)",
+            ) from None
+        finally:
+            self.connection.settimeout(self.timeout)
+        return bytes(data)
+
+    def _client_gone(self) -> bool:
+        """True once the client has closed its side (a pipelined request is not that)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):  # reset, or closed
+            return True
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The stdlib's own errors (malformed request, unknown method) as JSON too."""
@@ -239,11 +332,17 @@ class Handler(BaseHTTPRequestHandler):
             log.error("%s %s failed", self.command, self.path, exc_info=exc)
             status, message = 500, "internal error while handling the request; see the server log"
         body = json.dumps({"error": ERROR_CODES.get(status, "error"), "message": message})
-        self._send(status, body.encode(), JSON)
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after else {}
+        self._send(status, body.encode(), JSON, headers)
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -281,9 +380,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--max-batch-delay-ms", type=float, default=5.0)
     parser.add_argument("--max-pending", type=int, default=64, help="requests in flight before 503")
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=32,
+        help="decoded requests waiting for the model before 503 (default: %(default)s)",
+    )
     parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY)
     parser.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds per request (504 after)"
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds per request from its arrival: upload (408 after) and answer (504 after)",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
@@ -293,7 +401,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
     args = parser.parse_args(argv)
-    for name in ("max_batch_size", "max_pending", "max_body_bytes", "threads", "decode_threads"):
+    for name in (
+        "max_batch_size",
+        "max_pending",
+        "max_queue",
+        "max_body_bytes",
+        "threads",
+        "decode_threads",
+    ):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.max_batch_delay_ms < 0 or args.timeout <= 0:

@@ -1,0 +1,186 @@
+"""serve.py under overload: no work for callers that are gone, a bounded queue, stalled uploads.
+
+The model's ``predict_batch_fn`` logs each forward pass to a file and then holds the model
+for a while, so a test can keep it busy and count the passes that really ran.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.training.serving_helpers import TRAINING, ServerProcess, image_bytes, make_model_dir
+
+JPEG = {"Content-Type": "image/jpeg"}
+WAIT_S = 30  # bounds every wait
+
+SLOW_HANDLERS = """
+import time
+from pathlib import Path
+
+import bundled
+from bundled import input_fn, model_fn, output_fn, predict_fn  # noqa: F401
+
+MODEL_DIR = Path(__file__).resolve().parent.parent
+HOLD_S = float((MODEL_DIR / "hold_s").read_text())
+
+
+def predict_batch_fn(items, model):
+    with (MODEL_DIR / "forward_passes.log").open("a") as log:
+        log.write(f"{len(items)}\\n")
+    time.sleep(HOLD_S)
+    return bundled.predict_batch_fn(items, model)
+"""
+
+
+class SlowModel:
+    def __init__(self, path: Path, hold_s: float) -> None:
+        self.dir = make_model_dir(path, 32)
+        (self.dir / "code" / "bundled.py").write_text((TRAINING / "inference.py").read_text())
+        (self.dir / "code" / "inference.py").write_text(SLOW_HANDLERS)
+        (self.dir / "hold_s").write_text(str(hold_s))
+        self.log = self.dir / "forward_passes.log"
+
+    def passes(self) -> list[int]:
+        """The batch size of every forward pass so far."""
+        return [int(n) for n in self.log.read_text().split()] if self.log.exists() else []
+
+    def wait_for_passes(self, count: int) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while len(self.passes()) < count:
+            assert time.monotonic() < deadline, f"only {self.passes()} forward passes"
+            time.sleep(0.02)
+
+
+def post(port: int, body: bytes = b"") -> tuple[int, dict, dict[str, str]]:
+    """(status, JSON body, headers) of one POST /invocations."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
+    try:
+        connection.request("POST", "/invocations", body=body or image_bytes(), headers=JPEG)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read()), dict(response.getheaders())
+    finally:
+        connection.close()
+
+
+def in_background(port: int, count: int) -> tuple[list[threading.Thread], list[tuple]]:
+    replies: list[tuple] = []
+    threads = [
+        threading.Thread(target=lambda: replies.append(post(port)), daemon=True)
+        for _ in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    return threads, replies
+
+
+def logged(server: ServerProcess, text: str) -> bool:
+    """Whether serve.py logs ``text`` (reads its stderr for at most WAIT_S)."""
+    deadline = time.monotonic() + WAIT_S
+    while not any(text in line for line in server.log):
+        left = deadline - time.monotonic()
+        if left <= 0 or not server.read_line(left):
+            return False
+    return True
+
+
+def read_until_closed(client: socket.socket) -> str:
+    chunks = []
+    while chunk := client.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def join(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join(WAIT_S)
+        assert not thread.is_alive()
+
+
+@pytest.fixture(scope="module")
+def expiring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, SlowModel]]:
+    """One pass at a time, each 2.5 s, requests due within 1.5 s."""
+    model = SlowModel(tmp_path_factory.mktemp("expiring"), hold_s=2.5)
+    with ServerProcess(model.dir, "--timeout", "1.5", "--max-batch-size", "1") as server:
+        server.wait_ready()
+        yield server, model
+
+
+def test_requests_that_timed_out_never_run_their_forward_pass(expiring) -> None:
+    server, model = expiring
+    before = len(model.passes())
+    first, first_reply = in_background(server.port, 1)
+    model.wait_for_passes(before + 1)  # the model is busy for 2.5 s
+    waiting, replies = in_background(server.port, 4)
+    join(first + waiting)
+    assert [reply[0] for reply in first_reply + replies] == [504] * 5
+    assert all(reply[1]["error"] == "timeout" for reply in replies)
+    time.sleep(3)  # the first pass is over: the old server ran the other four now
+    assert len(model.passes()) == before + 1
+
+
+def test_a_stalled_upload_gets_408(expiring) -> None:
+    server, _ = expiring
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT_S) as client:
+        client.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            b"Content-Length: 1000\r\n\r\n" + image_bytes()[:10]
+        )
+        answer = read_until_closed(client)  # the client stalls: it sends nothing more
+    assert answer.startswith("HTTP/1.1 408 ")
+    assert '"error": "request_timeout"' in answer and "10 of 1000 bytes" in answer
+    assert time.monotonic() - started < 10  # the request's 1.5 s deadline, not 60 s
+
+
+@pytest.fixture(scope="module")
+def bounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, SlowModel]]:
+    """One pass at a time, each 2 s; at most 2 requests wait."""
+    model = SlowModel(tmp_path_factory.mktemp("bounded"), hold_s=2)
+    args = ("--timeout", "60", "--max-batch-size", "1", "--max-queue", "2")
+    with ServerProcess(model.dir, *args) as server:
+        server.wait_ready()
+        yield server, model
+
+
+def test_the_queue_is_bounded_and_refused_work_gets_503_with_retry_after(bounded) -> None:
+    server, model = bounded
+    before = len(model.passes())
+    first, first_reply = in_background(server.port, 1)
+    model.wait_for_passes(before + 1)
+    queued, queued_replies = in_background(server.port, 2)
+    time.sleep(1)  # both are decoded and queued behind the busy model
+    status, body, headers = post(server.port)
+    assert (status, body["error"]) == (503, "unavailable")
+    assert "2 requests are already queued" in body["message"]
+    assert headers["Retry-After"] == "1"
+    join(first + queued)
+    assert [reply[0] for reply in first_reply + queued_replies] == [200] * 3
+    assert len(model.passes()) == before + 3  # the refused request never ran
+
+
+def test_a_request_whose_client_hung_up_never_runs(bounded) -> None:
+    server, model = bounded
+    before = len(model.passes())
+    first, first_reply = in_background(server.port, 1)
+    model.wait_for_passes(before + 1)
+    body = image_bytes()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT_S) as client:
+        client.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        time.sleep(0.5)  # queued behind the busy model; then the client gives up
+    join(first)
+    assert first_reply[0][0] == 200
+    time.sleep(2.5)  # long enough for a second pass of 2 s
+    assert len(model.passes()) == before + 1
+    assert logged(server, "the client hung up; its request was dropped")
