@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -14,6 +15,8 @@ from mlops.observability import logger, pipeline_handler
 
 @pipeline_handler("check_endpoint", schemas.CHECK_ENDPOINT)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    state = endpoint_state(client("sagemaker"), event["deployment"])
+    state = endpoint_state(
+        client("sagemaker"), event["deployment"], event["deadlines"], time.time()
+    )
     logger.info("endpoint state", extra={"endpoint": state})
     return state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -15,7 +16,12 @@ from mlops.training_job import training_status
 
 @pipeline_handler("check_training", schemas.CHECK_TRAINING)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    status = training_status(client("sagemaker"), event["training_job_name"])
+    status = training_status(
+        client("sagemaker"),
+        event["training_job_name"],
+        event["poll_seconds"],
+        datetime.datetime.now(datetime.UTC),
+    )
     logger.info("training job status", extra={"training_job": status})
     if status["status"] == "Completed":
         if status["training_seconds"] is not None:

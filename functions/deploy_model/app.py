@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -25,6 +26,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         role_arn=env_str("SAGEMAKER_ROLE_ARN"),
         log_level=env_int("CONTAINER_LOG_LEVEL", default=20),
         tags=resource_tags(run, event["execution_arn"]),
+        deadlines=event["deadlines"],
+        now=time.time(),
     )
     logger.info("deployment step", extra={"deployment": result})
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -15,7 +16,12 @@ from mlops.observability import logger, metrics, pipeline_handler
 @pipeline_handler("rollback", schemas.ROLLBACK)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = rollback_step(
-        client("sagemaker"), client("application-autoscaling"), event["run"], event["deployment"]
+        client("sagemaker"),
+        client("application-autoscaling"),
+        event["run"],
+        event["deployment"],
+        event["deadlines"],
+        time.time(),
     )
     if result["done"]:
         metrics.add_metric(name="DeploymentsRolledBack", unit="Count", value=1)

@@ -12,17 +12,23 @@ from mlops.aws import client
 from mlops.config import env_int, env_str
 from mlops.observability import logger, pipeline_handler
 from mlops.sourcedir import load_metric_definitions
-from mlops.training_job import start_training_job, training_job_request, upload_training_code
+from mlops.training_job import (
+    job_names,
+    pin_dataset,
+    start_training_job,
+    training_job_request,
+    upload_training_code,
+)
 
 
 @pipeline_handler("start_training", schemas.START_TRAINING)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     bucket = env_str("DATA_BUCKET")
     code_dir = Path(env_str("TRAINING_CODE_DIR"))
-    sagemaker = client("sagemaker")
-    submit_dir = upload_training_code(client("s3"), bucket, code_dir)
+    run, s3, sagemaker = event["run"], client("s3"), client("sagemaker")
+    submit_dir = upload_training_code(s3, bucket, code_dir)
     request = training_job_request(
-        event["run"],
+        run,
         role_arn=env_str("SAGEMAKER_ROLE_ARN"),
         bucket=bucket,
         submit_dir=submit_dir,
@@ -30,8 +36,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         metric_definitions=load_metric_definitions(code_dir),
         execution_arn=event["execution_arn"],
         log_level=env_int("CONTAINER_LOG_LEVEL", default=20),
+        dataset_uri=pin_dataset(s3, run, bucket),
     )
-    result = start_training_job(sagemaker, request)
+    result = start_training_job(sagemaker, request, job_names(run), event["poll_seconds"])
     logger.info(
         "training job started", extra={"training_job": {**result, "submit_directory": submit_dir}}
     )

@@ -53,6 +53,9 @@ def holder(dynamodb: Any) -> str:
 def test_a_free_lock_is_taken_and_is_reentrant(app, aws, dynamodb) -> None:
     event = load_event("acquire_lock/first_attempt.json")
     first = aws.invoke(app, event)
+    deadlines = first.pop("deadlines")
+    assert 0 < deadlines["deploy"] - time.time() <= 400 * event["poll_seconds"]
+    assert deadlines["rollback"] > deadlines["deploy"]
     assert first == {
         "acquired": True,
         "holder": event["execution_arn"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from types import ModuleType
 from typing import Any
 
@@ -31,7 +32,7 @@ def job(status: str, secondary: str, **extra: Any) -> dict[str, Any]:
         "ModelArtifacts": {"S3ModelArtifacts": ARTIFACT},
         "ResourceConfig": {"VolumeSizeInGB": 30},
         "StoppingCondition": {},
-        "CreationTime": "2026-11-24T10:00:00Z",
+        "CreationTime": datetime.datetime.now(datetime.UTC),
         **extra,
     }
 
@@ -49,6 +50,15 @@ def test_in_progress(app, aws) -> None:
         "Training",
         None,
     )
+
+
+def test_an_older_job_is_checked_less_often(app, aws) -> None:
+    # Bounded polling: a job 30 h old is checked hourly, not every poll interval.
+    created = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=30)
+    fresh = check(app, aws, job("InProgress", "Training"))
+    old = check(app, aws, job("InProgress", "Training", CreationTime=created))
+    assert fresh["next_poll_seconds"] == EVENT["poll_seconds"]
+    assert 3600 <= old["next_poll_seconds"] <= 3601
 
 
 def test_completed_reports_final_metrics_and_the_artifact(app, aws) -> None:

@@ -87,6 +87,8 @@ def test_first_deployment_creates_the_endpoint_and_a_duplicate_does_nothing(app,
     again = aws.invoke(app, EVENT)
     assert again["action"] == "already_deployed"
     assert again["reason"] == f"endpoint {ENDPOINT} already serves {CONFIG}"
+    # What a rollback of this re-run must do: delete the endpoint the first attempt created.
+    assert (again["previous_endpoint_config_name"], again["created_endpoint"]) == (None, True)
     assert aws.operations().count("CreateEndpoint") == 1
 
 
@@ -165,6 +167,7 @@ def test_an_instance_type_change_deregisters_autoscaling_first(app, aws) -> None
                 "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
             },
         )
+        scaling.add_response("describe_scaling_policies", {"ScalingPolicies": []})
         scaling.add_response(
             "deregister_scalable_target",
             {},
@@ -187,7 +190,7 @@ def test_an_instance_type_change_deregisters_autoscaling_first(app, aws) -> None
 
 
 @pytest.mark.parametrize(
-    "status", ["Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"]
+    "status", ["Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting", "OutOfService"]
 )
 def test_a_busy_endpoint_is_waited_for(app, aws, status: str) -> None:
     with stubbed("sagemaker") as sagemaker:
@@ -209,3 +212,81 @@ def test_a_failed_endpoint_is_deleted_before_it_is_recreated(app, aws) -> None:
         result = aws.invoke(app, EVENT)
     assert result["action"] == "wait"
     assert result["reason"] == f"deleting Failed endpoint {ENDPOINT} (image pull failed)"
+
+
+def test_a_busy_endpoint_past_the_deployment_window_fails_the_deploy(app, aws) -> None:
+    late = {**EVENT, "deadlines": {"deploy": 0, "rollback": 1}}
+    with stubbed("sagemaker") as sagemaker:
+        sagemaker.add_response(
+            "describe_endpoint", describe_endpoint_response(ENDPOINT, "Updating", PREVIOUS)
+        )
+        with pytest.raises(Exception, match="deployment window closed") as raised:
+            aws.invoke(app, late)
+    assert type(raised.value).__name__ == "DeploymentError"
+
+
+def test_a_refused_update_puts_the_removed_scaling_back(app, aws) -> None:
+    # An instance-type change must deregister the target first; if SageMaker then refuses
+    # the update, production keeps serving and must keep its scaling exactly as it was.
+    policy = {
+        "PolicyName": f"{ENDPOINT}-invocations-per-instance",
+        "PolicyType": "TargetTrackingScaling",
+        "TargetTrackingScalingPolicyConfiguration": {
+            "TargetValue": 50.0,
+            "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+            },
+        },
+    }
+    dimension = {"ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}
+    target = {"ServiceNamespace": "sagemaker", "ResourceId": TARGET, **dimension}
+    with stubbed("sagemaker") as sagemaker, stubbed("application-autoscaling") as scaling:
+        sagemaker.add_response(
+            "describe_endpoint", describe_endpoint_response(ENDPOINT, "InService", PREVIOUS)
+        )
+        sagemaker.add_response("create_model", {"ModelArn": f"{ARN}:model/{MODEL}"})
+        sagemaker.add_response(
+            "create_endpoint_config", {"EndpointConfigArn": f"{ARN}:endpoint-config/{CONFIG}"}
+        )
+        sagemaker.add_response(
+            "describe_endpoint_config", endpoint_config_response(PREVIOUS, "ml.c5.xlarge")
+        )
+        scaling.add_response(
+            "describe_scalable_targets",
+            {
+                "ScalableTargets": [
+                    {
+                        **target,
+                        "MinCapacity": 1,
+                        "MaxCapacity": 3,
+                        "RoleARN": "arn:aws:iam::123456789012:role/aas",
+                        "CreationTime": "2026-11-24T10:00:00Z",
+                    }
+                ]
+            },
+        )
+        scaling.add_response(
+            "describe_scaling_policies",
+            {
+                "ScalingPolicies": [
+                    {
+                        **policy,
+                        **target,
+                        "PolicyARN": "arn:aws:autoscaling:x",
+                        "CreationTime": "2026-11-24T10:00:00Z",
+                    }
+                ]
+            },
+        )
+        scaling.add_response("deregister_scalable_target", {}, target)
+        sagemaker.add_client_error(
+            "update_endpoint", "ValidationException", "The instance type is not supported."
+        )
+        scaling.add_response(
+            "register_scalable_target", {}, {**target, "MinCapacity": 1, "MaxCapacity": 3}
+        )
+        scaling.add_response(
+            "put_scaling_policy", {"PolicyARN": "arn:aws:autoscaling:x"}, {**target, **policy}
+        )
+        with pytest.raises(Exception, match="instance type is not supported"):
+            aws.invoke(app, EVENT)

@@ -63,6 +63,7 @@ def test_a_created_endpoint_is_deleted_with_its_scalable_target(app, aws) -> Non
             "CreationTime": "2026-11-24T10:00:00Z",
         }
         scaling.add_response("describe_scalable_targets", {"ScalableTargets": [target]})
+        scaling.add_response("describe_scaling_policies", {"ScalingPolicies": []})
         scaling.add_response(
             "deregister_scalable_target",
             {},
@@ -120,3 +121,41 @@ def test_sagemakers_own_rollback_needs_only_scaling_back(app, aws) -> None:
     result = step(app, aws, UPDATED, "InService", OLD, reattach)
     assert result["done"] is True
     assert "UpdateEndpoint" not in aws.operations()
+
+
+def test_an_endpoint_that_turns_busy_before_the_update_is_waited_for(app, aws) -> None:
+    # Autoscaling started resizing between DescribeEndpoint and UpdateEndpoint (the race
+    # that left a failed model live): wait, then restore, never fail the rollback.
+    def busy(sagemaker: Any, scaling: Any) -> None:
+        for config in (OLD, NEW):
+            sagemaker.add_response(
+                "describe_endpoint_config", endpoint_config_response(config, "ml.m5.large")
+            )
+        sagemaker.add_client_error(
+            "update_endpoint",
+            "ValidationException",
+            f'Cannot update in-progress endpoint "arn:aws:sagemaker:us-east-1:1:endpoint/{NAME}".',
+        )
+
+    result = step(app, aws, UPDATED, "InService", NEW, busy)
+    assert (result["done"], result["action"]) == (False, "waiting")
+
+
+@pytest.mark.parametrize(
+    ("status", "config", "message"),
+    [
+        (None, None, "no longer exists"),
+        ("Failed", NEW, "is Failed"),
+    ],
+)
+def test_an_endpoint_gone_or_failed_fails_the_rollback(app, aws, status, config, message) -> None:
+    with pytest.raises(Exception, match=message) as raised:
+        step(app, aws, UPDATED, status, config)
+    assert type(raised.value).__name__ == "RollbackError"
+
+
+def test_a_rollback_past_its_window_fails_instead_of_waiting_forever(app, aws) -> None:
+    late = {**UPDATED, "deadlines": {"deploy": 0, "rollback": 1}}
+    with pytest.raises(Exception, match="rollback window closed") as raised:
+        step(app, aws, late, "Updating", NEW)
+    assert type(raised.value).__name__ == "RollbackError"

@@ -30,8 +30,26 @@ def code_dir(tmp_path: Path) -> Path:
 def app(aws: AwsRecorder, monkeypatch: pytest.MonkeyPatch, code_dir: Path) -> ModuleType:
     set_function_environment(monkeypatch, FUNCTION)
     monkeypatch.setenv("TRAINING_CODE_DIR", str(code_dir))
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     return load_handler("start_training")
+
+
+def uploaded(body: bytes = b"data set v1") -> dict[str, Any]:
+    """The start_training event, its run's data set uploaded to the (versioned) bucket."""
+    event = load_event("start_training/run.json")
+    dataset = event["run"]["dataset"]
+    put = boto3.client("s3").put_object(Bucket=BUCKET, Key=dataset["key"], Body=body)
+    dataset.update(
+        version_id=put["VersionId"], version=put["VersionId"], etag=put["ETag"].strip('"')
+    )
+    dataset["size"] = len(body)
+    return event
+
+
+def pinned(run: dict[str, Any]) -> str:
+    return f"training-input/{run['run_id']}/dogImages.zip"
 
 
 def expected_request(run: dict[str, Any], submit_dir: str, **changes: Any) -> dict[str, Any]:
@@ -68,7 +86,7 @@ def expected_request(run: dict[str, Any], submit_dir: str, **changes: Any) -> di
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
-                        "S3Uri": f"s3://{BUCKET}/datasets/dogImages.zip",
+                        "S3Uri": f"s3://{BUCKET}/{pinned(run)}",
                         "S3DataDistributionType": "FullyReplicated",
                     }
                 },
@@ -114,7 +132,7 @@ def test_sourcedir_is_reproducible_and_holds_only_the_training_code(code_dir: Pa
 
 
 def test_starts_the_job_as_script_mode_with_torchrun_across_hosts(app, aws, code_dir) -> None:
-    event = load_event("start_training/run.json")
+    event = uploaded()
     run = event["run"]
     sha = build_sourcedir(code_dir).sha256
     submit_dir = f"s3://{BUCKET}/training-code/{sha}/sourcedir.tar.gz"
@@ -130,6 +148,7 @@ def test_starts_the_job_as_script_mode_with_torchrun_across_hosts(app, aws, code
         "training_job_arn": JOB_ARN.format(run["training"]["job_name"]),
         "adopted": False,
         "status": "InProgress",
+        "next_poll_seconds": event["poll_seconds"],
         "submit_directory": submit_dir,
     }
     body = boto3.client("s3").get_object(Bucket=BUCKET, Key=submit_dir.split("/", 3)[3])["Body"]
@@ -137,7 +156,7 @@ def test_starts_the_job_as_script_mode_with_torchrun_across_hosts(app, aws, code
 
 
 def test_an_existing_job_is_adopted_and_the_code_uploaded_once(app, aws) -> None:
-    event = load_event("start_training/run.json")
+    event = uploaded()
     job = event["run"]["training"]["job_name"]
     with stubbed("sagemaker") as sagemaker:
         sagemaker.add_response("create_training_job", {"TrainingJobArn": JOB_ARN.format(job)})
@@ -166,11 +185,78 @@ def test_an_existing_job_is_adopted_and_the_code_uploaded_once(app, aws) -> None
         second = aws.invoke(app, event)
     assert (first["adopted"], second["adopted"]) == (False, True)
     assert second["training_job_arn"] == JOB_ARN.format(job)
-    assert aws.operations().count("PutObject") == 1
+    assert aws.operations().count("PutObject") == 1  # the code, once
+    assert aws.operations().count("CopyObject") == 2  # the data set, for each attempt
+
+
+def described(job: str, status: str) -> dict[str, Any]:
+    return {
+        "TrainingJobName": job,
+        "TrainingJobArn": JOB_ARN.format(job),
+        "TrainingJobStatus": status,
+        "SecondaryStatus": status,
+        "AlgorithmSpecification": {"TrainingInputMode": "File"},
+        "ModelArtifacts": {"S3ModelArtifacts": ""},
+        "ResourceConfig": {"VolumeSizeInGB": 30},
+        "StoppingCondition": {},
+        "CreationTime": "2026-11-24T10:00:00Z",
+    }
+
+
+@pytest.mark.parametrize("status", ["Failed", "Stopped"])
+def test_a_failed_or_stopped_job_is_trained_again_under_a_new_name(app, aws, status) -> None:
+    event = uploaded()
+    job = event["run"]["training"]["job_name"]
+    exists = "a training job with this name already exists"
+    with stubbed("sagemaker") as sagemaker:
+        sagemaker.add_client_error("create_training_job", "ValidationException", exists)
+        sagemaker.add_response("describe_training_job", described(job, status))
+        sagemaker.add_response("create_training_job", {"TrainingJobArn": JOB_ARN.format("x")})
+        result = aws.invoke(app, event)
+    assert result["adopted"] is False
+    assert result["training_job_name"] != job
+    assert result["training_job_name"].startswith(event["run"]["endpoint"]["endpoint_name"])
+
+
+def test_a_run_stops_retrying_after_its_last_attempt(app, aws) -> None:
+    event = uploaded()
+    exists = "a training job with this name already exists"
+    with stubbed("sagemaker") as sagemaker:
+        for _ in range(5):
+            sagemaker.add_client_error("create_training_job", "ValidationException", exists)
+            sagemaker.add_response("describe_training_job", described("x", "Failed"))
+        with pytest.raises(Exception, match="failed or was stopped 5 times") as raised:
+            aws.invoke(app, event)
+    assert type(raised.value).__name__ == "TrainingRetriesExhausted"
+
+
+def test_each_run_trains_the_exact_version_that_started_it(app, aws) -> None:
+    # Two quick uploads to one key: the first run still trains the first upload's bytes.
+    first = uploaded(b"first upload")
+    second = uploaded(b"second upload")
+    s3 = boto3.client("s3")
+    for event in (first, second):
+        event["run"]["run_id"] = event["run"]["dataset"]["version_id"][:16].lower()
+        with stubbed("sagemaker") as sagemaker:
+            sagemaker.add_response("create_training_job", {"TrainingJobArn": JOB_ARN.format("x")})
+            aws.invoke(app, event)
+    bodies = [
+        s3.get_object(Bucket=BUCKET, Key=pinned(e["run"]))["Body"].read() for e in (first, second)
+    ]
+    assert bodies == [b"first upload", b"second upload"]
+
+
+def test_a_data_set_replaced_in_an_unversioned_bucket_is_not_trained(app, aws) -> None:
+    event = uploaded(b"planned")
+    event["run"]["dataset"]["version_id"] = None
+    boto3.client("s3").put_object(Bucket=BUCKET, Key="datasets/dogImages.zip", Body=b"newer")
+    with pytest.raises(Exception, match="was replaced after this run was planned") as raised:
+        aws.invoke(app, event)
+    assert type(raised.value).__name__ == "DatasetChangedError"
 
 
 def test_one_host_spot_training_checkpoints_and_waits_for_capacity(app, aws, code_dir) -> None:
-    event = load_event("start_training/run.json")
+    event = uploaded()
     run = event["run"]
     run["training"].update(instance_count=1, spot=True)
     sha = build_sourcedir(code_dir).sha256

@@ -23,6 +23,7 @@ import boto3
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
+from mlops.failure import describe_failure
 from tests.conftest import ACCOUNT, REGION, REPO
 
 ASL = REPO / "statemachine" / "train_deploy.asl.json"
@@ -56,16 +57,22 @@ class Scripts:
     inputs: dict[str, list[Any]] = field(default_factory=dict)
 
     def invoke(self, function: str, body: bytes, response_headers: dict[str, str]) -> bytes:
-        self.inputs.setdefault(function, []).append(json.loads(body or b"null"))
+        event = json.loads(body or b"null")
+        self.inputs.setdefault(function, []).append(event)
+        if function == "DescribeFailure" and function not in self.results:
+            # The real logic: what the execution's cause reads like is under test too.
+            return json.dumps(describe_failure(event["state"])).encode()
         queue = self.results.get(function)
         if not queue:
             raise AssertionError(f"no scripted result left for {function}")
         result = queue.pop(0)
         if "Throw" in result:
             response_headers["x-amz-function-error"] = "Unhandled"
-            error = {
-                "errorType": result["Throw"]["Error"],
+            error = {  # what the Python runtime sends for an unhandled exception
                 "errorMessage": result["Throw"]["Cause"],
+                "errorType": result["Throw"]["Error"],
+                "requestId": "00000000-0000-0000-0000-000000000000",
+                "stackTrace": ['  File "/var/task/app.py", line 1, in lambda_handler\n'],
             }
             return json.dumps(error).encode()
         return json.dumps(result["Return"]).encode()

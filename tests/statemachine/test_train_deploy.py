@@ -21,6 +21,13 @@ JOB = RUN["training"]["job_name"]
 ENDPOINT = RUN["endpoint"]["endpoint_name"]
 CONFIG = RUN["endpoint"]["endpoint_config_name"]
 ARTIFACT = f"s3://pipeline-data/models/{JOB}/output/model.tar.gz"
+DEADLINES = {"deploy": 4102444800, "rollback": 4102448400}
+STARTED = {
+    "training_job_name": JOB,
+    "status": "InProgress",
+    "adopted": False,
+    "next_poll_seconds": 0,
+}
 SUMMARY = {"run_id": RUN["run_id"], "endpoint_name": ENDPOINT, "already_deployed": False}
 
 
@@ -43,6 +50,7 @@ def training(status: str, **extra: Any) -> dict[str, Any]:
             "model_artifact": ARTIFACT,
             "training_seconds": 100,
             "billable_seconds": 200,
+            "next_poll_seconds": 0,
             **extra,
         }
     )
@@ -79,6 +87,7 @@ def lock(acquired: bool, attempts: int, exhausted: bool = False, reason: str | N
             "attempts": attempts,
             "exhausted": exhausted,
             "reason": reason,
+            "deadlines": DEADLINES,
         }
     )
 
@@ -90,7 +99,7 @@ def smoke(passed: bool, reason: str = "smoke-test accuracy 1 reaches the require
 def happy_path(**changes: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     script = {
         "PrepareRun": [ok({"accepted": True, "reason": None, "run": copy.deepcopy(RUN)})],
-        "StartTraining": [ok({"training_job_name": JOB, "status": "InProgress", "adopted": False})],
+        "StartTraining": [ok(STARTED)],
         "CheckTraining": [training("InProgress"), training("Completed")],
         "QualityGate": [ok({"passed": True, "reason": "validation accuracy 0.84 reaches 0.7"})],
         "AcquireLock": [lock(True, 1)],
@@ -140,6 +149,7 @@ def test_happy_path_trains_deploys_scales_smoke_tests_and_releases_the_lock() ->
         "endpoint_name": ENDPOINT,
         "attempts": 0,
         "max_attempts": 3,
+        "poll_seconds": 0,
         "run_id": RUN["run_id"],
         "execution_arn": prepare["execution_arn"],
     }
@@ -217,12 +227,12 @@ def test_a_failed_endpoint_is_rolled_back_then_the_run_fails_with_its_reason() -
     assert (execution.status, execution.error, execution.cause) == (
         "FAILED",
         "EndpointDeploymentFailed",
-        reason,
+        f"{reason} (rolled back)",
     )
     entered = execution.entered()
     assert entered[entered.index("RollBack") :] == [
         "RollBack", "IsRollbackDone", "WaitForRollback", "RollBack", "IsRollbackDone",
-        "ReleaseLockAfterFailure", "WhichFailure", "EndpointFailed",
+        "ReleaseLockAfterFailure", "DescribeFailure", "RunFailed",
     ]  # fmt: skip
     assert scripts.inputs["Rollback"][0]["deployment"]["created_endpoint"] is True
 
@@ -235,7 +245,7 @@ def test_a_failed_smoke_test_rolls_back_releases_the_lock_and_fails_with_its_rea
     assert (execution.status, execution.error, execution.cause) == (
         "FAILED",
         "SmokeTestFailed",
-        reason,
+        f"{reason} (rolled back)",
     )
     entered = execution.entered()
     assert entered.index("RollBack") < entered.index("ReleaseLockAfterFailure")
@@ -266,7 +276,7 @@ def test_throttling_and_lambda_service_errors_are_retried() -> None:
         StartTraining=[
             throw("AwsThrottlingError", "start_training: AWS throttled the call"),
             throw("Lambda.TooManyRequestsException", "Rate exceeded"),
-            ok({"training_job_name": JOB, "status": "InProgress", "adopted": True}),
+            ok({**STARTED, "adopted": True}),
         ]
     )
     execution, scripts = execute(results)
@@ -287,18 +297,53 @@ def test_other_errors_are_not_retried() -> None:
         ],
     }
     execution, _ = execute(results)
-    assert (execution.status, execution.error) == ("FAILED", "ConfigurationError")
-    assert "DATA_BUCKET" in execution.cause
+    assert (execution.status, execution.error, execution.cause) == (
+        "FAILED",
+        "ConfigurationError",
+        "environment variable DATA_BUCKET is not set",
+    )
+    assert execution.entered()[-2:] == ["DescribeFailure", "RunFailed"]
 
 
-def test_a_duplicate_trigger_does_not_deploy_twice() -> None:
-    results = happy_path(DeployModel=[deployment("already_deployed")])
-    for name in ("CheckEndpoint", "AttachAutoscaling", "SmokeTest"):
-        del results[name]
-    execution, scripts = execute(results)
+FAILURES = {
+    "StartTraining": happy_path(StartTraining=[throw("TrainingRetriesExhausted", "no more")]),
+    "DeployModel": happy_path(DeployModel=[throw("DeploymentError", "window closed")]),
+    "AttachAutoscaling": rollback_then_release(
+        happy_path(AttachAutoscaling=[throw("ValidationException", "no variant")])
+    ),
+    "Rollback": {
+        **happy_path(SmokeTest=[smoke(False, "below")]),
+        "Rollback": [throw("RollbackError", "endpoint gone")],
+    },
+}
+
+
+@pytest.mark.parametrize("where", sorted(FAILURES))
+def test_every_failure_cause_is_one_readable_sentence(where: str) -> None:
+    results = copy.deepcopy(FAILURES[where])
+    for name in list(results):  # only what runs up to the failure and its cleanup
+        if name in {"SummarizeRun"} or (where == "StartTraining" and name != "PrepareRun"):
+            results.pop(name)
+    if where == "StartTraining":
+        results["StartTraining"] = FAILURES[where]["StartTraining"]
+    if where == "DeployModel":
+        for name in ("CheckEndpoint", "AttachAutoscaling", "SmokeTest"):
+            results.pop(name)
+    if where == "AttachAutoscaling":
+        results.pop("SmokeTest")
+    execution, _ = execute(results)
+    assert execution.status == "FAILED"
+    for marker in ("Traceback", "stackTrace", 'File "', "errorType", "{"):
+        assert marker not in execution.cause
+
+
+def test_a_run_whose_model_is_already_live_is_still_checked_scaled_and_smoke_tested() -> None:
+    # A re-run after an execution that stopped mid-deploy: nothing is deployed twice, but
+    # nothing is reported SUCCEEDED without its endpoint check, autoscaling and smoke test.
+    execution, scripts = execute(happy_path(DeployModel=[deployment("already_deployed")]))
     assert execution.status == "SUCCEEDED"
     assert scripts.inputs["SummarizeRun"][0]["state"]["deployment"]["action"] == "already_deployed"
-    assert "CheckEndpoint" not in execution.entered()
+    assert {"CheckEndpoint", "AttachAutoscaling", "SmokeTest"} <= set(execution.entered())
     assert len(scripts.inputs["ReleaseLock"]) == 1
 
 

@@ -58,24 +58,76 @@ def attach(
     }
 
 
-def detach(client: Any, endpoint_name: str, variant_names: Iterable[str]) -> list[str]:
-    """Deregister the variants' scalable targets that exist; the resource ids removed."""
+def snapshot(client: Any, endpoint_name: str, variant_names: Iterable[str]) -> list[dict]:
+    """The variants' registered targets with their policies, enough to ``restore`` them."""
     ids = [resource_id(endpoint_name, variant) for variant in variant_names]
     if not ids:
         return []
-    registered = client.describe_scalable_targets(
+    targets = client.describe_scalable_targets(
         ServiceNamespace=NAMESPACE, ResourceIds=ids, ScalableDimension=DIMENSION
     )["ScalableTargets"]
+    saved = []
+    for target in targets:
+        policies = client.describe_scaling_policies(
+            ServiceNamespace=NAMESPACE, ResourceId=target["ResourceId"], ScalableDimension=DIMENSION
+        )["ScalingPolicies"]
+        saved.append(
+            {
+                "resource_id": target["ResourceId"],
+                "min_capacity": target["MinCapacity"],
+                "max_capacity": target["MaxCapacity"],
+                "policies": [
+                    {
+                        "PolicyName": p["PolicyName"],
+                        "PolicyType": p["PolicyType"],
+                        "TargetTrackingScalingPolicyConfiguration": p[
+                            "TargetTrackingScalingPolicyConfiguration"
+                        ],
+                    }
+                    for p in policies
+                    if p.get("PolicyType") == "TargetTrackingScaling"
+                ],
+            }
+        )
+    return saved
+
+
+def restore(client: Any, saved: Iterable[Mapping[str, Any]]) -> None:
+    """Register the targets and put the policies of a ``snapshot`` again."""
+    for target in saved:
+        client.register_scalable_target(
+            ServiceNamespace=NAMESPACE,
+            ResourceId=target["resource_id"],
+            ScalableDimension=DIMENSION,
+            MinCapacity=target["min_capacity"],
+            MaxCapacity=target["max_capacity"],
+        )
+        for policy in target["policies"]:
+            client.put_scaling_policy(
+                ServiceNamespace=NAMESPACE,
+                ResourceId=target["resource_id"],
+                ScalableDimension=DIMENSION,
+                **policy,
+            )
+
+
+def detach(client: Any, endpoint_name: str, variant_names: Iterable[str]) -> list[str]:
+    """Deregister the variants' scalable targets that exist; the resource ids removed."""
+    return deregister(client, snapshot(client, endpoint_name, variant_names))
+
+
+def deregister(client: Any, saved: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Deregister the targets of a ``snapshot`` (their policies go with them)."""
     removed = []
-    for target in registered:
+    for target in saved:
         try:
             client.deregister_scalable_target(
                 ServiceNamespace=NAMESPACE,
-                ResourceId=target["ResourceId"],
+                ResourceId=target["resource_id"],
                 ScalableDimension=DIMENSION,
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ObjectNotFoundException":
                 raise
-        removed.append(target["ResourceId"])
+        removed.append(target["resource_id"])
     return removed

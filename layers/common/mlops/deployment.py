@@ -15,16 +15,29 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mlops import autoscaling
+from mlops.errors import DeploymentError, RollbackError
 
 MODEL_CODE_DIR = "/opt/ml/model/code"  # code/ inside model.tar.gz, where the toolkit looks
 INFERENCE_PROGRAM = "inference.py"
 # Statuses that end by themselves; nothing can be deployed or rolled back until they do.
-TRANSITIONAL = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
+# OutOfService is one too: SageMaker takes the endpoint out while it repairs it.
+TRANSITIONAL = frozenset(
+    {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting", "OutOfService"}
+)
+# The tag on an endpoint config naming the config it replaced ("" for a new endpoint), so a
+# re-run that finds its config already live still knows what a rollback must restore.
+REPLACES_TAG = "mlops:replaces-endpoint-config"
 
 
 def _error(exc: ClientError) -> tuple[str, str]:
     error = exc.response.get("Error", {})
     return error.get("Code", ""), error.get("Message", "")
+
+
+def _endpoint_busy(exc: ClientError) -> bool:
+    """SageMaker's answer to an update that raced a transition (autoscaling, a system update)."""
+    code, message = _error(exc)
+    return code == "ValidationException" and "in-progress" in message
 
 
 def describe_endpoint(sagemaker: Any, name: str) -> dict[str, Any] | None:
@@ -81,7 +94,9 @@ def model_request(
     }
 
 
-def endpoint_config_request(run: Mapping[str, Any], tags: list) -> dict[str, Any]:
+def endpoint_config_request(
+    run: Mapping[str, Any], tags: list, replaces: str | None = None
+) -> dict[str, Any]:
     endpoint = run["endpoint"]
     return {
         "EndpointConfigName": endpoint["endpoint_config_name"],
@@ -94,7 +109,7 @@ def endpoint_config_request(run: Mapping[str, Any], tags: list) -> dict[str, Any
                 "InitialVariantWeight": 1.0,
             }
         ],
-        "Tags": tags,
+        "Tags": [*tags, {"Key": REPLACES_TAG, "Value": replaces or ""}],
     }
 
 
@@ -128,6 +143,8 @@ def deploy(
     role_arn: str,
     log_level: int,
     tags: list,
+    deadlines: Mapping[str, int],
+    now: float,
 ) -> dict[str, Any]:
     """One deployment step. ``action`` says what happened:
 
@@ -141,6 +158,7 @@ def deploy(
     if current is not None:
         status = current["EndpointStatus"]
         if status in TRANSITIONAL:
+            _check_window(now, deadlines["deploy"], f"endpoint {name} stayed {status}")
             return _deployment(run, "wait", reason=f"endpoint {name} is {status}")
         if status == "Failed":
             # DeleteEndpoint is the only operation a Failed endpoint allows; re-create it.
@@ -150,10 +168,18 @@ def deploy(
             reason = current.get("FailureReason") or "no reason given"
             return _deployment(run, "wait", reason=f"deleting Failed endpoint {name} ({reason})")
         if current.get("EndpointConfigName") == config_name:
+            # Live already (an earlier attempt of this deployment got this far): the checks,
+            # autoscaling and smoke test that follow are idempotent and run again.
+            replaced = _replaced_config(sagemaker, config_name)
             return _deployment(
-                run, "already_deployed", reason=f"endpoint {name} already serves {config_name}"
+                run,
+                "already_deployed",
+                previous_endpoint_config_name=replaced,
+                created_endpoint=replaced is None,
+                reason=f"endpoint {name} already serves {config_name}",
             )
 
+    previous = current["EndpointConfigName"] if current is not None else None
     region = sagemaker.meta.region_name
     _create_or_adopt(
         sagemaker.create_model,
@@ -161,36 +187,87 @@ def deploy(
             run, model_artifact, role_arn=role_arn, region=region, log_level=log_level, tags=tags
         ),
     )
-    _create_or_adopt(sagemaker.create_endpoint_config, **endpoint_config_request(run, tags))
+    _create_or_adopt(
+        sagemaker.create_endpoint_config, **endpoint_config_request(run, tags, previous)
+    )
     if current is None:
         sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config_name, Tags=tags)
         return _deployment(run, "create", created_endpoint=True)
 
-    previous = current["EndpointConfigName"]
-    retain = _retain_variant_properties(sagemaker, scaling, name, previous, endpoint)
-    sagemaker.update_endpoint(
-        EndpointName=name, EndpointConfigName=config_name, RetainAllVariantProperties=retain
-    )
+    assert previous is not None
+    if not _update(sagemaker, scaling, name, previous, config_name, endpoint):
+        _check_window(now, deadlines["deploy"], f"endpoint {name} stayed busy")
+        return _deployment(run, "wait", reason=f"endpoint {name} became busy; trying again")
     return _deployment(run, "update", previous_endpoint_config_name=previous)
 
 
-def _retain_variant_properties(
-    sagemaker: Any, scaling: Any, name: str, previous: str, endpoint: Mapping[str, Any]
+def _check_window(now: float, deadline: int, what: str) -> None:
+    if now > deadline:
+        raise DeploymentError(
+            f"{what} until the deployment window closed, so nothing was deployed; "
+            "the endpoint keeps its current model"
+        )
+
+
+def _replaced_config(sagemaker: Any, config_name: str) -> str | None:
+    """The config a live config replaced, from its tag; None if it created the endpoint."""
+    arn = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)["EndpointConfigArn"]
+    tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn).get("Tags", [])}
+    if REPLACES_TAG not in tags:
+        raise DeploymentError(
+            f"endpoint config {config_name} is live but has no {REPLACES_TAG} tag, so a "
+            "rollback would not know what to restore; deploy it again under a new name"
+        )
+    return tags[REPLACES_TAG] or None
+
+
+def _update(
+    sagemaker: Any,
+    scaling: Any,
+    name: str,
+    current: str,
+    target: str,
+    endpoint: Mapping[str, Any],
 ) -> bool:
+    """UpdateEndpoint to ``target``; False if the endpoint turned busy first.
+
+    Production never loses its scaling: targets that must go for the update are put back
+    exactly as they were when SageMaker does not accept it.
+    """
+    retain, removed = _prepare_variants(sagemaker, scaling, name, current, endpoint)
+    try:
+        sagemaker.update_endpoint(
+            EndpointName=name, EndpointConfigName=target, RetainAllVariantProperties=retain
+        )
+    except ClientError as exc:
+        autoscaling.restore(scaling, removed)
+        if _endpoint_busy(exc):
+            return False
+        raise
+    return True
+
+
+def _prepare_variants(
+    sagemaker: Any, scaling: Any, name: str, current: str, endpoint: Mapping[str, Any]
+) -> tuple[bool, list[dict]]:
     """Keep the autoscaled instance count when only the model changes.
 
     An update that changes an autoscaled variant's instance type (or drops the variant)
     fails, so those targets are deregistered first and the update starts from the new
     config's initial count; AttachAutoscaling registers the variant again afterwards.
+    Returns (RetainAllVariantProperties, the targets removed, as ``autoscaling.snapshot``).
     """
-    old = _variants(sagemaker, previous)
+    old = _variants(sagemaker, current)
     if old.get(endpoint["variant_name"]) == endpoint["instance_type"] and len(old) == 1:
-        return True
-    autoscaling.detach(scaling, name, old)
-    return False
+        return True, []
+    saved = autoscaling.snapshot(scaling, name, old)
+    autoscaling.deregister(scaling, saved)
+    return False, saved
 
 
-def endpoint_state(sagemaker: Any, deployment: Mapping[str, Any]) -> dict[str, Any]:
+def endpoint_state(
+    sagemaker: Any, deployment: Mapping[str, Any], deadlines: Mapping[str, int], now: float
+) -> dict[str, Any]:
     """``state``: ``in_service`` on the new config, ``pending``, or ``failed`` with a reason.
 
     SageMaker can roll a failed update back by itself and report InService on the old
@@ -209,6 +286,13 @@ def endpoint_state(sagemaker: Any, deployment: Mapping[str, Any]) -> dict[str, A
     failure = current.get("FailureReason")
     result = {"status": status, "endpoint_config_name": live, "reason": failure}
     if status in TRANSITIONAL - {"Deleting"}:
+        if now > deadlines["deploy"]:
+            return {
+                **result,
+                "state": "failed",
+                "reason": f"endpoint {name} was still {status} when the deployment window "
+                f"closed ({wanted} did not come up in time)",
+            }
         return {**result, "state": "pending"}
     if status == "InService" and live == wanted:
         return {**result, "state": "in_service", "reason": None}
@@ -227,53 +311,63 @@ def endpoint_state(sagemaker: Any, deployment: Mapping[str, Any]) -> dict[str, A
 
 
 def rollback_step(
-    sagemaker: Any, scaling: Any, run: Mapping[str, Any], deployment: Mapping[str, Any]
+    sagemaker: Any,
+    scaling: Any,
+    run: Mapping[str, Any],
+    deployment: Mapping[str, Any],
+    deadlines: Mapping[str, int],
+    now: float,
 ) -> dict[str, Any]:
     """One rollback step; ``done`` once nothing of the failed deployment is live.
 
     A brand-new endpoint is deleted; an updated one is updated back to the previous
     config. Until the endpoint settles the step only waits, because SageMaker refuses
-    both operations mid-transition.
+    both operations mid-transition. RollbackError when the previous config cannot be
+    restored (the endpoint is gone or Failed): the execution then ends RollbackFailed.
     """
     name = deployment["endpoint_name"]
     previous = deployment.get("previous_endpoint_config_name")
+    created = previous is None or bool(deployment.get("created_endpoint"))
     current = describe_endpoint(sagemaker, name)
     if current is None:
-        return {
-            "done": True,
-            "action": "deleted" if previous is None else "endpoint_missing",
-            "status": None,
-        }
+        if created:
+            return {"done": True, "action": "deleted", "status": None}
+        raise RollbackError(
+            f"endpoint {name} no longer exists, so {previous} could not be restored; "
+            "redeploy the last good model"
+        )
     status = current["EndpointStatus"]
+    if now > deadlines["rollback"]:
+        raise RollbackError(
+            f"endpoint {name} was still {status} when the rollback window closed; "
+            "check that it serves the model you expect"
+        )
     if status in TRANSITIONAL:
         return {"done": False, "action": "waiting", "status": status}
     variants = [v["VariantName"] for v in current.get("ProductionVariants", [])]
-    if previous is None or deployment.get("created_endpoint"):
+    if created:
         autoscaling.detach(scaling, name, variants)
         sagemaker.delete_endpoint(EndpointName=name)
         return {"done": False, "action": "deleting", "status": status}
+    if status == "Failed":
+        raise RollbackError(
+            f"endpoint {name} is Failed ({current.get('FailureReason') or 'no reason given'}), "
+            f"so {previous} could not be restored; delete the endpoint and redeploy"
+        )
     if status == "InService" and current.get("EndpointConfigName") == previous:
         # Restored (by us, or by SageMaker's own rollback): scaling as the run configured it.
         autoscaling.attach(scaling, name, deployment["variant_name"], run["autoscaling"])
         return {"done": True, "action": "restored", "status": status}
-    if status == "Failed":
-        return {
-            "done": True,
-            "action": "endpoint_failed",
-            "status": status,
-            "reason": f"endpoint {name} is Failed, delete it: {current.get('FailureReason')}",
-        }
-    retain = _retain_variant_properties(
+    # InService on the failed config, or UpdateRollbackFailed (a mix of both): update back.
+    restoring = _update(
         sagemaker,
         scaling,
         name,
         current["EndpointConfigName"],
+        previous,
         _previous_variant(sagemaker, previous, deployment),
     )
-    sagemaker.update_endpoint(
-        EndpointName=name, EndpointConfigName=previous, RetainAllVariantProperties=retain
-    )
-    return {"done": False, "action": "restoring", "status": status}
+    return {"done": False, "action": "restoring" if restoring else "waiting", "status": status}
 
 
 def _previous_variant(

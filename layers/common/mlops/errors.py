@@ -24,3 +24,25 @@ class InvalidStateInputError(PipelineError):
 
 class AwsThrottlingError(PipelineError):
     """AWS throttled a call; the state machine retries these with exponential backoff."""
+
+
+class DeploymentError(PipelineError):
+    """SageMaker refused a deployment step for a reason that waiting will not fix."""
+
+
+class RollbackError(PipelineError):
+    """A failed deployment could not be undone: the endpoint needs a person."""
+
+
+class TrainingRetriesExhausted(PipelineError):
+    """Every training job this run may start has failed or been stopped."""
+
+
+class DatasetChangedError(PipelineError):
+    """The data set was replaced between planning the run and copying it for training."""
+
+
+class QuotaExceededError(PipelineError):
+    """An AWS service quota refused the call (SageMaker's ResourceLimitExceeded); the message
+    names the quota to raise. The state machine retries these with backoff: capacity frees
+    up when another job or endpoint ends."""

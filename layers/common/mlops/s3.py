@@ -41,6 +41,46 @@ def head_object(
         raise
 
 
+# CopyObject copies up to 5 GiB in one call; larger objects are copied in parts.
+COPY_LIMIT = 5 * 1024**3
+COPY_PART = 512 * 1024**2
+
+
+def copy_object(
+    client: Any, source: dict[str, str], size: int, bucket: str, key: str, **extra: str
+) -> None:
+    """Server-side copy of ``source`` (Bucket, Key, optional VersionId) of ``size`` bytes.
+
+    Needs only GetObject(Version) on the source and PutObject on the target, unlike the
+    managed transfer, which also heads the bucket. ``extra`` (e.g. CopySourceIfMatch)
+    goes with every request.
+    """
+    if size <= COPY_LIMIT:
+        client.copy_object(CopySource=source, Bucket=bucket, Key=key, **extra)
+        return
+    upload = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    try:
+        parts = []
+        for number, start in enumerate(range(0, size, COPY_PART), start=1):
+            end = min(start + COPY_PART, size) - 1
+            result = client.upload_part_copy(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload,
+                PartNumber=number,
+                CopySource=source,
+                CopySourceRange=f"bytes={start}-{end}",
+                **extra,
+            )
+            parts.append({"PartNumber": number, "ETag": result["CopyPartResult"]["ETag"]})
+        client.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+        )
+    except BaseException:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
+        raise
+
+
 def put_if_absent(client: Any, bucket: str, key: str, body: bytes) -> bool:
     """Upload ``body`` unless the key exists (content-addressed keys); True if uploaded."""
     if head_object(client, bucket, key) is not None:

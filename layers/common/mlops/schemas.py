@@ -59,8 +59,17 @@ def _obj(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
 
 
 PREPARE_RUN = _obj(["trigger", "execution_arn"], {"trigger": {}, **_EXEC})
-START_TRAINING = _obj(["run", "execution_arn"], {"run": RUN, **_EXEC})
-CHECK_TRAINING = _obj(["training_job_name"], {"training_job_name": _STR, **_RUN_ID, **_EXEC})
+_POLL = {"poll_seconds": {"type": "integer", "minimum": 0}}
+_DEADLINES = {
+    "deadlines": _obj(
+        ["deploy", "rollback"], {"deploy": {"type": "integer"}, "rollback": {"type": "integer"}}
+    )
+}
+START_TRAINING = _obj(["run", "execution_arn", "poll_seconds"], {"run": RUN, **_POLL, **_EXEC})
+CHECK_TRAINING = _obj(
+    ["training_job_name", "poll_seconds"],
+    {"training_job_name": _STR, **_POLL, **_RUN_ID, **_EXEC},
+)
 QUALITY_GATE = _obj(
     ["metrics", "gate", "training_job_name"],
     {
@@ -71,20 +80,22 @@ QUALITY_GATE = _obj(
     },
 )
 ACQUIRE_LOCK = _obj(
-    ["endpoint_name", "execution_arn", "run_id", "attempts", "max_attempts"],
+    ["endpoint_name", "execution_arn", "run_id", "attempts", "max_attempts", "poll_seconds"],
     {
         **_ENDPOINT_NAME,
         **_EXEC,
         **_RUN_ID,
+        **_POLL,
         "attempts": {"type": "integer", "minimum": 0},
         "max_attempts": {"type": "integer", "minimum": 1},
     },
 )
 RELEASE_LOCK = _obj(["endpoint_name", "execution_arn"], {**_ENDPOINT_NAME, **_EXEC})
 DEPLOY_MODEL = _obj(
-    ["run", "model_artifact", "execution_arn"], {"run": RUN, "model_artifact": _STR, **_EXEC}
+    ["run", "model_artifact", "execution_arn", "deadlines"],
+    {"run": RUN, "model_artifact": _STR, **_DEADLINES, **_EXEC},
 )
-CHECK_ENDPOINT = _obj(["deployment"], {"deployment": DEPLOYMENT})
+CHECK_ENDPOINT = _obj(["deployment", "deadlines"], {"deployment": DEPLOYMENT, **_DEADLINES})
 ATTACH_AUTOSCALING = _obj(
     ["deployment", "autoscaling"],
     {
@@ -109,8 +120,12 @@ SMOKE_TEST = _obj(
         **_RUN_ID,
     },
 )
-ROLLBACK = _obj(["run", "deployment"], {"run": RUN, "deployment": DEPLOYMENT})
+ROLLBACK = _obj(
+    ["run", "deployment", "deadlines"], {"run": RUN, "deployment": DEPLOYMENT, **_DEADLINES}
+)
 SUMMARIZE_RUN = _obj(
     ["state"],
     {"state": _obj(["run", "training", "deployment"], {"run": RUN, "deployment": DEPLOYMENT})},
 )
+
+DESCRIBE_FAILURE = _obj(["state"], {"state": {"type": "object"}})

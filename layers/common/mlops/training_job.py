@@ -7,6 +7,7 @@ way the SageMaker Python SDK would start it: hyperparameters JSON-encoded, the c
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,15 +15,22 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from mlops.naming import resource_tags
-from mlops.s3 import put_if_absent, s3_uri
+from mlops.errors import DatasetChangedError, TrainingRetriesExhausted
+from mlops.naming import content_id, resource_name, resource_tags
+from mlops.polling import training_wait
+from mlops.s3 import copy_object, head_object, put_if_absent, s3_uri
 from mlops.sourcedir import ENTRY_POINT, build_sourcedir
 
 CHANNEL = "training"
 CODE_PREFIX = "training-code"
 MODELS_PREFIX = "models"
 CHECKPOINTS_PREFIX = "checkpoints"
+# Each run trains from its own copy of the exact data-set version that triggered it.
+INPUT_PREFIX = "training-input"
 TERMINAL_FAILURES = frozenset({"Failed", "Stopped"})
+# A run whose job failed or was stopped trains again under a new name (SageMaker never
+# reuses a job name), at most this many times in all.
+MAX_TRAINING_ATTEMPTS = 5
 
 
 def upload_training_code(s3: Any, bucket: str, code_dir: Path) -> str:
@@ -31,6 +39,41 @@ def upload_training_code(s3: Any, bucket: str, code_dir: Path) -> str:
     key = f"{CODE_PREFIX}/{source.sha256}/sourcedir.tar.gz"
     put_if_absent(s3, bucket, key, source.archive)
     return s3_uri(bucket, key)
+
+
+def pin_dataset(s3: Any, run: Mapping[str, Any], bucket: str) -> str:
+    """Copy the run's data-set version to a key of the run's own; its S3 URI.
+
+    SageMaker reads whatever object is at the key when the job starts, so a second upload
+    to the same key would otherwise be trained by the first run too. The copy is of the
+    recorded version (or, in an unversioned bucket, only if the ETag still matches).
+    """
+    dataset = run["dataset"]
+    source: dict[str, str] = {"Bucket": dataset["bucket"], "Key": dataset["key"]}
+    extra: dict[str, str] = {}
+    if dataset.get("version_id"):
+        source["VersionId"] = dataset["version_id"]
+    elif dataset.get("etag"):
+        # Checked here for a clear error, and by S3 during the copy for atomicity.
+        head = head_object(s3, dataset["bucket"], dataset["key"]) or {}
+        if str(head.get("ETag", "")).strip('"') != dataset["etag"]:
+            raise _changed(dataset)
+        extra["CopySourceIfMatch"] = dataset["etag"]
+    key = f"{INPUT_PREFIX}/{run['run_id']}/{dataset['key'].rsplit('/', 1)[-1]}"
+    try:
+        copy_object(s3, source, dataset["size"], bucket, key, **extra)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in {"PreconditionFailed", "412"}:
+            raise _changed(dataset) from None
+        raise
+    return s3_uri(bucket, key)
+
+
+def _changed(dataset: Mapping[str, Any]) -> DatasetChangedError:
+    return DatasetChangedError(
+        f"data set {dataset['uri']} was replaced after this run was planned; the new upload "
+        "starts its own run"
+    )
 
 
 def script_mode_hyperparameters(
@@ -64,6 +107,7 @@ def training_job_request(
     metric_definitions: list[dict[str, str]],
     execution_arn: str,
     log_level: int,
+    dataset_uri: str,
 ) -> dict[str, Any]:
     training = run["training"]
     job_name = training["job_name"]
@@ -87,7 +131,7 @@ def training_job_request(
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
-                        "S3Uri": run["dataset"]["uri"],
+                        "S3Uri": dataset_uri,
                         "S3DataDistributionType": "FullyReplicated",
                     }
                 },
@@ -118,28 +162,57 @@ def _already_exists(exc: ClientError) -> bool:
     )
 
 
-def start_training_job(sagemaker: Any, request: Mapping[str, Any]) -> dict[str, Any]:
-    """Create the job; a job with the same name is this run's job and is adopted."""
-    name = request["TrainingJobName"]
-    try:
-        arn = sagemaker.create_training_job(**request)["TrainingJobArn"]
-        adopted = False
-    except ClientError as exc:
-        if not _already_exists(exc):
-            raise
-        arn = sagemaker.describe_training_job(TrainingJobName=name)["TrainingJobArn"]
-        adopted = True
-    return {
-        "training_job_name": name,
-        "training_job_arn": arn,
-        "adopted": adopted,
-        "status": "InProgress",
-    }
+def job_names(run: Mapping[str, Any]) -> list[str]:
+    """The names the run's training job may have: the planned one, then one per retry."""
+    endpoint = run["endpoint"]["endpoint_name"]
+    retries = [
+        resource_name(endpoint, content_id({"run_id": run["run_id"], "attempt": attempt}))
+        for attempt in range(2, MAX_TRAINING_ATTEMPTS + 1)
+    ]
+    return [run["training"]["job_name"], *retries]
 
 
-def training_status(sagemaker: Any, job_name: str) -> dict[str, Any]:
+def start_training_job(
+    sagemaker: Any, request: Mapping[str, Any], names: list[str], poll_seconds: int
+) -> dict[str, Any]:
+    """Create the run's job, or adopt it if it is running or done.
+
+    A job of this run that Failed or was Stopped (capacity, a spot interruption, a bad
+    host) is not adopted: the next name is tried, so re-running the execution trains
+    again. A spot job's retry resumes from the same checkpoints.
+    """
+    for name in names:
+        try:
+            arn = sagemaker.create_training_job(**{**request, "TrainingJobName": name})[
+                "TrainingJobArn"
+            ]
+            adopted = False
+        except ClientError as exc:
+            if not _already_exists(exc):
+                raise
+            job = sagemaker.describe_training_job(TrainingJobName=name)
+            if job["TrainingJobStatus"] in TERMINAL_FAILURES:
+                continue
+            arn, adopted = job["TrainingJobArn"], True
+        return {
+            "training_job_name": name,
+            "training_job_arn": arn,
+            "adopted": adopted,
+            "status": "InProgress",
+            "next_poll_seconds": poll_seconds,
+        }
+    raise TrainingRetriesExhausted(
+        f"the training job of this run failed or was stopped {len(names)} times "
+        f"(last: {names[-1]}); change the data set or its configuration to train again"
+    )
+
+
+def training_status(
+    sagemaker: Any, job_name: str, poll_seconds: int, now: datetime.datetime
+) -> dict[str, Any]:
     """Status, final metrics and artifact of a training job, shaped for the state machine."""
     job = sagemaker.describe_training_job(TrainingJobName=job_name)
+    age = (now - job["CreationTime"]).total_seconds() if job.get("CreationTime") else 0
     status = job["TrainingJobStatus"]
     reason = job.get("FailureReason")
     if status in TERMINAL_FAILURES:
@@ -154,4 +227,5 @@ def training_status(sagemaker: Any, job_name: str) -> dict[str, Any]:
         "model_artifact": job.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
         "training_seconds": job.get("TrainingTimeInSeconds"),
         "billable_seconds": job.get("BillableTimeInSeconds"),
+        "next_poll_seconds": training_wait(age, poll_seconds),
     }
