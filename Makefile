@@ -19,8 +19,17 @@ $(VENV)/.runtime: $(BIN)/python requirements.txt constraints.txt
 	$(PIP) -r requirements.txt
 	touch $@
 
-# What the tests need on top: pytest, ruff, SAM CLI, the serving toolkit, asl-validator (npm).
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt package.json package-lock.json
+# The template's security scanner in its own environment: checkov pins boto3, packaging and
+# networkx to versions that conflict with ours.
+$(VENV)/.checkov: $(BIN)/python requirements-checkov.txt constraints-checkov.txt
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check \
+		-c constraints-checkov.txt -r requirements-checkov.txt
+	touch $@
+
+# What the tests need on top: pytest, ruff, SAM CLI, the serving toolkit, asl-validator (npm),
+# checkov.
+$(VENV)/.dev: $(VENV)/.runtime $(VENV)/.checkov requirements-dev.txt package.json package-lock.json
 	$(PIP) -r requirements-dev.txt
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from localcloud.intrinsics import TemplateError
+from localcloud.quotas import DEFAULT_ACCOUNT_FILE, load_profile
 from localcloud.template import load_overrides, stack_name_from_samconfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +34,7 @@ class Settings:
     time_scale: float = DEFAULT_TIME_SCALE
     python: str = sys.executable
     overrides: dict[str, Any] = field(default_factory=dict)
+    account_profile: str = ""  # empty: the one localcloud/account.yaml chooses
 
     def server_argv(self) -> list[str]:
         """The same settings as ``python -m localcloud.server`` arguments."""
@@ -46,6 +48,8 @@ class Settings:
             "--time-scale", str(self.time_scale),
         ]  # fmt: skip
         argv += ["--parameters", str(self.parameters_file or "none")]
+        if self.account_profile:
+            argv += ["--account-profile", self.account_profile]
         for item in self.parameter_overrides:
             argv += ["--parameter", item]
         return argv
@@ -89,6 +93,14 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--api-port", type=int, default=0, help="port of the HTTP API (default: a free port)"
     )
+    group.add_argument(
+        "--account-profile",
+        default="",
+        metavar="NAME",
+        help="the account's quotas: a profile of "
+        f"{DEFAULT_ACCOUNT_FILE.relative_to(PROJECT_ROOT)} (e.g. typical, new-account; "
+        "default: the one that file chooses)",
+    )
     group.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE,
                        help="multiplier for autoscaling windows and cooldowns "
                        "(default: %(default)s)")  # fmt: skip
@@ -106,6 +118,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         if not sep or not name:
             raise SystemExit(f"localcloud: --parameter expects NAME=VALUE, got {item!r}")
         overrides[name] = value
+    try:
+        account_profile = load_profile(args.account_profile or None).name
+    except TemplateError as exc:
+        raise SystemExit(f"localcloud: {exc}") from None
     template = args.template.resolve()
     if not template.is_file():
         raise SystemExit(f"localcloud: template {template} does not exist")
@@ -123,6 +139,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         api_port=args.api_port,
         time_scale=args.time_scale,
         overrides=overrides,
+        account_profile=account_profile,
     )
 
 

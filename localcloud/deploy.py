@@ -87,6 +87,22 @@ def deploy(stack: Stack, client: Clients) -> list[str]:
     return notes
 
 
+def _create_failed(fn: Function, exc: ClientError, what: str) -> TemplateError:
+    """CloudFormation's CREATE_FAILED for the function, naming the quota behind a refusal."""
+    message = exc.response["Error"]["Message"]
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400)
+    hint = ""
+    if "UnreservedConcurrentExecution" in message:
+        hint = (
+            f" ({what} of {fn.name}; the account's Lambda quota 'Concurrent executions' is "
+            "too low: request an increase in Service Quotas, or reserve nothing)"
+        )
+    return TemplateError(
+        f"{fn.logical_id} CREATE_FAILED: Resource handler returned message: "
+        f'"{message} (Service: Lambda, Status Code: {status})"{hint}'
+    )
+
+
 def _rule(rule: EventRule, client: Clients) -> None:
     events = client("events")
     events.put_rule(
@@ -211,8 +227,19 @@ def _function(fn: Function, layer_arns: Mapping[str, str], client: Clients) -> N
         version = lam.publish_version(FunctionName=fn.name)["Version"]
         lam.create_alias(FunctionName=fn.name, Name=fn.alias, FunctionVersion=version)
     if fn.reserved_concurrency is not None:
-        lam.put_function_concurrency(
-            FunctionName=fn.name, ReservedConcurrentExecutions=fn.reserved_concurrency
+        try:
+            lam.put_function_concurrency(
+                FunctionName=fn.name, ReservedConcurrentExecutions=fn.reserved_concurrency
+            )
+        except ClientError as exc:
+            raise _create_failed(fn, exc, "ReservedConcurrentExecutions") from None
+    provisioned, reserved = fn.provisioned_concurrency or 0, fn.reserved_concurrency
+    if reserved is not None and provisioned > reserved:
+        raise TemplateError(
+            f"{fn.logical_id} CREATE_FAILED: Resource handler returned message: "
+            '"Requested Provisioned Concurrency should not be greater than the '
+            f'reservedConcurrentExecution for function" (ProvisionedConcurrentExecutions '
+            f"{provisioned} > ReservedConcurrentExecutions {reserved})"
         )
     logs = client("logs")
     if not logs.describe_log_groups(logGroupNamePrefix=fn.log_group)["logGroups"]:

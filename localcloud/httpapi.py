@@ -5,9 +5,10 @@ Gateway would send (``mlops.http_events.build_http_api_event``), the function ru
 worker pool, and its reply is mapped back the way API Gateway maps it: a dict with
 ``statusCode`` is an HTTP response (``headers``, ``cookies``, ``body``,
 ``isBase64Encoded``); anything else is a 200 ``application/json`` body. API Gateway's
-own answers keep its shape ``{"message": ...}``: 404 unknown route, 413 over 10 MB,
-429 beyond the function's reserved concurrency, 500 function error or malformed reply,
-503 past the integration timeout.
+own answers keep its shape ``{"message": ...}``: 403 a route with AWS_IAM authorization
+called without a valid SigV4 signature (``localcloud.sigv4``), 404 unknown route, 413 over
+10 MB, 429 beyond the function's reserved concurrency, 500 function error or malformed
+reply, 503 past the integration timeout.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from localcloud import sigv4
 from localcloud.lambda_runtime import InvokeResult, Throttled
 from localcloud.template import Function, Route
 from mlops.http_events import build_http_api_event
@@ -123,12 +125,14 @@ class HttpApi:
         invoke: Invoke,
         *,
         account_id: str,
+        region: str = "us-east-1",
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.router = Router(functions)
         self._invoke = invoke
         self._account_id = account_id
+        self._region = region
         self._calls = ThreadPoolExecutor(max_workers=64, thread_name_prefix="httpapi-invoke")
         handler = type("Handler", (_Handler,), {"api": self})
         self._server = ThreadingHTTPServer((host, port), handler)
@@ -161,6 +165,11 @@ class HttpApi:
             return _gateway(404, "Not Found")
         route_target, params = found
         route = route_target.route
+        if route.authorization == "AWS_IAM":
+            try:
+                sigv4.authorize(method, target, headers, body, region=self._region)
+            except sigv4.Denied as exc:
+                return _gateway(403, str(exc))
         host = next((v for k, v in headers if k.lower() == "host"), None)
         event = build_http_api_event(
             method,

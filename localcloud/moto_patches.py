@@ -7,6 +7,7 @@
   delivered to rules with Step Functions targets (``localcloud.trigger``).
 - Step Functions: each finished execution's description and history are written to the
   state directory, so they survive the local cloud.
+- Lambda quotas: ``PutFunctionConcurrency`` keeps the account profile's unreserved floor.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
 from localcloud import trigger
 from localcloud.lambda_runtime import LambdaRuntime, Throttled, UnknownFunction
+from localcloud.quotas import AccountProfile, QuotaExceeded
 
 MOTO_VERSION = "5.2.5"
 log = logging.getLogger(__name__)
@@ -159,3 +161,27 @@ def install_history_archive(directory: Path) -> None:
             log.exception("archiving the history of %s failed", execution.exec_arn)
 
     sfn_execution.BaseExecutionWorkerCommunication.terminated = terminated
+
+
+def install_lambda_quota(profile: AccountProfile) -> None:
+    """PutFunctionConcurrency keeps the account profile's unreserved floor, as Lambda does."""
+    from moto.awslambda.exceptions import InvalidParameterValueException
+    from moto.awslambda.models import LambdaBackend
+
+    def put_function_concurrency(
+        self: LambdaBackend, function_name: str, reserved_concurrency: str
+    ) -> str:
+        fn = self.get_function(function_name)
+        elsewhere = sum(
+            int(other.reserved_concurrency)
+            for other in self.list_functions()
+            if other.reserved_concurrency and other.function_name != fn.function_name
+        )
+        try:
+            profile.check_reserved_concurrency(elsewhere, int(reserved_concurrency))
+        except QuotaExceeded as exc:
+            raise InvalidParameterValueException(str(exc)) from None
+        fn.reserved_concurrency = reserved_concurrency
+        return fn.reserved_concurrency
+
+    LambdaBackend.put_function_concurrency = put_function_concurrency  # type: ignore[method-assign]

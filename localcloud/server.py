@@ -28,6 +28,7 @@ from localcloud.deploy import clients_for, deploy
 from localcloud.httpapi import HttpApi
 from localcloud.intrinsics import TemplateError
 from localcloud.lambda_runtime import LambdaRuntime
+from localcloud.quotas import AccountProfile, load_profile
 from localcloud.statefile import STATE_FILE, write_state
 from localcloud.template import Function, Stack, resolve_stack
 
@@ -79,7 +80,9 @@ class LocalCloud:
             s.template, region=s.region, stack_name=s.stack_name, overrides=s.overrides
         )
         self.stack = stack
+        profile = load_profile(s.account_profile or None)
         moto_patches.configure()
+        moto_patches.install_lambda_quota(profile)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=s.port, verbose=False)
         server.start()
         self._stops.append(server.stop)
@@ -99,11 +102,15 @@ class LocalCloud:
         moto_patches.install_lambda(runtime)
         moto_patches.install_trigger()
         moto_patches.install_history_archive(s.state_dir / "executions")
-        self._install_sagemaker()
+        self._install_sagemaker(profile)
 
         notes = deploy(stack, clients_for(self.endpoint_url, stack.region))
         self.api = HttpApi(
-            stack.functions, runtime.invoke, account_id=stack.account_id, port=s.api_port
+            stack.functions,
+            runtime.invoke,
+            account_id=stack.account_id,
+            region=stack.region,
+            port=s.api_port,
         )
         self.api.start()
         self._stops.append(self.api.stop)
@@ -122,17 +129,20 @@ class LocalCloud:
             "routes": [r.route_key for r in self.api.router.routes],
             "outputs": stack.outputs,
             "parameters": stack.parameters,
+            "account_profile": profile.name,
             "not_emulated": notes,
         }
         write_state(s.state_dir, state)
         self._stops.append(lambda: (s.state_dir / STATE_FILE).unlink(missing_ok=True))
         return state
 
-    def _install_sagemaker(self) -> None:
+    def _install_sagemaker(self, profile: AccountProfile) -> None:
         from localcloud import sagemaker
 
         s = self.settings
-        sagemaker.install(s.state_dir / "sagemaker", python=s.python, time_scale=s.time_scale)
+        sagemaker.install(
+            s.state_dir / "sagemaker", python=s.python, time_scale=s.time_scale, quotas=profile
+        )
         self._stops.append(sagemaker.shutdown)
 
     def stop(self) -> None:

@@ -19,6 +19,7 @@ import cfnlint.decode
 import yaml
 
 from localcloud.intrinsics import NO_VALUE, Pseudo, Resolver, TemplateError, resolve_parameters
+from localcloud.rules import check_rules
 
 SAM_FUNCTION = "AWS::Serverless::Function"
 SAM_LAYER = "AWS::Serverless::LayerVersion"
@@ -78,6 +79,7 @@ class Route:
     path: str  # /classify, /items/{id}, /{proxy+} or $default
     payload_format: str
     timeout_ms: int
+    authorization: str = "NONE"  # or AWS_IAM: SigV4-signed requests only
 
     @property
     def route_key(self) -> str:
@@ -102,6 +104,7 @@ class Function:
     log_group: str
     routes: tuple[Route, ...]
     alias: str | None = None  # AutoPublishAlias
+    provisioned_concurrency: int | None = None  # ProvisionedConcurrencyConfig of the alias
 
 
 @dataclass(frozen=True)
@@ -367,6 +370,7 @@ def resolve_stack(
     root = template_path.resolve().parent
     pseudo = Pseudo(region=region, stack_name=stack_name)
     parameters = resolve_parameters(template.get("Parameters", {}), overrides or {})
+    check_rules(template.get("Rules", {}), parameters, pseudo.values())
     names = _Names(template, pseudo)
     resolver = Resolver(template, parameters, pseudo, names)
     names.resolver = resolver
@@ -499,6 +503,9 @@ class _Builder:
         role = props.get("Role") or self.names.arn(f"{lid}Role")
         logging = props.get("LoggingConfig", {})
         reserved = props.get("ReservedConcurrentExecutions")
+        provisioned = props.get("ProvisionedConcurrencyConfig", {}).get(
+            "ProvisionedConcurrentExecutions"
+        )
         fn = Function(
             logical_id=lid,
             name=name,
@@ -516,6 +523,7 @@ class _Builder:
             log_group=str(logging.get("LogGroup") or f"/aws/lambda/{name}"),
             routes=tuple(self._routes(lid, raw.get("Events", {}))),
             alias=props.get("AutoPublishAlias"),
+            provisioned_concurrency=None if provisioned is None else int(provisioned),
         )
         if not fn.runtime.startswith("python"):
             raise TemplateError(f"function {lid}: runtime {fn.runtime} does not run locally")
@@ -544,6 +552,8 @@ class _Builder:
             api_id = props.get("ApiId") or self.names.name(IMPLICIT_HTTP_API)
             method = str(props.get("Method", "ANY")).upper()
             path = str(props.get("Path", "$default"))
+            raw_api = event.get("Properties", {}).get("ApiId")
+            api_lid = raw_api.get("Ref") if isinstance(raw_api, dict) else None
             routes.append(
                 Route(
                     api_id=api_id,
@@ -551,11 +561,37 @@ class _Builder:
                     path=path,
                     payload_format=str(props.get("PayloadFormatVersion", "2.0")),
                     timeout_ms=int(props.get("TimeoutInMillis", 30000)),
+                    authorization=self._authorization(
+                        f"{lid}.{event_id}", api_lid, method, path, props.get("Auth", {})
+                    ),
                 )
             )
             if props.get("PayloadFormatVersion", "2.0") != "2.0":
                 raise TemplateError(f"function {lid}: only HTTP API payload format 2.0 is local")
         return routes
+
+    def _authorization(
+        self, where: str, api_lid: str | None, method: str, path: str, event_auth: Any
+    ) -> str:
+        """AWS_IAM if the route requires SigV4 (event Auth, API Auth or its OpenAPI body)."""
+        chosen = event_auth.get("Authorizer") if isinstance(event_auth, dict) else None
+        api = self.template.get("Resources", {}).get(api_lid or "", {})
+        props = self._properties(SAM_HTTP_API, api) if api else self.globals.get("HttpApi", {})
+        auth = self.r.value(props.get("Auth", {}))
+        chosen = chosen or auth.get("DefaultAuthorizer")
+        if chosen is None:
+            body = self.r.value(props.get("DefinitionBody", {}))
+            operation = body.get("paths", {}).get(path, {}).get(method.lower(), {})
+            security = operation.get("security", body.get("security", []))
+            schemes = body.get("components", {}).get("securitySchemes", {})
+            names = [name for requirement in security for name in requirement]
+            kinds = [schemes.get(n, {}).get("x-amazon-apigateway-authtype") for n in names]
+            chosen = "AWS_IAM" if "awsSigv4" in kinds else (names[0] if names else "NONE")
+        if chosen not in ("NONE", "AWS_IAM"):
+            raise TemplateError(
+                f"{where}: authorizer {chosen!r} is not emulated locally (NONE or AWS_IAM only)"
+            )
+        return str(chosen)
 
     def _note_http_api(self, stack: Stack, lid: str, props: Mapping[str, Any]) -> None:
         ignored = sorted(set(props) & _HTTP_API_NOT_EMULATED)

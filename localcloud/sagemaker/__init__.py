@@ -13,6 +13,8 @@ import atexit
 import pathlib
 import sys
 
+from localcloud.quotas import AccountProfile
+
 from . import patches, settings
 from .autoscaling import SCALER
 
@@ -27,6 +29,7 @@ def install(
     python: str = sys.executable,
     time_scale: float = 1.0,
     serve_command: tuple[str, ...] = settings.DEFAULT_SERVE_COMMAND,
+    quotas: AccountProfile | None = None,
 ) -> None:
     """Patch moto's SageMaker, SageMaker Runtime and Application Auto Scaling backends in this
     process so training jobs and endpoints run for real. Idempotent; a later call replaces
@@ -35,7 +38,9 @@ def install(
     ``python`` runs the training hosts and model servers; ``time_scale`` multiplies the
     autoscaling clock (metric window and cooldowns: 0.05 turns 300 s into 15 s);
     ``serve_command`` is what follows the interpreter to start a model server that speaks
-    the SageMaker hosting contract (``--model-dir D --host H --port P`` are appended).
+    the SageMaker hosting contract (``--model-dir D --host H --port P`` are appended);
+    ``quotas``: the account profile whose instance quotas CreateTrainingJob, CreateEndpoint,
+    UpdateEndpoint and UpdateEndpointWeightsAndCapacities keep (None: unlimited).
     """
     global _atexit_registered
     if time_scale <= 0:
@@ -44,7 +49,11 @@ def install(
     state_dir.mkdir(parents=True, exist_ok=True)
     settings.configure(
         settings.Settings(
-            state_dir=state_dir, python=python, time_scale=time_scale, serve_command=serve_command
+            state_dir=state_dir,
+            python=python,
+            time_scale=time_scale,
+            serve_command=serve_command,
+            quotas=quotas,
         )
     )
     patches.apply()

@@ -25,7 +25,7 @@ from moto.sagemaker.models import (
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
-from . import settings
+from . import quota, settings
 from .autoscaling import deregister_endpoint
 from .hosting import ENDPOINTS, EndpointRuntime, InvokeError, not_found
 from .training import TRAINING_RUNS, TrainingRun, check_metric_definitions
@@ -59,6 +59,7 @@ def create_training_job(self: SageMakerResponse) -> ActionResult:
         )
     spec = request.get("AlgorithmSpecification") or {}
     check_metric_definitions(spec.get("MetricDefinitions") or [])
+    quota.check_training_job(backend, request)
     result = _original(SageMakerResponse, "create_training_job")(self)
     job = backend.training_jobs[name]
     job.algorithm_specification = spec
@@ -119,6 +120,7 @@ def create_endpoint(self: SageMakerResponse) -> ActionResult:
             f"Cannot create already existing endpoint '{_endpoint_arn(self, name)}'."
         )
     config = _config(self, self._get_param("EndpointConfigName"))
+    quota.check_endpoint(self.sagemaker_backend, self.current_account, self.region, config)
     result = _original(SageMakerResponse, "create_endpoint")(self)
     endpoint = self.sagemaker_backend.endpoints[name]
     runtime = EndpointRuntime(
@@ -137,7 +139,16 @@ def update_endpoint(self: SageMakerResponse) -> ActionResult:
         item["VariantPropertyType"]
         for item in self._get_param("ExcludeRetainedVariantProperties") or []
     }
-    runtime.update(config, bool(self._get_param("RetainAllVariantProperties")), excluded)
+    retain = bool(self._get_param("RetainAllVariantProperties"))
+    retained = {
+        name: fleet.desired
+        for name, fleet in runtime.fleets.items()
+        if retain and "DesiredInstanceCount" not in excluded
+    }
+    quota.check_endpoint(
+        self.sagemaker_backend, self.current_account, self.region, config, retained
+    )
+    runtime.update(config, retain, excluded)
     return ActionResult({"EndpointArn": runtime.endpoint.arn})
 
 
@@ -161,6 +172,9 @@ def update_endpoint_weights_and_capacities(self: SageMakerResponse) -> ActionRes
             counts[variant] = int(item["DesiredInstanceCount"])
         if item.get("DesiredWeight") is not None:
             weights[variant] = float(item["DesiredWeight"])
+    quota.check_scaling(
+        self.sagemaker_backend, self.current_account, self.region, runtime.endpoint, counts
+    )
     runtime.scale(counts, weights)
     return ActionResult({"EndpointArn": runtime.endpoint.arn})
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from localcloud.quotas import AccountProfile
+
 # The repository root: model servers run ``python -m training.serve`` from here.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SERVE_COMMAND = ("-m", "training.serve")
@@ -17,6 +19,8 @@ class Settings:
     time_scale: float = 1.0
     # arguments after the interpreter; ``--model-dir D --host H --port P`` are appended
     serve_command: tuple[str, ...] = DEFAULT_SERVE_COMMAND
+    # instance quotas per type; None: no limit
+    quotas: AccountProfile | None = None
 
     def scaled(self, seconds: float) -> float:
         """A duration on the accelerated clock (autoscaling windows and cooldowns)."""

@@ -4,7 +4,8 @@
 come from the template's Globals. ``pipeline_handler`` wraps a handler with all of it:
 structured logs correlated by execution and run id, an X-Ray segment, a duration metric
 per stage, input validation against a JSON schema, and AWS throttling turned into the one
-error name the state machine retries.
+error name the state machine retries, and a quota refusal (SageMaker's
+``ResourceLimitExceeded``) into ``QuotaExceededError`` naming the quota to raise.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
 from botocore.exceptions import ClientError
 
-from mlops.errors import AwsThrottlingError, InvalidStateInputError
+from mlops.errors import AwsThrottlingError, InvalidStateInputError, QuotaExceededError
 
 logger = Logger()
 tracer = Tracer()
@@ -44,8 +45,24 @@ THROTTLING_CODES = frozenset(
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
+# Error codes of a request beyond an account quota.
+QUOTA_CODES = frozenset({"ResourceLimitExceeded"})
+
+
 def is_throttling(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") in THROTTLING_CODES
+
+
+def quota_error(stage: str, exc: ClientError) -> QuotaExceededError | None:
+    """The pipeline's error for a call refused by a service quota, or None."""
+    error = exc.response.get("Error", {})
+    if error.get("Code") not in QUOTA_CODES:
+        return None
+    operation = getattr(exc, "operation_name", "the call")
+    return QuotaExceededError(
+        f"{stage}: {operation} refused by a service quota: {error.get('Message', '')} "
+        "(raise it in the Service Quotas console, or choose another instance type)"
+    )
 
 
 def pipeline_handler(
@@ -66,6 +83,9 @@ def pipeline_handler(
             except ClientError as exc:
                 if is_throttling(exc):
                     raise AwsThrottlingError(f"{stage}: AWS throttled the call: {exc}") from exc
+                quota = quota_error(stage, exc)
+                if quota is not None:
+                    raise quota from exc
                 raise
             finally:
                 elapsed_ms = (time.monotonic() - started) * 1000

@@ -1,0 +1,229 @@
+"""Account profiles: SageMaker's ResourceLimitExceeded beyond the instance quotas, Lambda's
+unreserved-concurrency floor, the template's Rules, and what a new account refuses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+import localcloud.sagemaker as local_sagemaker
+from localcloud.intrinsics import TemplateError
+from localcloud.quotas import AccountProfile, InstanceQuotas, QuotaExceeded, load_profile
+from localcloud.rules import check_rules
+from tests.localcloud.sagemaker_support import (
+    REGION,
+    ROLE,
+    assert_no_new_children,
+    children,
+    tgz,
+    wait_job,
+)
+
+BUCKET = "quota-bucket"
+STOP_FILE = Path("/nonexistent")  # each test's own (the fixture sets it)
+# Waits until its STOP_FILE appears (or 30 s): a job that stays InProgress while a test runs.
+SLOW_TRAIN = r"""
+import os, pathlib, time
+stop = pathlib.Path(os.environ["STOP_FILE"])
+deadline = time.time() + 30
+while time.time() < deadline and not stop.exists():
+    time.sleep(0.1)
+"""
+
+
+def limit_message(kind: str, limit: int, in_use: int, delta: int) -> str:
+    return (
+        f"The account-level service limit '{kind}' is {limit} Instances, with current "
+        f"utilization of {in_use} Instances and a request delta of {delta} Instances. Please "
+        "use AWS Service Quotas to request an increase for this quota."
+    )
+
+
+# --- profiles and messages ----------------------------------------------------------------
+
+
+def test_the_shipped_profiles() -> None:
+    typical, new = load_profile("typical"), load_profile("new-account")
+    assert load_profile().name == "typical"  # what `make run` uses
+    assert (typical.lambda_concurrent_executions, new.lambda_concurrent_executions) == (1000, 10)
+    # the default pipeline fits the typical account: 2 training hosts, 1-3 endpoint instances
+    # (an update runs the new fleet beside the old one)
+    assert typical.training.limit("ml.m5.xlarge") >= 2
+    assert typical.endpoints.limit("ml.m5.large") >= 6
+    assert new.training.limit("ml.m5.xlarge") < 2 and new.endpoints.limit("ml.m5.large") == 0
+    with pytest.raises(TemplateError, match="unknown account profile 'huge'"):
+        load_profile("huge")
+
+
+def test_a_profile_file_is_checked(tmp_path: Path) -> None:
+    path = tmp_path / "account.yaml"
+    path.write_text("profile: a\nprofiles:\n  a: {endpoint_instances: {ml.m5.large: -1}}\n")
+    with pytest.raises(TemplateError, match=r"ml.m5.large: expected a count >= 0"):
+        load_profile(path=path)
+    path.write_text("profile: b\nprofiles:\n  a: {}\n")
+    with pytest.raises(TemplateError, match="profile 'b' is not under 'profiles'"):
+        load_profile(path=path)
+
+
+def test_instance_quota_message_is_sagemakers() -> None:
+    quotas = InstanceQuotas("training job usage", {"ml.m5.xlarge": 4}, default=1)
+    quotas.check("ml.m5.xlarge", in_use=2, delta=2)  # exactly at the limit
+    with pytest.raises(QuotaExceeded) as info:
+        quotas.check("ml.m5.xlarge", in_use=2, delta=3)
+    assert str(info.value) == limit_message("ml.m5.xlarge for training job usage", 4, 2, 3)
+    with pytest.raises(QuotaExceeded, match=r"'ml\.c5\.large for training job usage' is 1 "):
+        quotas.check("ml.c5.large", in_use=0, delta=2)
+
+
+@pytest.mark.parametrize(
+    ("limit", "elsewhere", "requested", "refused_below"),
+    [(10, 0, 1, 10), (1000, 0, 900, None), (1000, 0, 901, 100), (1000, 850, 60, 100)],
+)
+def test_the_unreserved_concurrency_floor(
+    limit: int, elsewhere: int, requested: int, refused_below: int | None
+) -> None:
+    profile = AccountProfile("p", lambda_concurrent_executions=limit)
+    if refused_below is None:
+        profile.check_reserved_concurrency(elsewhere, requested)
+        return
+    with pytest.raises(QuotaExceeded, match=rf"below its minimum value of \[{refused_below}\]"):
+        profile.check_reserved_concurrency(elsewhere, requested)
+
+
+# --- Rules ------------------------------------------------------------------------------------
+
+
+def test_rules_evaluate_like_cloudformation() -> None:
+    rules = {
+        "SizesAllowed": {
+            "RuleCondition": {"Fn::Equals": [{"Ref": "Env"}, "prod"]},
+            "Assertions": [
+                {
+                    "Assert": {"Fn::Contains": [["a", "b"], {"Ref": "Size"}]},
+                    "AssertDescription": "Size must be a or b in prod",
+                },
+                {"Assert": {"Fn::EachMemberIn": [{"Ref": "Zones"}, ["z1", "z2"]]}},
+            ],
+        }
+    }
+    check_rules(rules, {"Env": "dev", "Size": "c", "Zones": ["z9"]}, {})  # condition false
+    check_rules(rules, {"Env": "prod", "Size": "b", "Zones": ["z1", "z2"]}, {})
+    with pytest.raises(TemplateError, match="template rule SizesAllowed: Size must be a or b"):
+        check_rules(rules, {"Env": "prod", "Size": "c", "Zones": ["z1"]}, {})
+    with pytest.raises(TemplateError, match="rule SizesAllowed failed"):
+        check_rules(rules, {"Env": "prod", "Size": "a", "Zones": ["z1", "z3"]}, {})
+    with pytest.raises(TemplateError, match="Fn::ValueOf is not available"):
+        check_rules({"R": {"Assertions": [{"Assert": {"Fn::ValueOf": ["P", "VpcId"]}}]}}, {}, {})
+
+
+# --- SageMaker's instance quotas (in process, under mock_aws) -------------------------------
+
+
+def install(state: Path, profile: AccountProfile) -> None:
+    local_sagemaker.install(state, quotas=profile)
+
+
+@pytest.fixture
+def sagemaker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    before = children()
+    monkeypatch.setattr(f"{__name__}.STOP_FILE", tmp_path / "stop")
+    try:
+        with mock_aws():
+            install(tmp_path / "state", load_profile("new-account"))
+            s3 = boto3.client("s3", region_name=REGION)
+            s3.create_bucket(Bucket=BUCKET)
+            s3.put_object(Bucket=BUCKET, Key="code.tar.gz", Body=tgz({"train.py": SLOW_TRAIN}))
+            s3.put_object(Bucket=BUCKET, Key="data/train/a/1.jpg", Body=b"jpeg")
+            yield boto3.client("sagemaker", region_name=REGION)
+    finally:
+        (tmp_path / "stop").touch()
+        local_sagemaker.uninstall()
+        assert_no_new_children(before)
+
+
+def job_request(name: str, count: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "TrainingJobName": name,
+        "RoleArn": ROLE,
+        "AlgorithmSpecification": {"TrainingImage": "img", "TrainingInputMode": "File"},
+        "HyperParameters": {
+            "sagemaker_program": json.dumps("train.py"),
+            "sagemaker_submit_directory": json.dumps(f"s3://{BUCKET}/code.tar.gz"),
+        },
+        "InputDataConfig": [
+            {
+                "ChannelName": "training",
+                "DataSource": {
+                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data/"}
+                },
+            }
+        ],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/out"},
+        "ResourceConfig": {
+            "InstanceType": "ml.m5.xlarge",
+            "InstanceCount": count,
+            "VolumeSizeInGB": 5,
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": 60, "MaxWaitTimeInSeconds": 120},
+        "Environment": {"STOP_FILE": str(STOP_FILE)},
+        **extra,
+    }
+
+
+def refused(call: Any, **request: Any) -> str:
+    with pytest.raises(ClientError) as info:
+        call(**request)
+    error = info.value.response
+    assert error["Error"]["Code"] == "ResourceLimitExceeded"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+    return str(error["Error"]["Message"])
+
+
+def test_a_new_account_refuses_the_default_training_job(sagemaker: Any) -> None:
+    message = refused(sagemaker.create_training_job, **job_request("two-hosts", 2))
+    assert message == limit_message("ml.m5.xlarge for training job usage", 1, 0, 2)
+    with pytest.raises(ClientError, match="two-hosts"):
+        sagemaker.describe_training_job(TrainingJobName="two-hosts")  # nothing was created
+    spot = job_request("spot", 2, EnableManagedSpotTraining=True)
+    message = refused(sagemaker.create_training_job, **spot)
+    assert "'ml.m5.xlarge for spot training job usage' is 1 Instances" in message
+
+
+def test_running_jobs_count_against_the_quota(sagemaker: Any, tmp_path: Path) -> None:
+    install(tmp_path / "state", replace(load_profile("new-account"), training=InstanceQuotas(
+        "training job usage", {"ml.m5.xlarge": 3})))  # fmt: skip
+    sagemaker.create_training_job(**job_request("first", 2))
+    message = refused(sagemaker.create_training_job, **job_request("second", 2))
+    assert message == limit_message("ml.m5.xlarge for training job usage", 3, 2, 2)
+    sagemaker.create_training_job(**job_request("third", 1))  # 2 + 1 fits
+    (tmp_path / "stop").touch()
+    for name in ("first", "third"):
+        assert wait_job(sagemaker, name, timeout=60)["TrainingJobStatus"] == "Completed"
+    sagemaker.create_training_job(**job_request("after", 2))  # finished jobs free the quota
+    assert wait_job(sagemaker, "after", timeout=60)["TrainingJobStatus"] == "Completed"
+
+
+def test_a_new_account_refuses_the_default_endpoint(sagemaker: Any) -> None:
+    sagemaker.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "img"})
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="c",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "m",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    message = refused(sagemaker.create_endpoint, EndpointName="ep", EndpointConfigName="c")
+    assert message == limit_message("ml.m5.large for endpoint usage", 0, 0, 1)
+    assert sagemaker.list_endpoints()["Endpoints"] == []
