@@ -1,7 +1,8 @@
 """``python -m localcloud``: run the pipeline on this machine, or talk to a running local cloud.
 
-up                  start the local cloud (template deployed) in the foreground
+up                  start the local cloud (template deployed) and its console page
 run                 sample data -> upload -> the pipeline -> classify -> summary, then stop
+                    (--keep-open: keep it and the console page up afterwards)
 upload PATH         upload a data set (folder or archive) to the bucket: starts a run
 executions          list the state machine's executions
 history [EXECUTION] one execution, state by state (default: the latest)
@@ -19,8 +20,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from localcloud.cli_errors import report
 from localcloud.client import Connection, NotRunning, connect
 from localcloud.config import DEFAULT_STATE_DIR, add_settings_arguments, settings_from_args
+from localcloud.console.launch import add_console_arguments, start_console
 from localcloud.history import build_view, duration, render
 from localcloud.intrinsics import TemplateError
 from localcloud.launcher import LaunchError, LocalCloudProcess
@@ -34,7 +37,7 @@ from localcloud.runner import (
     run_pipeline,
     upload,
 )
-from localcloud.statefile import read_state
+from localcloud.statefile import STATE_FILE, read_state
 
 
 def _stop_on_sigterm() -> None:
@@ -47,18 +50,26 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     cloud = LocalCloudProcess(settings)
     conn = cloud.start()
+    stops = [cloud.stop]
     try:
         state = cloud.state
         print(f"Local cloud up: stack {state['stack_name']} in {conn.region}")
         print(f"  AWS endpoint  {conn.endpoint_url}")
-        print("    export " + " ".join(f"{k}={v}" for k, v in conn.environment().items()))
+        # LOCALCLOUD_STATE: where a notebook or script finds the stack's outputs
+        env = {**conn.environment(), "LOCALCLOUD_STATE": str(settings.state_dir / STATE_FILE)}
+        print("    export " + " ".join(f"{k}={v}" for k, v in env.items()))
         routes = ", ".join(conn.routes)
         print(f"  HTTP API      {conn.api_url}  ({routes})")
         prefix = dataset_prefix(state)
         print(f"  Data bucket   s3://{conn.the_bucket()}/{prefix}  (an archive there starts a run)")
-        print(f"  State dir     {settings.state_dir}  (logs, executions, models)")
+        print(f"  State dir     {settings.state_dir}  (logs, executions, models, plots)")
+        print(f"  IAM           {_iam_line(state)}")
+        print(f"  SageMaker     {state.get('sagemaker_containers', '')}")
         for what, where in _grouped(state.get("not_emulated") or []):
             print(f"  not emulated: {what} ({', '.join(where)})")
+        console = start_console(conn, settings, args.console_port)
+        stops.append(console.stop)
+        print(f"  Console       {console.url}  (executions, training, endpoint, registry)")
         print("Ctrl-C stops everything.", flush=True)
         assert cloud.proc is not None
         while cloud.proc.poll() is None:
@@ -69,7 +80,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("\nstopping...", flush=True)
         return 0
     finally:
-        cloud.stop()
+        for stop in reversed(stops):
+            stop()
+
+
+def _iam_line(state: dict[str, object]) -> str:
+    if state.get("iam") == "enforced":
+        return (
+            "enforced: functions, state machine, rule and SageMaker act as their template "
+            "roles (--no-iam turns it off)"
+        )
+    return "not enforced (--no-iam)"
 
 
 def _grouped(notes: list[str]) -> list[tuple[str, list[str]]]:
@@ -83,7 +104,12 @@ def _grouped(notes: list[str]) -> list[tuple[str, list[str]]]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     outcome = run_pipeline(
-        settings_from_args(args), data=args.data, classify=args.classify, timeout=args.timeout
+        settings_from_args(args),
+        data=args.data,
+        classify=args.classify,
+        timeout=args.timeout,
+        console_port=args.console_port,
+        keep_open=args.keep_open,
     )
     return 0 if outcome.succeeded else 1
 
@@ -190,8 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="start the local cloud in the foreground (Ctrl-C stops it)",
                         description="Start the local cloud, deploy the template, print the "
-                        "endpoint and HTTP API URLs; Ctrl-C stops everything.")  # fmt: skip
+                        "endpoint, HTTP API and console URLs; Ctrl-C stops it all.")  # fmt: skip
     add_settings_arguments(up)
+    add_console_arguments(up)
     up.set_defaults(handler=cmd_up)
 
     run = sub.add_parser("run", help="the whole pipeline once on sample data, then stop",
@@ -212,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--timeout", type=float, default=1800,
                      help="seconds to wait for the execution (default: %(default)s)")  # fmt: skip
+    add_console_arguments(run)
+    run.add_argument("--keep-open", action="store_true",
+                     help="after the summary, keep the local cloud and its console page up "
+                     "until Ctrl-C")  # fmt: skip
     run.set_defaults(handler=cmd_run)
 
     up_load = sub.add_parser("upload", help="upload a data set; the upload starts a run",
@@ -251,8 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except (CliError, NotRunning, LaunchError, TemplateError, TimeoutError) as exc:
-        print(f"localcloud: {exc}", file=sys.stderr)
-        return 2
+        return report(exc)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # anything else is one line too, never a traceback
+        return report(exc)

@@ -17,6 +17,8 @@ from typing import Any
 
 from localcloud.client import Connection
 from localcloud.config import Settings
+from localcloud.console.launch import start_console
+from localcloud.console.server import Console
 from localcloud.history import build_view, duration, render
 from localcloud.launcher import LocalCloudProcess
 from localcloud.progress import Follower, wait_for_execution
@@ -113,9 +115,14 @@ def run_pipeline(
     classify: int = 10,
     timeout: float = 1800,
     out: Out = _print,
+    console_port: int | None = None,
+    keep_open: bool = False,
 ) -> RunOutcome:
+    """``console_port`` (0: a free port) serves the console page during the run;
+    ``keep_open`` keeps the local cloud and the page up after the summary until Ctrl-C."""
     began = time.monotonic()
     cloud = LocalCloudProcess(settings)
+    console = None
     with (
         tempfile.TemporaryDirectory(prefix="localcloud-run-") as tmp,
         ThreadPoolExecutor(max_workers=1) as pool,
@@ -125,10 +132,32 @@ def run_pipeline(
         out(f"Starting the local cloud (state in {settings.state_dir})...")
         conn = cloud.start()
         try:
-            return _run(cloud, conn, prepared.result(), began, classify, timeout, out)
+            if console_port is not None or keep_open:
+                console = start_console(conn, settings, console_port or 0)
+                out(f"  Console page: {console.url}")
+            outcome = _run(cloud, conn, prepared.result(), began, classify, timeout, out)
+            if console is not None:
+                for path in console.write_plots():
+                    out(f"Training curves: {path}")
+            if keep_open:
+                _stay_open(cloud, console, out)
+            return outcome
         finally:
             out("Stopping the local cloud...")
+            if console is not None:
+                console.stop()
             cloud.stop()
+
+
+def _stay_open(cloud: LocalCloudProcess, console: Console | None, out: Out) -> None:
+    where = f": the console is at {console.url}" if console else ""
+    out(f"The local cloud stays up{where}. Ctrl-C stops everything.")
+    try:
+        while cloud.proc is not None and cloud.proc.poll() is None:
+            time.sleep(0.5)
+        out(f"the local cloud exited; see {cloud.log_path}")
+    except KeyboardInterrupt:
+        out("")
 
 
 def prepare_dataset(
@@ -157,6 +186,8 @@ def _run(
 ) -> RunOutcome:
     state = cloud.state
     out(f"  up in {duration(time.monotonic() - began)}: {conn.endpoint_url}, API {conn.api_url}")
+    iam = "enforced (each function, the state machine, the rule and SageMaker act as their role)"
+    out(f"  IAM {iam if state.get('iam') == 'enforced' else 'not enforced (--no-iam)'}")
     archive, data_dir = dataset
     key = f"{dataset_prefix(state)}{archive.name}"
     uploaded_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
