@@ -20,7 +20,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from localcloud.cli_errors import report
 from localcloud.client import Connection, NotRunning, connect
 from localcloud.config import DEFAULT_STATE_DIR, add_settings_arguments, settings_from_args
 from localcloud.console.launch import add_console_arguments, start_console
@@ -37,7 +36,7 @@ from localcloud.runner import (
     run_pipeline,
     upload,
 )
-from localcloud.statefile import STATE_FILE, read_state
+from localcloud.statefile import read_state
 
 
 def _stop_on_sigterm() -> None:
@@ -55,16 +54,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         state = cloud.state
         print(f"Local cloud up: stack {state['stack_name']} in {conn.region}")
         print(f"  AWS endpoint  {conn.endpoint_url}")
-        # LOCALCLOUD_STATE: where a notebook or script finds the stack's outputs
-        env = {**conn.environment(), "LOCALCLOUD_STATE": str(settings.state_dir / STATE_FILE)}
-        print("    export " + " ".join(f"{k}={v}" for k, v in env.items()))
+        print("    export " + " ".join(f"{k}={v}" for k, v in conn.environment().items()))
         routes = ", ".join(conn.routes)
         print(f"  HTTP API      {conn.api_url}  ({routes})")
         prefix = dataset_prefix(state)
         print(f"  Data bucket   s3://{conn.the_bucket()}/{prefix}  (an archive there starts a run)")
         print(f"  State dir     {settings.state_dir}  (logs, executions, models, plots)")
-        print(f"  IAM           {_iam_line(state)}")
-        print(f"  SageMaker     {state.get('sagemaker_containers', '')}")
         for what, where in _grouped(state.get("not_emulated") or []):
             print(f"  not emulated: {what} ({', '.join(where)})")
         console = start_console(conn, settings, args.console_port)
@@ -82,15 +77,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         for stop in reversed(stops):
             stop()
-
-
-def _iam_line(state: dict[str, object]) -> str:
-    if state.get("iam") == "enforced":
-        return (
-            "enforced: functions, state machine, rule and SageMaker act as their template "
-            "roles (--no-iam turns it off)"
-        )
-    return "not enforced (--no-iam)"
 
 
 def _grouped(notes: list[str]) -> list[tuple[str, list[str]]]:
@@ -282,9 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except (CliError, NotRunning, LaunchError, TemplateError, TimeoutError) as exc:
-        return report(exc)
+        print(f"localcloud: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # anything else is one line too, never a traceback
-        return report(exc)
