@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from localcloud.cli_errors import report
 from localcloud.client import Connection, NotRunning, connect
 from localcloud.config import DEFAULT_STATE_DIR, add_settings_arguments, settings_from_args
 from localcloud.console.launch import add_console_arguments, start_console
@@ -268,8 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except (CliError, NotRunning, LaunchError, TemplateError, TimeoutError) as exc:
-        print(f"localcloud: {exc}", file=sys.stderr)
-        return 2
+        return report(exc)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # anything else is one line too, never a traceback
+        return report(exc)

@@ -90,6 +90,12 @@ class Connection:
                 status, raw = response.status, response.read()
         except urllib.error.HTTPError as exc:
             status, raw = exc.code, exc.read()
+        except (urllib.error.URLError, OSError) as exc:  # refused, reset, timed out
+            reason = getattr(exc, "reason", None) or exc
+            raise NotRunning(
+                f"the HTTP API at {self.api_url} is not reachable ({reason}): is "
+                "`python -m localcloud up` running, or is --api-url right?"
+            ) from None
         try:
             return status, json.loads(raw)
         except ValueError:

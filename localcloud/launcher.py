@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +20,21 @@ STOP_GRACE_S = 20.0
 
 class LaunchError(RuntimeError):
     pass
+
+
+def _check_port_free(option: str, port: int) -> None:
+    """A fixed port that is taken fails here, in one line, rather than in the server."""
+    if not port:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise LaunchError(
+                f"{option} {port}: the port is not free ({exc.strerror}); "
+                "pick another or leave it out for a free one"
+            ) from None
 
 
 class LocalCloudProcess:
@@ -42,6 +58,8 @@ class LocalCloudProcess:
                 f"a local cloud is already running for {s.state_dir} (pid {running['pid']}, "
                 f"{running['endpoint_url']}): stop it or pass another --state-dir"
             )
+        for option, port in (("--port", s.port), ("--api-port", s.api_port)):
+            _check_port_free(option, port)
         (s.state_dir / STATE_FILE).unlink(missing_ok=True)  # stale
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
@@ -71,9 +89,11 @@ class LocalCloudProcess:
             lines = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             lines = []
+        # one line: the server's own "localcloud: ..." reason, else its last line
         reasons = [line for line in lines if line.startswith("localcloud: ")]
-        detail = reasons[-1] if reasons else "\n".join(lines[-15:])
-        return f"{what}; see {self.log_path}\n{detail}"
+        last = [line.strip() for line in lines if line.strip()][-1:]
+        detail = reasons[-1].removeprefix("localcloud: ") if reasons else " ".join(last)
+        return f"{what}: {detail or 'no reason logged'} (log: {self.log_path})"
 
     def stop(self) -> None:
         if self.proc is not None:
