@@ -24,7 +24,8 @@ from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
 from mlops import endpoint_client
-from mlops.classify import Settings, live_services
+from mlops.api_errors import ApiError
+from mlops.classify import Services, Settings, live_services
 from mlops.errors import ConfigurationError
 from mlops.http_events import build_http_api_event
 from tests.functions.classify_helpers import (
@@ -429,6 +430,21 @@ def test_endpoint_errors(
     assert (response["statusCode"], body["error"]) == (status, error)
     assert response["headers"].get("Retry-After") == retry_after
     assert ACCOUNT_ID not in response["body"]
+
+
+@pytest.mark.parametrize("error", ApiError.__subclasses__())
+def test_every_api_error_has_one_shape(
+    app: ModuleType, monkeypatch: pytest.MonkeyPatch, error: type[ApiError]
+) -> None:
+    def invoke(body: bytes, content_type: str, read_timeout: int) -> dict[str, Any]:
+        raise error("what happened")
+
+    monkeypatch.setattr(app, "services", Services(fetch=app.services.fetch, invoke=invoke))
+    response = app.lambda_handler(http(JPEG, "image/jpeg"), FakeContext())
+    assert response["statusCode"] == error.status
+    assert json.loads(response["body"]) == {"error": error.code, "message": "what happened"}
+    if error.status == 503:  # always a hint when to come back
+        assert int(response["headers"]["Retry-After"]) > 0
 
 
 @dataclass

@@ -3,6 +3,7 @@
 The classify function turns any of these into ``{"error": code, "message": message}``
 with ``status``; the message is written for the caller, so it never holds a stack trace,
 an ARN or an account id. Anything that is not an ``ApiError`` is a bug and answers 500.
+A 503 always carries ``Retry-After`` (the class default unless the raiser knows better).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from typing import ClassVar
 class ApiError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
+    default_retry_after: ClassVar[int | None] = None
 
     def __init__(self, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.retry_after = retry_after  # seconds, sent as Retry-After when set
+        # seconds, sent as Retry-After when set
+        self.retry_after = self.default_retry_after if retry_after is None else retry_after
 
     def body(self) -> dict[str, str]:
         return {"error": self.code, "message": self.message}
@@ -57,6 +60,7 @@ class ModelFailed(ApiError):
 
 class EndpointUnavailable(ApiError):
     status, code = 503, "endpoint_unavailable"
+    default_retry_after = 5
 
 
 class EndpointTimeout(ApiError):
