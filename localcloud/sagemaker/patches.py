@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
+from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
 from moto.core.common_types import TYPE_RESPONSE
 from moto.core.responses import ActionResult, EmptyResult
 from moto.sagemaker.exceptions import ResourceInUseException, ResourceNotFound, ValidationError
@@ -26,7 +27,7 @@ from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
 from . import quota, settings
-from .autoscaling import deregister_endpoint
+from .autoscaling import deregister_endpoint, describe_scaling_activities
 from .hosting import ENDPOINTS, EndpointRuntime, InvokeError, not_found
 from .training import TRAINING_RUNS, TrainingRun, check_metric_definitions
 
@@ -244,6 +245,12 @@ def apply() -> None:
     _patch(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
     _patch(SageMakerRuntimeResponse, "use_raw_body", True)  # image bodies are not UTF-8
     _patch(SageMakerModelBackend, "reset", reset)
+    # moto has no DescribeScalingActivities; the local scaler records its changes
+    _patch(
+        ApplicationAutoScalingResponse,
+        "describe_scaling_activities",
+        describe_scaling_activities,
+    )
 
 
 def revert() -> None:

@@ -534,6 +534,18 @@ def test_capacity_changes_and_target_tracking_resize_the_fleet(aws: Local) -> No
     )  # fmt: skip
     wait_for(lambda: wait_endpoint(aws.sagemaker, "ep"), lambda e: variant(e) == (2, 2), 30)
 
+    # every change is a scaling activity, newest first (moto itself has no such API)
+    activities = aws.scaling.describe_scaling_activities(
+        ServiceNamespace="sagemaker", ResourceId=resource
+    )["ScalingActivities"]
+    described = [a["Description"] for a in activities]
+    assert described[0] == "Setting desired instance count to 2."
+    assert "MinCapacity 2" in activities[0]["Cause"]
+    assert "Setting desired instance count to 3." in described  # the scale-out
+    assert described[1] == "Setting desired instance count to 1."  # the scale-in
+    assert {a["StatusCode"] for a in activities} == {"Successful"}
+    assert activities[0]["StartTime"] >= activities[-1]["StartTime"]
+
     aws.sagemaker.delete_endpoint(EndpointName="ep")
     assert (
         aws.scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
