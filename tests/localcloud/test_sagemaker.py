@@ -6,6 +6,7 @@ server, so each case takes seconds; test_sagemaker_real.py runs train.py and ser
 
 from __future__ import annotations
 
+import datetime
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -493,6 +494,17 @@ def test_capacity_changes_and_target_tracking_resize_the_fleet(aws: Local) -> No
         lambda metrics: metrics and all(m["Dimensions"] == dimensions for m in metrics),
         10,
     )
+    now = datetime.datetime.now(datetime.UTC)
+    per_minute = cloudwatch.get_metric_statistics(  # what a dashboard (the console) reads
+        Namespace="AWS/SageMaker",
+        MetricName="Invocations",
+        Dimensions=dimensions,
+        StartTime=now - datetime.timedelta(minutes=10),
+        EndTime=now + datetime.timedelta(minutes=1),
+        Period=60,
+        Statistics=["Sum"],
+    )["Datapoints"]
+    assert sum(point["Sum"] for point in per_minute) >= 1
 
     resource = f"endpoint/ep/variant/{VARIANT}"
     dimension = "sagemaker:variant:DesiredInstanceCount"

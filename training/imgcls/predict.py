@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,11 +14,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from imgcls.artifacts import SMOKE_FILE
 from imgcls.imaging import Preprocessor
 from imgcls.model import load_model
+from imgcls.optimize import noise_probe, optimise, requested_mode
 from imgcls.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 DEFAULT_TOP_K = 5
+PROBE_IMAGES = 8  # smoke images the optimised network is checked on at load
+
+log = logging.getLogger("imgcls.predict")
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,7 @@ class Classifier:
     preprocess: Preprocessor
     device: torch.device
     top_k: int  # default k for requests that do not ask
+    mode: str = "eager"  # how the network runs (imgcls.optimize)
 
 
 @dataclass(frozen=True)
@@ -34,14 +43,38 @@ class Prediction:
     top_k: int
 
 
-def load_classifier(model_dir: str | Path) -> Classifier:
-    """The model written by train.py, on the GPU when there is one, in eval mode."""
+def load_classifier(model_dir: str | Path, mode: str | None = None) -> Classifier:
+    """The model written by train.py, on the GPU when there is one, in eval mode, in its
+    fastest form that agrees with the eager network (``mode``: see imgcls.optimize;
+    default ``$IMGCLS_OPTIMIZE``, else ``auto``)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    mode = requested_mode() if mode is None else mode
     net, meta = load_model(model_dir, device)
     preprocess = Preprocessor(int(meta["image_size"]))
     _check_preprocessing(meta, preprocess)
     classes = tuple(meta["classes"])
-    return Classifier(net, classes, preprocess, device, default_top_k())
+    if mode != "eager":
+        probe, real = probe_batch(model_dir, preprocess)
+        optimised = optimise(net, probe, real, mode)
+        net, mode = optimised.net, optimised.mode
+    return Classifier(net, classes, preprocess, device, default_top_k(), mode)
+
+
+def probe_batch(model_dir: str | Path, preprocess: Preprocessor) -> tuple[torch.Tensor, bool]:
+    """Up to ``PROBE_IMAGES`` of the model's smoke images (one per class first), and True;
+    seeded noise and False when the model has none that decode."""
+    path = Path(model_dir) / SMOKE_FILE
+    tensors = []
+    try:
+        items = json.loads(path.read_text())["items"] if path.is_file() else []
+        for item in items[:PROBE_IMAGES]:
+            tensors.append(preprocess(base64.b64decode(item["image"])))
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        log.warning("cannot read probe images from %s (%s); probing with noise", path, exc)
+        tensors = []
+    if tensors:
+        return torch.cat(tensors), True
+    return noise_probe(preprocess.image_size), False
 
 
 def default_top_k() -> int:
