@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.client import BaseClient
 from botocore.config import Config
+from botocore.credentials import Credentials
 
 from localcloud.statefile import read_state
 
@@ -79,11 +82,25 @@ class Connection:
     def post(
         self, path: str, body: bytes, content_type: str, timeout: float = 60
     ) -> tuple[int, Any]:
-        """POST to the HTTP API; returns (status, decoded JSON or text)."""
+        """POST to the HTTP API; returns (status, decoded JSON or text).
+
+        Requests are SigV4-signed with the local credentials, so a route with AWS_IAM
+        authorization (``ApiAuth=AWS_IAM``) accepts them like any other.
+        """
         if not self.api_url:
             raise NotRunning("no HTTP API URL: start `python -m localcloud up` or pass --api-url")
+        signed = AWSRequest(
+            method="POST",
+            url=self.api_url + path,
+            data=body,
+            headers={"content-type": content_type},
+        )
+        credentials = Credentials(
+            CREDENTIALS["aws_access_key_id"], CREDENTIALS["aws_secret_access_key"]
+        )
+        SigV4Auth(credentials, "execute-api", self.region).add_auth(signed)
         request = urllib.request.Request(
-            self.api_url + path, data=body, method="POST", headers={"content-type": content_type}
+            self.api_url + path, data=body, method="POST", headers=dict(signed.headers.items())
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -15,6 +15,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from localcloud import sigv4
+from localcloud.client import Connection
 from localcloud.httpapi import HttpApi
 from localcloud.lambda_runtime import InvokeResult
 from localcloud.template import resolve_stack
@@ -127,6 +128,13 @@ def test_anything_else_gets_api_gateways_403(
     assert status == 403
     assert list(reply) == ["message"] and message in reply["message"]
     assert calls == []
+
+
+def test_the_cli_connection_signs_its_requests(iam_api: tuple[HttpApi, list[bytes]]) -> None:
+    api, calls = iam_api
+    connection = Connection(endpoint_url="http://127.0.0.1:9", region=REGION, api_url=api.url)
+    assert connection.post("/classify", BODY, "application/json") == (200, {})
+    assert len(calls) == 1
 
 
 def test_without_api_auth_the_route_is_public() -> None:
