@@ -7,15 +7,19 @@ For each in-service variant with a scalable target (``endpoint/<e>/variant/<v>``
 over the last minute, against the policy's TargetValue, with the policy's cooldowns.
 Minutes and cooldowns run on the accelerated clock of ``install(time_scale=...)``. The
 same pass replaces instances whose process died and publishes the CloudWatch metric
-``AWS/SageMaker`` ``Invocations`` (Sum, per EndpointName and VariantName).
+``AWS/SageMaker`` ``Invocations`` (Sum, per EndpointName and VariantName). Every change of
+the count is recorded as a scaling activity (``DescribeScalingActivities``, which moto lacks).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
 import time
+import uuid
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +33,10 @@ from .fleet import VariantFleet
 from .hosting import ENDPOINTS, EndpointRuntime
 
 logger = logging.getLogger(__name__)
+MAX_ACTIVITIES = 100  # per scalable target, newest first (AWS keeps six weeks of them)
+# (account, region, resource id) -> DescribeScalingActivities rows, newest first
+ACTIVITIES: dict[tuple[str, str, str], deque[dict[str, Any]]] = {}
+_activities_lock = threading.Lock()
 
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 METRIC = "SageMakerVariantInvocationsPerInstance"
@@ -145,7 +153,9 @@ def _publish_invocations(account_id: str, region: str, runtime: EndpointRuntime)
                 {"Name": "EndpointName", "Value": runtime.name},
                 {"Name": "VariantName", "Value": fleet.name},
             ],
-            "Timestamp": datetime.now(UTC),
+            # naive UTC, as moto keeps the timestamps its own PutMetricData receives (an
+            # aware one breaks GetMetricStatistics' comparisons: HTTP 500)
+            "Timestamp": datetime.now(UTC).replace(tzinfo=None),
             "Value": float(count),
             "Unit": "None",
         }
@@ -154,6 +164,63 @@ def _publish_invocations(account_id: str, region: str, runtime: EndpointRuntime)
     ]
     if data:
         cloudwatch_backends[account_id][region].put_metric_data("AWS/SageMaker", data)
+
+
+def record_activity(
+    account_id: str, region: str, resource_id: str, old: int, new: int, target: Any
+) -> None:
+    """A successful scaling activity, shaped like DescribeScalingActivities' rows."""
+    now = datetime.now(UTC)
+    if new > old and target is not None and old < int(target.min_capacity):
+        cause = f"the scalable target's MinCapacity {target.min_capacity} is above {old}"
+    elif new < old and target is not None and old > int(target.max_capacity):
+        cause = f"the scalable target's MaxCapacity {target.max_capacity} is below {old}"
+    else:
+        direction = "above" if new > old else "below"
+        cause = f"{METRIC} {direction} the target value of a target-tracking policy"
+    row = {
+        "ActivityId": str(uuid.uuid4()),
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": resource_id,
+        "ScalableDimension": DIMENSION,
+        "Description": f"Setting desired instance count to {new}.",
+        "Cause": f"{cause}: changing the desired instance count from {old} to {new}",
+        "StartTime": now.timestamp(),
+        "EndTime": now.timestamp(),
+        "StatusCode": "Successful",
+        "StatusMessage": f"Successfully set desired instance count to {new}. "
+        "Change successfully fulfilled by sagemaker.",
+    }
+    with _activities_lock:
+        rows = ACTIVITIES.setdefault(
+            (account_id, region, resource_id), deque(maxlen=MAX_ACTIVITIES)
+        )
+        rows.appendleft(row)
+
+
+def describe_scaling_activities(self: Any) -> str:
+    """``DescribeScalingActivities`` (moto has none): the activities of this account and
+    region, newest first, filtered by ``ResourceId``/``ScalableDimension`` when given."""
+    namespace = self._get_param("ServiceNamespace")
+    resource_id = self._get_param("ResourceId")
+    dimension = self._get_param("ScalableDimension")
+    with _activities_lock:
+        rows = [
+            row
+            for (account_id, region, rid), items in ACTIVITIES.items()
+            if (account_id, region) == (self.current_account, self.region)
+            and (resource_id is None or rid == resource_id)
+            for row in items
+        ]
+    rows = [
+        r
+        for r in rows
+        if r["ServiceNamespace"] == namespace
+        and (dimension is None or r["ScalableDimension"] == dimension)
+    ]
+    rows.sort(key=lambda r: r["StartTime"], reverse=True)
+    limit = self._get_int_param("MaxResults") or 50
+    return json.dumps({"ScalingActivities": rows[:limit]})
 
 
 def reconcile() -> None:
@@ -179,6 +246,9 @@ def reconcile() -> None:
                     fleet.last_scale_out = now
                 fleet.last_activity = now
                 counts[fleet.name] = wanted
+                resource_id = f"endpoint/{runtime.name}/variant/{fleet.name}"
+                target = backend.targets.get(DIMENSION, {}).get(resource_id)
+                record_activity(account_id, region, resource_id, fleet.desired, wanted, target)
             elif fleet.live_count() < fleet.desired:
                 counts[fleet.name] = fleet.desired  # an instance died: replace it
         if counts:
