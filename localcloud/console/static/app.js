@@ -151,9 +151,19 @@ function drawGraph(g) {
   }).join("");
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${g.width}" height="${g.height}" viewBox="0 0 ${g.width} ${g.height}">
     <defs>
-      <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#666"/></marker>
-      <marker id="arrow-catch" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#ef6c00"/></marker>
+      <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#666"/></marker>
+      <marker id="arrow-catch" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#ef6c00"/></marker>
     </defs>${edges}${nodes}</svg>`;
+}
+
+function transitions(x, name) {
+  const out = x.graph ? x.graph.edges.filter((e) => e.source === name) : [];
+  if (!out.length) return "";
+  const target = (t) => (t === "__end__" ? "End" : esc(t));
+  return `<h2>Transitions</h2><ul class="transitions">${out.map((e) => `<li class="${e.taken ? "taken" : ""}">
+    ${e.kind === "catch" ? "on error" : e.kind === "default" ? "otherwise" : e.kind === "choice" ? "if" : "next"}
+    ${e.kind === "choice" || e.kind === "catch" ? `<code>${esc(e.label.replace(/^catch /, ""))}</code>` : ""} → ${target(e.target)}
+    ${e.taken ? '<span class="muted">(taken)</span>' : ""}</li>`).join("")}</ul>`;
 }
 
 function showState(x) {
@@ -166,7 +176,7 @@ function showState(x) {
   if (!s) {
     panel.innerHTML = `<h2>${esc(name)}</h2><p>${badge(node ? node.status : "not-reached")}</p>
       <p class="muted">${node && node.comment ? esc(node.comment) : ""}</p>
-      <p class="muted">This execution has not entered this state.</p>`;
+      <p class="muted">This execution has not entered this state.</p>${transitions(x, name)}`;
     return;
   }
   const entries = s.entries;
@@ -185,7 +195,8 @@ function showState(x) {
       `<button data-run="${i}" ${i === index ? "disabled" : ""}>${i + 1}</button>`).join("")}</p>` : ""}
     <h2>Input</h2><pre id="state-input">${esc(pretty(e.input))}</pre>
     <h2>Output</h2><pre id="state-output">${esc(pretty(e.output)) || '<span class="muted">none</span>'}</pre>
-    ${e.error ? `<h2>This run's error</h2><pre class="error">${esc(e.error)}: ${esc(e.cause)}</pre>` : ""}`;
+    ${e.error ? `<h2>This run's error</h2><pre class="error">${esc(e.error)}: ${esc(e.cause)}</pre>` : ""}
+    ${transitions(x, name)}`;
   panel.querySelectorAll("button[data-run]").forEach((b) => b.addEventListener("click", () => {
     view.run = Number(b.dataset.run); showState(x);
   }));
