@@ -314,8 +314,14 @@ class Handler(BaseHTTPRequestHandler):
     def _client_gone(self) -> bool:
         """True once the client has closed its side (a pipelined request is not that)."""
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            poller = select.poll()  # not select(): no limit on the descriptor's number
+            poller.register(self.connection, select.POLLIN)
+            events = poller.poll(0)
+            if not events:
+                return False
+            if events[0][1] & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                return True
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
         except (OSError, ValueError):  # reset, or closed
             return True
 
