@@ -181,8 +181,15 @@ class FunctionPool:
         self._all: set[Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
-        cap = fn.reserved_concurrency
-        self.limit = UNRESERVED_LIMIT if cap is None else cap
+        self.limit = UNRESERVED_LIMIT
+        self.reserve(fn.reserved_concurrency)
+
+    def reserve(self, concurrency: int | str | None) -> None:
+        """Apply the function's reserved concurrency (PutFunctionConcurrency; None: none).
+
+        0 throttles every invocation, as Lambda does: a way to rehearse throttling.
+        """
+        self.limit = UNRESERVED_LIMIT if concurrency is None else int(concurrency)
 
     @property
     def size(self) -> int:
@@ -240,8 +247,14 @@ class FunctionPool:
             worker.close()
 
 
-def function_environment(fn: Function, *, region: str, endpoint_url: str) -> dict[str, str]:
-    """What Lambda sets for a function, plus the template's variables and the local endpoint."""
+def function_environment(
+    fn: Function, *, region: str, endpoint_url: str, credentials: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """What Lambda sets for a function, plus the template's variables and the local endpoint.
+
+    ``credentials`` (AWS_ACCESS_KEY_ID etc.) are the function's role session's, so the
+    local cloud can tell its calls apart and enforce the role's policies.
+    """
     env = {k: os.environ[k] for k in HOST_VARIABLES if k in os.environ}
     env.update(
         {
@@ -262,6 +275,7 @@ def function_environment(fn: Function, *, region: str, endpoint_url: str) -> dic
             "_HANDLER": fn.handler,
         }
     )
+    env.update(credentials or {})
     env.update(fn.environment)
     return env
 
@@ -277,10 +291,16 @@ class LambdaRuntime:
         endpoint_url: str,
         sink: LogSink,
         python: str = sys.executable,
+        credentials: Callable[[Function], Mapping[str, str]] | None = None,
     ) -> None:
         self._pools: dict[str, FunctionPool] = {}
         for fn in functions:
-            env = function_environment(fn, region=region, endpoint_url=endpoint_url)
+            env = function_environment(
+                fn,
+                region=region,
+                endpoint_url=endpoint_url,
+                credentials=credentials(fn) if credentials else None,
+            )
             self._pools[fn.name] = FunctionPool(fn, env, sink, python)
 
     def pool(self, name: str) -> FunctionPool:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -75,6 +76,8 @@ def install_lambda(runtime: LambdaRuntime) -> None:
         response_headers: dict[str, str],
     ) -> bytes:
         fn = self.get_function(function_name, qualifier)  # ResourceNotFound if unknown
+        with contextlib.suppress(UnknownFunction):  # PutFunctionConcurrency applies at once
+            runtime.pool(fn.function_name).reserve(fn.reserved_concurrency)
         payload = body if isinstance(body, bytes) else (body or "").encode()
         if headers.get("X-Amz-Invocation-Type") == "Event":
             threading.Thread(

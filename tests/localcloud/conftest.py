@@ -1,0 +1,30 @@
+"""Fixtures of the end-to-end modules: each module gets its own local cloud (module scope),
+with the first model already deployed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from localcloud.client import Connection
+from localcloud.launcher import LocalCloudProcess
+from tests.localcloud.pipeline_support import deploy_first_model, local_cloud
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloudProcess]:
+    yield from local_cloud(tmp_path_factory.mktemp("e2e-cloud"))
+
+
+@pytest.fixture(scope="module")
+def conn(cloud: LocalCloudProcess) -> Connection:
+    assert cloud.connection is not None
+    return cloud.connection
+
+
+@pytest.fixture(scope="module")
+def deployed(conn: Connection, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The first, successful run: its execution and what it deployed."""
+    return deploy_first_model(conn, tmp_path_factory.mktemp("good"))

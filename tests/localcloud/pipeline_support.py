@@ -1,0 +1,154 @@
+"""Running the real pipeline in a local cloud from a test: one local cloud per module, a
+tiny two-colour data set, and what a user checks afterwards (the endpoint, the API's
+answer, the execution's states, the deployment lock).
+
+Swapping the class folders of one split steers a scenario: swapped valid/ fails the
+quality gate (valid_acc ~ 0), swapped test/ (the smoke images come from it) fails the
+smoke test after deploying.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from localcloud import processes
+from localcloud.client import Connection
+from localcloud.config import DEFAULT_PARAMETERS, Settings
+from localcloud.launcher import LocalCloudProcess
+from localcloud.progress import wait_for_execution
+from localcloud.report import execution_events
+from localcloud.runner import classify_file, upload
+from tests.data_helpers import make_archive, write_image_folder
+
+REPO = Path(__file__).resolve().parents[2]
+CLASSES = ("cat", "dog")
+ENDPOINT = "image-classifier"
+HYPERPARAMETERS = {
+    "arch": "resnet18",
+    "weights": "none",
+    "fine-tune": "all",
+    "image-size": 32,
+    "epochs": 2,
+    "batch-size": 8,
+    "learning-rate": 0.001,
+    "num-workers": 0,
+    "log-interval": 0,
+    "smoke-images": 8,
+}
+EXECUTION_TIMEOUT_S = 400
+# What a failed execution's cause must never contain: it is read by people.
+NOT_IN_A_CAUSE = ("Traceback", "stackTrace", 'File "', "errorType")
+
+
+def local_cloud(state_dir: Path, **overrides: str) -> Iterator[LocalCloudProcess]:
+    """A started local cloud for the pipeline tests; on exit, stopped with nothing left."""
+    values = {
+        "TrainingHyperparameters": json.dumps(HYPERPARAMETERS),
+        "MinValidationAccuracy": "0.5",
+        "SmokeTestMinAccuracy": "0.5",
+        "PollIntervalSeconds": "1",
+        **overrides,
+    }
+    settings = Settings(
+        template=REPO / "template.yaml",
+        parameters_file=DEFAULT_PARAMETERS,
+        parameter_overrides=tuple(f"{k}={v}" for k, v in values.items()),
+        state_dir=state_dir,
+        stack_name="e2e",
+    )
+    process = LocalCloudProcess(settings)
+    try:
+        process.start()
+        yield process
+    finally:
+        started = (
+            [process.proc.pid, *processes.descendants(process.proc.pid)] if process.proc else []
+        )
+        process.stop()
+        leaked = [pid for pid in started if Path(f"/proc/{pid}").exists()]
+        assert leaked == [], f"processes left after the local cloud stopped: {leaked}"
+
+
+def data_set(root: Path, swap: str | None = None, seed: int = 0) -> Path:
+    """The colour data set; ``swap`` names a split whose two class folders are exchanged."""
+    write_image_folder(
+        root, classes=CLASSES, counts={"train": 48, "valid": 8, "test": 8}, seed=seed
+    )
+    if swap:
+        a, b = (root / swap / name for name in CLASSES)
+        a.rename(root / swap / "tmp")
+        b.rename(a)
+        (root / swap / "tmp").rename(b)
+    return root
+
+
+def archive_of(root: Path) -> Path:
+    return make_archive(root, root.parent / f"{root.name}.tar.gz")
+
+
+def start_upload(conn: Connection, archive: Path, key: str) -> str:
+    """Upload a data set; the ARN of the execution the upload started."""
+    after = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
+    upload(conn, archive, key)
+    return wait_for_execution(conn, conn.the_state_machine(), after, timeout=30)
+
+
+def run_upload(conn: Connection, archive: Path, key: str) -> dict[str, Any]:
+    return finish(conn, start_upload(conn, archive, key))
+
+
+def finish(conn: Connection, arn: str) -> dict[str, Any]:
+    sfn = conn.client("stepfunctions")
+    done = processes.wait_until(
+        lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING",
+        EXECUTION_TIMEOUT_S,
+        interval=1,
+    )
+    assert done, f"{arn} still running after {EXECUTION_TIMEOUT_S} s"
+    return sfn.describe_execution(executionArn=arn)
+
+
+def entered(conn: Connection, arn: str) -> list[str]:
+    return [
+        e["stateEnteredEventDetails"]["name"]
+        for e in execution_events(conn, arn)
+        if "stateEnteredEventDetails" in e
+    ]
+
+
+def wait_for_state(conn: Connection, arn: str, state: str, timeout: float = 300) -> None:
+    reached = processes.wait_until(lambda: state in entered(conn, arn), timeout, interval=0.2)
+    assert reached, f"{arn} did not reach {state} within {timeout} s"
+
+
+def endpoint(conn: Connection) -> dict[str, Any]:
+    return conn.client("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
+
+
+def classify(conn: Connection, image: Path) -> dict[str, Any]:
+    status, reply = classify_file(conn, image)
+    assert status == 200, reply
+    return reply
+
+
+def lock_holders(conn: Connection) -> list[dict[str, Any]]:
+    """The deployment lock's items: empty once every execution released it."""
+    dynamodb = conn.client("dynamodb")
+    (table,) = [t for t in dynamodb.list_tables()["TableNames"] if "lock" in t.lower()]
+    return dynamodb.scan(TableName=table, ConsistentRead=True)["Items"]
+
+
+def deploy_first_model(conn: Connection, workdir: Path) -> dict[str, Any]:
+    """The first, successful run: its execution, the live config and a test image."""
+    root = data_set(workdir / "colours")
+    description = run_upload(conn, archive_of(root), "datasets/colours.tar.gz")
+    assert description["status"] == "SUCCEEDED", description.get("cause")
+    return {
+        "description": description,
+        "config": endpoint(conn)["EndpointConfigName"],
+        "image": next((root / "test" / "dog").iterdir()),
+    }

@@ -1,0 +1,268 @@
+"""Fault injection, end to end: each scenario breaks one thing while the real pipeline runs
+in a local cloud, then checks what a user relies on afterwards: the previous model (or the
+new one, where the run could still succeed) answers correctly through the HTTP API, a failed
+execution's cause is one readable sentence, the deployment lock is released, and (when the
+module's local cloud stops) no process is left. ``python -m bench.faults`` prints the table.
+
+The faults are injected the way they happen: through AWS's own APIs (a function's
+concurrency set to 0, the endpoint scaled while a rollback needs it, a second upload to the
+same key), by damaging what S3 holds, or by killing a model server's process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localcloud import processes
+from localcloud.client import Connection
+from localcloud.launcher import LocalCloudProcess
+from localcloud.runner import classify_file, upload
+from tests.localcloud.pipeline_support import (
+    ENDPOINT,
+    NOT_IN_A_CAUSE,
+    archive_of,
+    classify,
+    data_set,
+    endpoint,
+    entered,
+    finish,
+    lock_holders,
+    run_upload,
+    start_upload,
+    wait_for_state,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def survived(
+    conn: Connection, deployed: dict[str, Any], description: dict[str, Any], error: str | None
+) -> None:
+    """The end state every fault must leave: readable cause, lock free, the model answers."""
+    if error is None:
+        assert description["status"] == "SUCCEEDED", description.get("cause")
+    else:
+        assert (description["status"], description["error"]) == ("FAILED", error)
+        cause = description.get("cause") or ""
+        assert cause and not [m for m in NOT_IN_A_CAUSE if m in cause], cause
+        assert endpoint(conn)["EndpointConfigName"] == deployed["config"]
+    assert lock_holders(conn) == []
+    assert endpoint(conn)["EndpointStatus"] == "InService"
+    assert classify(conn, deployed["image"])["predictions"][0]["label"] == "dog"
+
+
+def newest_job(conn: Connection) -> dict[str, Any] | None:
+    jobs = conn.client("sagemaker").list_training_jobs(
+        SortBy="CreationTime", SortOrder="Descending", MaxResults=1
+    )["TrainingJobSummaries"]
+    return jobs[0] if jobs else None
+
+
+def test_training_fails(conn: Connection, deployed: dict[str, Any], tmp_path: Path) -> None:
+    """Fault: the data set is not a readable archive; training fails."""
+    archive = tmp_path / "broken.tar.gz"
+    archive.write_bytes(b"this is not a gzip archive")
+    description = run_upload(conn, archive, "datasets/broken.tar.gz")
+    survived(conn, deployed, description, "TrainingJobFailed")
+
+
+def test_quality_gate_fails(conn: Connection, deployed: dict[str, Any], tmp_path: Path) -> None:
+    """Fault: the new model is worse than the gate; it is never deployed."""
+    root = data_set(tmp_path / "swapped-valid", swap="valid")
+    description = run_upload(conn, archive_of(root), "datasets/swapped-valid.tar.gz")
+    survived(conn, deployed, description, "QualityGateFailed")
+    assert "DeployModel" not in entered(conn, description["executionArn"])
+
+
+def test_endpoint_fails_to_come_up(
+    conn: Connection, deployed: dict[str, Any], tmp_path: Path
+) -> None:
+    """Fault: the new model's artifact is damaged after training; its servers never start."""
+    before = newest_job(conn)
+    root = data_set(tmp_path / "damaged", seed=1)
+    arn = start_upload(conn, archive_of(root), "datasets/damaged.tar.gz")
+
+    def completed() -> bool:
+        job = newest_job(conn)
+        new = job is not None and (
+            before is None or job["TrainingJobName"] != before["TrainingJobName"]
+        )
+        return new and job["TrainingJobStatus"] == "Completed"
+
+    # The window: the next CheckTraining poll, the gate and the lock come before the deploy.
+    assert processes.wait_until(completed, 300, interval=0.05), "training did not complete"
+    job = conn.client("sagemaker").describe_training_job(
+        TrainingJobName=newest_job(conn)["TrainingJobName"]
+    )
+    bucket, key = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix("s3://").split("/", 1)
+    conn.client("s3").put_object(Bucket=bucket, Key=key, Body=b"not a model")
+    description = finish(conn, arn)
+    survived(conn, deployed, description, "EndpointDeploymentFailed")
+    assert "RollBack" in entered(conn, arn)
+
+
+def test_smoke_test_fails_while_the_endpoint_scales(
+    conn: Connection, deployed: dict[str, Any], tmp_path: Path
+) -> None:
+    """Fault: the smoke test fails, and autoscaling resizes the endpoint as the rollback starts."""
+    root = data_set(tmp_path / "swapped-test", swap="test")
+    arn = start_upload(conn, archive_of(root), "datasets/swapped-test.tar.gz")
+    wait_for_state(conn, arn, "SmokeTest")
+    conn.client("sagemaker").update_endpoint_weights_and_capacities(
+        EndpointName=ENDPOINT,
+        DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 2}],
+    )
+    description = finish(conn, arn)
+    survived(conn, deployed, description, "SmokeTestFailed")
+    assert "(rolled back)" in description["cause"]
+
+
+def model_servers(cloud: LocalCloudProcess) -> list[int]:
+    assert cloud.proc is not None
+    found = []
+    for pid in processes.descendants(cloud.proc.pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--model-dir" in argv and not argv[0].endswith(b"bwrap"):
+            found.append(pid)
+    return found
+
+
+def test_a_model_server_killed_under_traffic(
+    conn: Connection, cloud: LocalCloudProcess, deployed: dict[str, Any]
+) -> None:
+    """Fault: a model server process dies while requests arrive; it is replaced."""
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            statuses.append(classify_file(conn, deployed["image"])[0])
+
+    sender = threading.Thread(target=traffic, daemon=True)
+    sender.start()
+    try:
+        servers = model_servers(cloud)
+        assert servers, "no model server found"
+        os.kill(servers[0], signal.SIGKILL)
+        replaced = processes.wait_until(
+            lambda: (live := model_servers(cloud)) != [] and servers[0] not in live,
+            60,
+            interval=0.5,
+        )
+        assert replaced, "the killed model server was not replaced"
+        assert processes.wait_until(
+            lambda: classify_file(conn, deployed["image"])[0] == 200, 60, interval=0.5
+        )
+    finally:
+        stop.set()
+        sender.join(timeout=70)
+    assert statuses and set(statuses) <= {200, 503}, statuses  # never a 500
+    survived(conn, deployed, {"status": "SUCCEEDED"}, None)
+
+
+def test_a_throttled_function_is_retried(
+    conn: Connection, deployed: dict[str, Any], tmp_path: Path
+) -> None:
+    """Fault: the smoke-test function is throttled (concurrency 0) when the run needs it."""
+    lam = conn.client("lambda")
+    (name,) = [
+        f["FunctionName"]
+        for f in lam.list_functions()["Functions"]
+        if "SmokeTest" in f["FunctionName"]
+    ]
+    root = data_set(tmp_path / "throttled", seed=4)
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    try:
+        arn = start_upload(conn, archive_of(root), "datasets/throttled.tar.gz")
+        sfn = conn.client("stepfunctions")
+
+        def throttled() -> bool:
+            events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+            return any(e["type"] == "LambdaFunctionFailed" for e in events)
+
+        assert processes.wait_until(throttled, 300, interval=0.2), "never throttled"
+    finally:
+        lam.delete_function_concurrency(FunctionName=name)
+    description = finish(conn, arn)
+    deployed = {**deployed, "config": endpoint(conn)["EndpointConfigName"]}
+    survived(conn, deployed, description, None)
+
+
+def test_two_uploads_to_one_key_train_two_models_each_from_its_own_bytes(
+    conn: Connection, deployed: dict[str, Any], tmp_path: Path
+) -> None:
+    """Fault: two different data sets land on the same key moments apart."""
+    s3 = conn.client("s3")
+    bucket = conn.the_bucket()
+    key = "datasets/twice.tar.gz"
+    archives = [archive_of(data_set(tmp_path / f"upload-{n}", seed=10 + n)) for n in (1, 2)]
+    arns = [start_upload(conn, archives[0], key)]
+    upload(conn, archives[1], key)
+    arns += [a for a in _executions_since(conn, arns[0]) if a != arns[0]]
+    assert len(arns) == 2, arns
+    descriptions = [finish(conn, arn) for arn in arns]
+    versions = s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]
+    assert len(versions) == 2
+    sm = conn.client("sagemaker")
+    trained: dict[str, bytes] = {}
+    for description in descriptions:
+        job = sm.describe_training_job(TrainingJobName=_job_name(conn, description["executionArn"]))
+        uri = job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
+        pinned = uri.removeprefix(f"s3://{bucket}/")
+        version = {
+            t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
+        }["mlops:dataset-version"]
+        trained[version] = s3.get_object(Bucket=bucket, Key=pinned)["Body"].read()
+    uploaded = {
+        v["VersionId"]: s3.get_object(Bucket=bucket, Key=key, VersionId=v["VersionId"])[
+            "Body"
+        ].read()
+        for v in versions
+    }
+    assert trained == uploaded  # each run trained exactly the version that started it
+    assert {archives[0].read_bytes(), archives[1].read_bytes()} == set(uploaded.values())
+    for description in descriptions:
+        assert description["status"] == "SUCCEEDED", description.get("cause")
+    assert lock_holders(conn) == []
+    assert classify(conn, deployed["image"])["predictions"][0]["label"] == "dog"
+
+
+def _executions_since(conn: Connection, first: str, timeout: float = 30) -> list[str]:
+    sfn = conn.client("stepfunctions")
+    machine = conn.the_state_machine()
+    found: list[str] = []
+
+    def two() -> bool:
+        started = sfn.describe_execution(executionArn=first)["startDate"]
+        found[:] = [
+            e["executionArn"]
+            for e in sfn.list_executions(stateMachineArn=machine)["executions"]
+            if e["startDate"] >= started
+        ]
+        return len(found) >= 2
+
+    processes.wait_until(two, timeout, interval=0.2)
+    return found
+
+
+def _job_name(conn: Connection, arn: str) -> str:
+    sfn = conn.client("stepfunctions")
+    for event in sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]:
+        details = event.get("taskSucceededEventDetails") or event.get(
+            "lambdaFunctionSucceededEventDetails"
+        )
+        if details and "training_job_name" in (details.get("output") or ""):
+            return json.loads(details["output"])["training_job_name"]
+    raise AssertionError(f"no training job in {arn}")
