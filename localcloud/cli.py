@@ -61,6 +61,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         prefix = dataset_prefix(state)
         print(f"  Data bucket   s3://{conn.the_bucket()}/{prefix}  (an archive there starts a run)")
         print(f"  State dir     {settings.state_dir}  (logs, executions, models, plots)")
+        print(f"  Account       {state.get('account_profile')}  (quotas: localcloud/account.yaml)")
         for what, where in _grouped(state.get("not_emulated") or []):
             print(f"  not emulated: {what} ({', '.join(where)})")
         console = start_console(conn, settings, args.console_port)

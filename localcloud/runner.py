@@ -186,6 +186,7 @@ def _run(
 ) -> RunOutcome:
     state = cloud.state
     out(f"  up in {duration(time.monotonic() - began)}: {conn.endpoint_url}, API {conn.api_url}")
+    out(f"  account profile {state.get('account_profile')} (quotas: localcloud/account.yaml)")
     archive, data_dir = dataset
     key = f"{dataset_prefix(state)}{archive.name}"
     uploaded_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)

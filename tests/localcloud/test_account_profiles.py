@@ -33,12 +33,19 @@ def settings(state_dir: Path, profile: str, **parameters: str) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def new_account(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Connection]:
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloudProcess]:
     process = LocalCloudProcess(settings(tmp_path_factory.mktemp("new"), "new-account"))
     try:
-        yield process.start()
+        process.start()
+        yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def new_account(cloud: LocalCloudProcess) -> Connection:
+    assert cloud.connection is not None
+    return cloud.connection
 
 
 def test_a_reservation_fails_the_deployment_like_cloudformation(tmp_path: Path) -> None:
@@ -54,7 +61,10 @@ def test_a_reservation_fails_the_deployment_like_cloudformation(tmp_path: Path) 
     assert "quota 'Concurrent executions'" in message
 
 
-def test_the_defaults_deploy_on_a_new_account(new_account: Connection) -> None:
+def test_the_defaults_deploy_on_a_new_account(
+    cloud: LocalCloudProcess, new_account: Connection
+) -> None:
+    assert cloud.state["account_profile"] == "new-account"
     functions = new_account.client("lambda").list_functions()["Functions"]
     assert len(functions) >= 13
     for fn in functions:
