@@ -23,6 +23,7 @@ TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 ENDPOINT_LOG_GROUP = "/aws/sagemaker/Endpoints/"
 LOG_TAIL_LINES = 400
 HISTORY_EVENTS_SHOWN = 1000
+ENTRIES_SHOWN = 20  # the last runs of a state (polling loops enter one many times)
 DETAIL_CHARS = 240  # of an event's details in the history table (the state panel has all)
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, read_timeout=15)
 _ONE_ATTEMPT = Config(retries={"mode": "standard", "max_attempts": 1}, read_timeout=15)
@@ -232,7 +233,8 @@ class Reader:
                 "seconds": round(run.seconds, 1),
                 "error": run.error or (runs.get(run.name) or [{}])[-1].get("error"),
                 "cause": run.cause or (runs.get(run.name) or [{}])[-1].get("cause"),
-                "entries": runs.get(run.name, [])[-20:],
+                "entries": runs.get(run.name, [])[-ENTRIES_SHOWN:],
+                "first_entry": max(1, len(runs.get(run.name, [])) - ENTRIES_SHOWN + 1),
             }
             for run in view.states
         }

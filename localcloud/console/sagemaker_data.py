@@ -171,9 +171,11 @@ def _per_minute(clients: Clients, endpoint: str, variant: str) -> dict[str, list
             Period=60,
             Statistics=["Sum"],
         )["Datapoints"]
-        series[metric] = sorted(
-            ([iso(p["Timestamp"]), p["Sum"]] for p in points), key=lambda p: p[0]
-        )
+        per_minute: dict[str, float] = {}
+        for point in points:  # one row per clock minute
+            when = iso(point["Timestamp"].replace(second=0, microsecond=0))
+            per_minute[when] = per_minute.get(when, 0.0) + point["Sum"]
+        series[metric] = sorted([when, total] for when, total in per_minute.items())
     return series
 
 

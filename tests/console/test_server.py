@@ -3,6 +3,7 @@ bad requests (4xx with a message, never a traceback) and its static files."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import threading
 import urllib.error
@@ -217,6 +218,25 @@ def test_an_endpoint_shows_its_variants_scaling_and_a_note_for_missing_apis(
         MinCapacity=1,
         MaxCapacity=3,
     )
+    last_minute = datetime.datetime.now(datetime.UTC).replace(second=0, microsecond=0) - (
+        datetime.timedelta(minutes=1)
+    )
+    dimensions = [
+        {"Name": "EndpointName", "Value": "ep"},
+        {"Name": "VariantName", "Value": "AllTraffic"},
+    ]
+    console.reader.clients["cloudwatch"].put_metric_data(
+        Namespace="AWS/SageMaker",
+        MetricData=[
+            {
+                "MetricName": "Invocations",
+                "Dimensions": dimensions,
+                "Timestamp": last_minute + datetime.timedelta(seconds=seconds),
+                "Value": value,
+            }
+            for seconds, value in ((10, 2.0), (40, 3.0))
+        ],
+    )
     status, ep = get_json(console, "/api/endpoints/ep")
     assert status == 200
     assert (ep["config"], ep["status"]) == ("c1", "InService")
@@ -229,6 +249,7 @@ def test_an_endpoint_shows_its_variants_scaling_and_a_note_for_missing_apis(
         assert (only["scaling"]["activities"], only["scaling"]["activity_note"]) == ([], None)
     else:  # stock moto has no DescribeScalingActivities: a note instead of an error
         assert "DescribeScalingActivities" in only["scaling"]["activity_note"]
+    assert only["per_minute"]["Invocations"] == [[last_minute.isoformat(), 5.0]]  # one row
     assert set(only["per_minute"]) == {
         "Invocations",
         "Invocation4XXErrors",

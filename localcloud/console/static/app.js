@@ -13,6 +13,8 @@ const badge = (status) => `<span class="badge ${cls(status)}" data-status="${esc
 const clock = (iso) => (iso ? new Date(iso).toLocaleString() : "-");
 const secs = (s) => (s == null ? "-" : s < 60 ? `${Number(s).toFixed(1)} s`
   : `${Math.floor(s / 60)} min ${String(Math.round(s % 60)).padStart(2, "0")} s`);
+const num = (v) => String(Number(Number(v).toFixed(4)));
+const minute = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 const pretty = (text) => {
   if (text == null) return "";
   try { return JSON.stringify(JSON.parse(text), null, 2); } catch { return String(text); }
@@ -191,8 +193,8 @@ function showState(x) {
       ${s.error ? `<dt>Error</dt><dd class="error" id="state-error">${esc(s.error)}</dd>` : ""}
       ${s.cause ? `<dt>Cause</dt><dd class="error" id="state-cause">${esc(s.cause)}</dd>` : ""}
     </dl>
-    ${entries.length > 1 ? `<p class="tabs">Run: ${entries.map((_, i) =>
-      `<button data-run="${i}" ${i === index ? "disabled" : ""}>${i + 1}</button>`).join("")}</p>` : ""}
+    ${entries.length > 1 ? `<p class="tabs">Run${s.first_entry > 1 ? ` (the last ${entries.length})` : ""}: ${entries.map((_, i) =>
+      `<button data-run="${i}" ${i === index ? "disabled" : ""}>${i + s.first_entry}</button>`).join("")}</p>` : ""}
     <h2>Input</h2><pre id="state-input">${esc(pretty(e.input))}</pre>
     <h2>Output</h2><pre id="state-output">${esc(pretty(e.output)) || '<span class="muted">none</span>'}</pre>
     ${e.error ? `<h2>This run's error</h2><pre class="error">${esc(e.error)}: ${esc(e.cause)}</pre>` : ""}
@@ -234,7 +236,7 @@ async function trainingPage(first, name) {
       <dt>Secondary status</dt><dd>${esc(job.secondary_status)}</dd>
       <dt>Hosts</dt><dd id="hosts">${job.instance_count} × ${esc(job.instance_type)}: ${job.hosts.map(esc).join(", ")}</dd>
       <dt>Training time</dt><dd>${job.seconds == null ? "-" : secs(job.seconds)}</dd>
-      <dt>Final metrics</dt><dd>${Object.entries(job.final_metrics).map(([k, v]) => `${esc(k)} = ${Number(v).toFixed(4)}`).join(", ") || "-"}</dd>
+      <dt>Final metrics</dt><dd id="final-metrics">${Object.entries(job.final_metrics).map(([k, v]) => `${esc(k)} = ${num(v)}`).join(", ") || "-"}</dd>
       <dt>Model</dt><dd>${esc(job.model_artifact)}</dd>
       ${job.failure_reason ? `<dt>Failure</dt><dd class="error">${esc(job.failure_reason)}</dd>` : ""}
     </dl></div>
@@ -270,7 +272,7 @@ function perMinute(series) {
   const names = Object.keys(series);
   const value = (name, minute) => (series[name].find((p) => p[0] === minute) || [0, 0])[1];
   return `<table class="per-minute"><thead><tr><th>Minute</th>${names.map((n) => `<th>${esc(n)}</th>`).join("")}</tr></thead>
-    <tbody>${minutes.map((m) => `<tr><td>${new Date(m).toLocaleTimeString()}</td>${names.map((n) =>
+    <tbody>${minutes.map((m) => `<tr><td>${minute(m)}</td>${names.map((n) =>
       `<td class="num">${value(n, m)}</td>`).join("")}</tr>`).join("")}</tbody></table>`;
 }
 
