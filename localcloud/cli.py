@@ -61,6 +61,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         prefix = dataset_prefix(state)
         print(f"  Data bucket   s3://{conn.the_bucket()}/{prefix}  (an archive there starts a run)")
         print(f"  State dir     {settings.state_dir}  (logs, executions, models, plots)")
+        print(f"  IAM           {_iam_line(state)}")
         print(f"  Account       {state.get('account_profile')}  (quotas: localcloud/account.yaml)")
         for what, where in _grouped(state.get("not_emulated") or []):
             print(f"  not emulated: {what} ({', '.join(where)})")
@@ -79,6 +80,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         for stop in reversed(stops):
             stop()
+
+
+def _iam_line(state: dict[str, object]) -> str:
+    if state.get("iam") == "enforced":
+        return (
+            "enforced: functions, state machine, rule and SageMaker act as their template "
+            "roles (--no-iam turns it off)"
+        )
+    return "not enforced (--no-iam)"
 
 
 def _grouped(notes: list[str]) -> list[tuple[str, list[str]]]:

@@ -35,6 +35,7 @@ class Settings:
     python: str = sys.executable
     overrides: dict[str, Any] = field(default_factory=dict)
     account_profile: str = ""  # empty: the one localcloud/account.yaml chooses
+    enforce_iam: bool = True  # each role's calls are checked against its policies
 
     def server_argv(self) -> list[str]:
         """The same settings as ``python -m localcloud.server`` arguments."""
@@ -50,6 +51,8 @@ class Settings:
         argv += ["--parameters", str(self.parameters_file or "none")]
         if self.account_profile:
             argv += ["--account-profile", self.account_profile]
+        if not self.enforce_iam:
+            argv += ["--no-iam"]
         for item in self.parameter_overrides:
             argv += ["--parameter", item]
         return argv
@@ -101,6 +104,12 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         f"{DEFAULT_ACCOUNT_FILE.relative_to(PROJECT_ROOT)} (e.g. typical, new-account; "
         "default: the one that file chooses)",
     )
+    group.add_argument(
+        "--no-iam",
+        action="store_true",
+        help="do not enforce IAM: every call of the functions, the state machine, the rule and "
+        "SageMaker is allowed (default: enforced against the template's roles)",
+    )
     group.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE,
                        help="multiplier for autoscaling windows and cooldowns "
                        "(default: %(default)s)")  # fmt: skip
@@ -140,6 +149,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         time_scale=args.time_scale,
         overrides=overrides,
         account_profile=account_profile,
+        enforce_iam=not args.no_iam,
     )
 
 

@@ -187,6 +187,8 @@ def _run(
     state = cloud.state
     out(f"  up in {duration(time.monotonic() - began)}: {conn.endpoint_url}, API {conn.api_url}")
     out(f"  account profile {state.get('account_profile')} (quotas: localcloud/account.yaml)")
+    iam = "enforced (each function, the state machine, the rule and SageMaker act as their role)"
+    out(f"  IAM {iam if state.get('iam') == 'enforced' else 'not enforced (--no-iam)'}")
     archive, data_dir = dataset
     key = f"{dataset_prefix(state)}{archive.name}"
     uploaded_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)

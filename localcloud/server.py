@@ -83,6 +83,7 @@ class LocalCloud:
         profile = load_profile(s.account_profile or None)
         moto_patches.configure()
         moto_patches.install_lambda_quota(profile)
+        enforcer = self._install_iam(stack)  # before the server starts: it wraps its app
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=s.port, verbose=False)
         server.start()
         self._stops.append(server.stop)
@@ -97,6 +98,7 @@ class LocalCloud:
             endpoint_url=self.endpoint_url,
             sink=FunctionLogs(s.state_dir / "logs" / "lambda", stack.account_id, stack.region),
             python=s.python,
+            credentials=enforcer.function_credentials if enforcer else None,
         )
         self._stops.append(runtime.close)
         moto_patches.install_lambda(runtime)
@@ -130,11 +132,26 @@ class LocalCloud:
             "outputs": stack.outputs,
             "parameters": stack.parameters,
             "account_profile": profile.name,
+            "iam": "enforced" if enforcer else "off",
             "not_emulated": notes,
         }
         write_state(s.state_dir, state)
         self._stops.append(lambda: (s.state_dir / STATE_FILE).unlink(missing_ok=True))
         return state
+
+    def _install_iam(self, stack: Stack) -> Any:
+        """Each role's calls checked against its policies (None with --no-iam)."""
+        from localcloud import iam
+
+        if not self.settings.enforce_iam:
+            iam.uninstall()
+            return None
+        enforcer = iam.Enforcer(stack)
+        iam.install(enforcer)
+        self._stops.append(iam.uninstall)
+        # start the evaluator now: the first call does not wait for node to load its data
+        threading.Thread(target=enforcer.warm_up, name="iam-warm-up", daemon=True).start()
+        return enforcer
 
     def _install_sagemaker(self, profile: AccountProfile) -> None:
         from localcloud import sagemaker

@@ -18,6 +18,7 @@ from typing import Any
 import cfnlint.decode
 import yaml
 
+from localcloud.iam.policies import sam_role_properties
 from localcloud.intrinsics import NO_VALUE, Pseudo, Resolver, TemplateError, resolve_parameters
 from localcloud.rules import check_rules
 
@@ -538,7 +539,14 @@ class _Builder:
                 f"{lid}: layer {arn} is not local; its packages come from the local environment"
             )
         if "Role" not in props:
-            self._implicit_role(stack, f"{lid}Role", "lambda.amazonaws.com")
+            role_props = sam_role_properties(
+                f"{lid}Role",
+                props.get("Policies"),
+                self.r.value,
+                function=True,
+                tracing=props.get("Tracing") == "Active",
+            )
+            self._implicit_role(stack, f"{lid}Role", "lambda.amazonaws.com", role_props)
 
     def _routes(self, lid: str, events: Mapping[str, Any]) -> list[Route]:
         routes = []
@@ -598,7 +606,9 @@ class _Builder:
         if ignored:
             stack.not_emulated.append(f"{lid}: {', '.join(ignored)} not emulated")
 
-    def _implicit_role(self, stack: Stack, lid: str, service: str) -> None:
+    def _implicit_role(
+        self, stack: Stack, lid: str, service: str, policies: Mapping[str, Any]
+    ) -> None:
         policy = {
             "Version": "2012-10-17",
             "Statement": [
@@ -611,7 +621,7 @@ class _Builder:
                 "AWS::IAM::Role",
                 self.names.name(lid),
                 self.names.arn(lid),
-                {"AssumeRolePolicyDocument": policy},
+                {"AssumeRolePolicyDocument": policy, **policies},
             )
         )
 
@@ -639,7 +649,10 @@ class _Builder:
         machine = StateMachine(lid, self.names.name(lid), self.names.arn(lid), role, body, sm_type)
         stack.state_machines.append(machine)
         if "Role" not in props:
-            self._implicit_role(stack, f"{lid}Role", "states.amazonaws.com")
+            role_props = sam_role_properties(
+                f"{lid}Role", props.get("Policies"), self.r.value, function=False, tracing=False
+            )
+            self._implicit_role(stack, f"{lid}Role", "states.amazonaws.com", role_props)
         for key in ("Logging", "Tracing"):
             if key in props:
                 stack.not_emulated.append(f"{lid}: {key} is not emulated locally")

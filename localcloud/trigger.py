@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import threading
 import time
 import uuid
@@ -19,6 +20,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from moto.events.models import EventPattern
+
+log = logging.getLogger(__name__)
+# Set by the local cloud when IAM is enforced: (target's role ARN, state machine ARN) ->
+# None if the role may start executions of it, else AWS's AccessDenied message.
+AUTHORIZE_START: Callable[[str, str], str | None] | None = None
 
 # s3:ObjectCreated:Put -> the API call AWS names as the event's reason
 _REASONS = {
@@ -109,5 +115,17 @@ def deliver(
             continue
         for target in rule.targets:
             if ":states:" in target["Arn"]:
+                denied = _start_denied(target)
+                if denied:
+                    # EventBridge retries, then drops (or dead-letters) the event
+                    log.warning("rule %s could not start %s: %s", rule.name, target["Arn"], denied)
+                    continue
                 started.append(start(target["Arn"], str(uuid.uuid4()), json.dumps(event)))
     return started
+
+
+def _start_denied(target: Mapping[str, Any]) -> str | None:
+    role = target.get("RoleArn")
+    if AUTHORIZE_START is None or not role:
+        return None
+    return AUTHORIZE_START(str(role), str(target["Arn"]))

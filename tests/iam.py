@@ -1,21 +1,19 @@
-"""Map recorded botocore calls to the IAM permissions they need, and check them
-against a function's statements in template.yaml (resources resolved with test values)."""
+"""Check recorded botocore calls against a function's statements in template.yaml with the
+real IAM evaluator (``localcloud.iam``: iam-simulate over the Service Authorization
+Reference). Each call's request context (action, resource ARNs, condition keys) is built
+from its real parameters, with only the condition keys the reference lists for the action."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from localcloud.iam.authorize import Authorizer, Principal
+from localcloud.iam.requests import required_checks
 from tests.conftest import ACCOUNT, REGION
-from tests.template_support import allowed, function_statements
+from tests.template_support import function_statements
 
-_SAGEMAKER_RESOURCES = (
-    ("TrainingJobName", "training-job"),
-    ("EndpointName", "endpoint"),
-    ("EndpointConfigName", "endpoint-config"),
-    ("ModelName", "model"),
-)
-_IAM_PREFIX = {"stepfunctions": "states"}
+_AUTHORIZER = Authorizer()
 
 
 @dataclass(frozen=True)
@@ -25,83 +23,28 @@ class Call:
     params: dict[str, Any] = field(hash=False)
 
 
-Permission = tuple[str, str, dict[str, str]]
-
-
-def _sagemaker(call: Call) -> list[Permission]:
-    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
-    resources = [
-        f"{arn}:{kind}/{call.params[param]}".lower()  # SageMaker ARNs are lower case
-        for param, kind in _SAGEMAKER_RESOURCES
-        if param in call.params
-    ]
-    needed = [(f"sagemaker:{call.operation}", r, {}) for r in resources]
-    if call.params.get("Tags"):
-        needed.append(("sagemaker:AddTags", resources[0], {}))
-    for role in ("RoleArn", "ExecutionRoleArn"):
-        if role in call.params:
-            needed.append(
-                (
-                    "iam:PassRole",
-                    call.params[role],
-                    {"iam:PassedToService": "sagemaker.amazonaws.com"},
-                )
-            )
-    return needed
-
-
-def _s3(call: Call) -> list[Permission]:
-    bucket = call.params["Bucket"]
-    if call.operation == "ListObjectsV2":
-        return [
-            (
-                "s3:ListBucket",
-                f"arn:aws:s3:::{bucket}",
-                {"s3:prefix": call.params.get("Prefix", "")},
-            )
-        ]
-    obj = f"arn:aws:s3:::{bucket}/{call.params['Key']}"
-    action = {"HeadObject": "GetObject"}.get(call.operation, call.operation)
-    needed = [(f"s3:{action}", obj, {})]
-    if call.params.get("VersionId"):
-        needed.append(("s3:GetObjectVersion", obj, {}))
-    return needed
-
-
-def required_permissions(call: Call) -> list[Permission]:
-    if call.service == "sagemaker":
-        return _sagemaker(call)
-    if call.service == "s3":
-        return _s3(call)
-    if call.service == "application-autoscaling":
-        context = {"application-autoscaling:service-namespace": call.params["ServiceNamespace"]}
-        if "ScalableDimension" in call.params:
-            context["application-autoscaling:scalable-dimension"] = call.params["ScalableDimension"]
-        return [(f"application-autoscaling:{call.operation}", "*", context)]
-    if call.service == "dynamodb":
-        table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{call.params['TableName']}"
-        return [(f"dynamodb:{call.operation}", table, {})]
-    if call.service == "stepfunctions":
-        return [(f"states:{call.operation}", call.params["executionArn"], {})]
-    if call.service == "lambda" and call.operation == "Invoke":
-        name = call.params["FunctionName"]
-        arn = (
-            name
-            if name.startswith("arn:")
-            else f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
-        )
-        return [("lambda:InvokeFunction", arn, {})]
-    raise AssertionError(
-        f"no IAM mapping for {call.service}:{call.operation}; add one to tests/iam.py"
+def function_principal(function: str, statements: list[dict[str, Any]] | None = None) -> Principal:
+    """The function's role session, with its template statements (or the given ones)."""
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": function_statements(function) if statements is None else statements,
+    }
+    return Principal(
+        role_arn=f"arn:aws:iam::{ACCOUNT}:role/{function}Role",
+        session=function,
+        policies=({"name": f"{function}RolePolicy0", "policy": policy},),
     )
 
 
 def denied_calls(function: str, calls: list[Call]) -> list[str]:
-    """Each permission a recorded call needs that the function's role does not grant."""
-    statements = function_statements(function)
-    return [
-        f"{call.service}:{call.operation} needs {action} on {resource} {context or ''}".strip()
-        for call in calls
-        for action, resource, context in required_permissions(call)
-        if not allowed(statements, action, resource, context)
-    ]
+    """AWS's AccessDenied message for each recorded call the function's role may not make."""
+    principal = function_principal(function)
+    denied = []
+    for call in calls:
+        checks = required_checks(
+            call.service, call.operation, call.params, region=REGION, account=ACCOUNT
+        )
+        denial = _AUTHORIZER.first_denial(principal, checks)
+        if denial is not None:
+            denied.append(f"{call.service}:{call.operation}: {denial.message}")
+    return denied

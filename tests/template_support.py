@@ -1,11 +1,11 @@
 """Read template.yaml the way CloudFormation would, for tests: parameter defaults,
 intrinsic functions with fixed test values for the account and resources, and the IAM
-statements of each function, so tests can check code against the real template."""
+statements of each function (evaluated by tests/iam.py), so tests can check code against the
+real template."""
 
 from __future__ import annotations
 
 import re
-from fnmatch import fnmatchcase
 from functools import cache
 from typing import Any
 
@@ -101,31 +101,6 @@ def function_statements(logical_id: str) -> list[dict[str, Any]]:
         assert set(policy) == {"Statement"}, f"{logical_id}: only inline statements expected"
         statements.extend(resolve(policy["Statement"]))
     return statements
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def _conditions_hold(statement: dict[str, Any], context: dict[str, str]) -> bool:
-    for operator, checks in statement.get("Condition", {}).items():
-        match = {"StringEquals": lambda v, p: v == p, "StringLike": fnmatchcase}[operator]
-        for key, allowed in checks.items():
-            if key not in context or not any(match(context[key], p) for p in _as_list(allowed)):
-                return False
-    return True
-
-
-def allowed(
-    statements: list[dict[str, Any]], action: str, resource: str, context: dict[str, str]
-) -> bool:
-    return any(
-        s["Effect"] == "Allow"
-        and any(fnmatchcase(action, a) for a in _as_list(s["Action"]))
-        and any(fnmatchcase(resource, r) for r in _as_list(s["Resource"]))
-        and _conditions_hold(s, context)
-        for s in statements
-    )
 
 
 def set_function_environment(monkeypatch: Any, logical_id: str) -> dict[str, str]:

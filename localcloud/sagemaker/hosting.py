@@ -226,10 +226,16 @@ class EndpointRuntime:
                 f"Model {model.model_name!r} has no ModelDataUrl: the local mode serves a "
                 "model.tar.gz from S3"
             )
+        try:
+            S3(self._account_id, self._region, model.execution_role_arn).pull_image(
+                str(container.get("Image", ""))
+            )
+        except StorageError as exc:
+            raise DeployError(f"Failed to start the container of variant {name}: {exc}") from None
         folder = self._settings.state_dir / "endpoints" / self.name / config_name / name
         model_dir = folder / "model"
         try:
-            self._download(url, folder / "model.tar.gz")
+            self._download(url, folder / "model.tar.gz", model.execution_role_arn)
             shutil.rmtree(model_dir, ignore_errors=True)
             extract(folder / "model.tar.gz", model_dir)
         except StorageError as exc:
@@ -249,8 +255,8 @@ class EndpointRuntime:
             ),
         )
 
-    def _download(self, url: str, dest: Any) -> None:
-        S3(self._account_id, self._region).download(url, dest)
+    def _download(self, url: str, dest: Any, role_arn: str | None = None) -> None:
+        S3(self._account_id, self._region, role_arn).download(url, dest)
 
     def _log_stream(self, stream: str) -> LogStream:
         return LogStream(self._account_id, self._region, self.log_group, stream)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -24,6 +26,12 @@ from moto.s3.models import FakeKey, s3_backends
 from moto.utilities.utils import get_partition
 
 _CHUNK = 1 << 20
+_ECR_IMAGE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)")
+
+# Set by the local cloud when IAM is enforced: (role ARN, action, resource ARN, condition
+# keys) -> None if the role may, else AWS's AccessDenied message.
+Authorize = Callable[[str, str, str, dict[str, Any]], str | None]
+AUTHORIZE: Authorize | None = None
 
 
 class StorageError(Exception):
@@ -38,10 +46,22 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 
 class S3:
-    """Reads and writes objects of one account's local S3."""
+    """Reads and writes objects of one account's local S3 (as ``role_arn``, when given and
+    IAM is enforced: SageMaker uses the job's or model's execution role)."""
 
-    def __init__(self, account_id: str, region: str) -> None:
+    def __init__(self, account_id: str, region: str, role_arn: str | None = None) -> None:
         self._backend = s3_backends[account_id][get_partition(region)]
+        self._role_arn = role_arn
+
+    def _authorize(self, operation: str, action: str, resource: str, **context: Any) -> None:
+        if AUTHORIZE is None or not self._role_arn:
+            return
+        denied = AUTHORIZE(self._role_arn, action, resource, context)
+        if denied:
+            raise StorageError(
+                f"ClientError: An error occurred (AccessDenied) when calling the {operation} "
+                f"operation: {denied}"
+            )
 
     def _bucket(self, name: str) -> Any:
         try:
@@ -49,35 +69,60 @@ class S3:
         except MissingBucket:
             raise StorageError(f"ClientError: S3 bucket {name!r} does not exist") from None
 
+    def pull_image(self, image: str) -> None:
+        """SageMaker pulls a private ECR image as the execution role: the role needs
+        ecr:GetAuthorizationToken and the layer and image reads on the image's repository
+        (nothing is pulled locally; other registries are not checked)."""
+        match = _ECR_IMAGE.match(image)
+        if AUTHORIZE is None or not self._role_arn or not match:
+            return
+        account, region, repository = match.groups()
+        repo = f"arn:{get_partition(region)}:ecr:{region}:{account}:repository/{repository}"
+        reads = ("BatchCheckLayerAvailability", "GetDownloadUrlForLayer", "BatchGetImage")
+        for action, resource in [("GetAuthorizationToken", "*"), *((r, repo) for r in reads)]:
+            denied = AUTHORIZE(self._role_arn, f"ecr:{action}", resource, {})
+            if denied:
+                raise StorageError(f"ClientError: Cannot pull the image {image}: {denied}")
+
     def download_prefix(self, uri: str, dest: Path, shard: tuple[int, int] = (0, 1)) -> None:
         """Copy the objects under the prefix into ``dest`` (S3Prefix semantics).
 
         ``shard=(i, n)`` takes every n-th object from the i-th (ShardedByS3Key).
         """
         bucket_name, prefix = parse_s3_uri(uri)
+        context = {"s3:prefix": prefix}
+        self._authorize("ListObjectsV2", "s3:ListBucket", f"arn:aws:s3:::{bucket_name}", **context)
         bucket = self._bucket(bucket_name)
         keys, _, _, _ = self._backend.list_objects(bucket, prefix, None, None, None)
-        # Like SageMaker, paths are kept relative to the prefix's last "/": a prefix that is a
-        # whole key (s3://b/datasets/digits.tar.gz) downloads that object as digits.tar.gz.
-        base = prefix[: prefix.rfind("/") + 1]
+        # Like SageMaker, paths are kept relative to the prefix when it names a "folder"
+        # (s3://b/input/code holds code/train.py -> train.py), else to its last "/": a
+        # prefix that is a whole key (s3://b/datasets/digits.tar.gz) downloads that object
+        # as digits.tar.gz.
+        folder = prefix.endswith("/") or any(k.name.startswith(prefix + "/") for k in keys)
+        base = prefix if folder else prefix[: prefix.rfind("/") + 1]
         files = [k for k in keys if not k.name.endswith("/")]  # "folder" markers are not files
         if not files:
             raise StorageError(f"ClientError: No S3 objects found under S3 URL {uri!r}")
         index, count = shard
         for key in files[index::count]:
+            self._authorize("GetObject", "s3:GetObject", f"arn:aws:s3:::{bucket_name}/{key.name}")
             relative = key.name[len(base) :].lstrip("/")
             _copy_key(key, dest / _safe_relative(relative, uri))
 
     def download(self, uri: str, dest: Path) -> None:
         bucket_name, key_name = parse_s3_uri(uri)
+        self._authorize("GetObject", "s3:GetObject", f"arn:aws:s3:::{bucket_name}/{key_name}")
         self._bucket(bucket_name)
         key = self._backend.get_object(bucket_name, key_name)
         if not isinstance(key, FakeKey):
+            # S3 answers 404 only to a caller that may list the bucket, else 403
+            self._authorize("GetObject", "s3:ListBucket", f"arn:aws:s3:::{bucket_name}")
             raise StorageError(f"ClientError: S3 object {uri!r} does not exist")
         _copy_key(key, dest)
 
     def upload(self, path: Path, uri: str) -> None:
         bucket_name, key_name = parse_s3_uri(uri)
+        self._authorize("PutObject", "s3:PutObject", f"arn:aws:s3:::{bucket_name}/{key_name}")
         self._bucket(bucket_name)
         self._backend.put_object(bucket_name, key_name, path.read_bytes())
 

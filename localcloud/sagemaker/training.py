@@ -129,7 +129,7 @@ class TrainingRun:
         self._channels: list[dict[str, Any]] = request.get("InputDataConfig") or []
         self._input_mode = spec.get("TrainingInputMode", "File")
         self._data_config = toolkit.input_data_config(self._channels, self._input_mode)
-        self._s3 = S3(account_id, region)
+        self._s3 = S3(account_id, region, request.get("RoleArn"))
         self._children: list[Child] = []
         self._logs: list[LogFile] = []
         self._wake = threading.Event()
@@ -177,6 +177,8 @@ class TrainingRun:
         try:
             self._transition("Downloading", "Downloading input data")
             self.job.training_start_time = _now()
+            image = (self._request.get("AlgorithmSpecification") or {}).get("TrainingImage", "")
+            self._s3.pull_image(str(image))  # as the job's role, like SageMaker
             self._prepare()
             if not self._stopping():
                 self._transition("Training", "Training in progress.")

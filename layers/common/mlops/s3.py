@@ -10,6 +10,8 @@ from botocore.exceptions import ClientError
 
 # HeadObject answers 404 for a missing key or version, 405 for a delete marker.
 _MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion", "NotFound", "405", "MethodNotAllowed"})
+# ... and 403 for a missing key when the caller may not list the bucket (see head_object).
+_DENIED = frozenset({"403", "AccessDenied", "Forbidden"})
 
 
 def s3_uri(bucket: str, key: str) -> str:
@@ -29,16 +31,29 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 def head_object(
     client: Any, bucket: str, key: str, version_id: str | None = None
 ) -> dict[str, Any] | None:
-    """The object's metadata, or None when the key (or that version) does not exist."""
+    """The object's metadata, or None when the key (or that version) does not exist.
+
+    S3 answers a missing key with 404 only to a caller allowed ``s3:ListBucket`` on the
+    whole bucket; a role that may list only under a prefix gets 403. So a 403 is checked
+    with a listing of the key as prefix (which that role may make): no such key, None.
+    """
     kwargs: dict[str, str] = {"Bucket": bucket, "Key": key}
     if version_id:
         kwargs["VersionId"] = version_id
     try:
         return client.head_object(**kwargs)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in _MISSING:
+        code = exc.response.get("Error", {}).get("Code")
+        if code in _MISSING:
+            return None
+        if code in _DENIED and not _listed(client, bucket, key):
             return None
         raise
+
+
+def _listed(client: Any, bucket: str, key: str) -> bool:
+    listing = client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+    return any(item["Key"] == key for item in listing.get("Contents", []))
 
 
 # CopyObject copies up to 5 GiB in one call; larger objects are copied in parts.

@@ -1,0 +1,20 @@
+"""IAM for the local cloud: a real policy evaluator (iam-simulate over the Service
+Authorization Reference, in one node helper process), the request context of each AWS call,
+the policies of the stack's roles, and the enforcement in the server process."""
+
+from localcloud.iam.authorize import Authorizer, Denial, Principal
+from localcloud.iam.enforce import Enforcer, install, uninstall
+from localcloud.iam.evaluator import EvaluatorError
+from localcloud.iam.requests import Check, required_checks
+
+__all__ = [
+    "Authorizer",
+    "Check",
+    "Denial",
+    "Enforcer",
+    "EvaluatorError",
+    "Principal",
+    "install",
+    "required_checks",
+    "uninstall",
+]

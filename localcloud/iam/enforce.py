@@ -1,0 +1,281 @@
+"""IAM enforcement in the local cloud's server process.
+
+Every role session the stack's code runs as gets credentials of its own (an ``ASIA...``
+access key that names it): each Lambda function's workers run as the function's role
+(session = function name, as on Lambda), the state machine's interpreter calls AWS as the
+state machine's role, the EventBridge rule starts executions as its role, and the local
+SageMaker reads and writes S3 as the job's or model's execution role. The moto server's
+WSGI app is wrapped: a request signed with one of these keys is parsed back into its API
+call (``wire.py``), evaluated against the role's policies (``authorize.py``) and, when
+denied, answered the way that service answers AccessDenied. Requests signed with any
+other key (the local cloud deploying the stack, a user's AWS CLI) are not restricted.
+
+S3's permission-dependent answer is emulated too: HeadObject/GetObject of a missing key
+answers 404 only to a caller allowed ``s3:ListBucket`` on the bucket (with no condition the
+request does not meet), otherwise 403 AccessDenied.
+"""
+
+from __future__ import annotations
+
+import collections
+import http
+import io
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from localcloud.iam.authorize import Authorizer, Denial, Principal
+from localcloud.iam.evaluator import EvaluatorError
+from localcloud.iam.policies import role_policies
+from localcloud.iam.requests import Check, UnknownAction
+from localcloud.iam.wire import (
+    ApiCall,
+    ErrorReply,
+    UnreadableRequest,
+    access_denied,
+    parse_request,
+    signature,
+)
+
+log = logging.getLogger("localcloud.iam")
+SECRET_KEY = "localcloud-role-session-secret"
+SESSION_TOKEN = "localcloud-role-session-token"
+SAGEMAKER_SESSION = "SageMaker"
+STATES_SESSION = "StepFunctions"
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+_active: Enforcer | None = None  # the enforcer installed in this process
+
+
+class Enforcer:
+    """The role sessions of one stack and the checks of their calls."""
+
+    def __init__(self, stack: Any, authorizer: Authorizer | None = None) -> None:
+        self.stack = stack
+        self.authorizer = authorizer or Authorizer()
+        self.policies = role_policies(stack)
+        self._by_key: dict[str, Principal] = {}
+        self._by_role: dict[str, Principal] = {}
+        # the latest AccessDenied messages (a HEAD's 403 has no body to carry one)
+        self.denials: collections.deque[str] = collections.deque(maxlen=100)
+
+    def session(self, role_arn: str, session: str) -> Principal:
+        """The principal of a session of ``role_arn`` (registered, so its key is known)."""
+        principal = Principal(role_arn, session, self.policies.get(role_arn, ()))
+        self._by_key[principal.access_key] = principal
+        self._by_role[role_arn] = principal
+        return principal
+
+    def credentials(self, role_arn: str, session: str) -> dict[str, str]:
+        """The environment variables of a process running as this role session."""
+        principal = self.session(role_arn, session)
+        return {
+            "AWS_ACCESS_KEY_ID": principal.access_key,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_SESSION_TOKEN": SESSION_TOKEN,
+        }
+
+    def function_credentials(self, fn: Any) -> dict[str, str]:
+        """A Lambda function's: its role, session named after the function (as on AWS)."""
+        return self.credentials(fn.role_arn, fn.name)
+
+    def warm_up(self) -> None:
+        try:
+            self.authorizer.reference.action("s3", "GetObject")
+        except EvaluatorError:
+            log.exception("IAM: the evaluator does not start")
+
+    def principal_for_key(self, access_key: str) -> Principal | None:
+        return self._by_key.get(access_key)
+
+    def principal_for_role(self, role_arn: str, session: str) -> Principal:
+        return self._by_role.get(role_arn) or self.session(role_arn, session)
+
+    def check(self, principal: Principal, call: ApiCall, region: str) -> Denial | None:
+        try:
+            return self.authorizer.authorize_call(
+                principal, call.service, call.operation, call.params, region=region
+            )
+        except UnknownAction as exc:
+            log.warning("IAM: no action in the reference for %s: denied", exc)
+            return Denial(principal.arn, f"{call.service}:{call.operation}", "*")
+
+    def allowed(
+        self, principal: Principal, action: str, resource: str, **context: Any
+    ) -> Denial | None:
+        return self.authorizer.first_denial(principal, [Check(action, resource, context)])
+
+    # --- the WSGI middleware ------------------------------------------------------------
+
+    def wrap(self, app: WsgiApp) -> WsgiApp:
+        def enforced(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            headers = {
+                k[5:].replace("_", "-").lower(): str(v)
+                for k, v in environ.items()
+                if k.startswith("HTTP_")
+            }
+            query = str(environ.get("QUERY_STRING", ""))
+            sig = signature(headers, query)
+            principal = self._by_key.get(sig.access_key) if sig else None
+            if sig is None or principal is None:
+                return app(environ, start_response)
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            method = str(environ.get("REQUEST_METHOD", "GET"))
+            raw = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or "")
+            path = raw.split("?", 1)[0] or str(environ.get("PATH_INFO", "/"))
+            try:
+                call = parse_request(sig, method, path, query, headers, body)
+                denial = self.check(principal, call, sig.region)
+            except (UnreadableRequest, EvaluatorError) as exc:
+                log.warning("IAM: %s: denied", exc)
+                return _plain_denial(start_response, f"{exc}")
+            if denial is not None:
+                text = denial.s3_message if call.service == "s3" else denial.message
+                log.warning("IAM: AccessDenied: %s", text)
+                self.denials.append(text)
+                return _reply(start_response, access_denied(call, text, head=method == "HEAD"))
+            if call.service == "s3" and call.operation in ("HeadObject", "GetObject"):
+                return self._missing_key(app, environ, start_response, principal, call, method)
+            return app(environ, start_response)
+
+        return enforced
+
+    def _missing_key(
+        self,
+        app: WsgiApp,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        principal: Principal,
+        call: ApiCall,
+        method: str,
+    ) -> Any:
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        chunks = list(app(environ, capture))
+        if str(captured.get("status", "")).startswith("404"):
+            bucket = f"arn:aws:s3:::{call.params.get('Bucket', '')}"
+            denial = self.allowed(principal, "s3:ListBucket", bucket)
+            if denial is not None:
+                log.warning("IAM: missing key answered 403: %s", denial.s3_message)
+                self.denials.append(denial.s3_message)
+                return _reply(
+                    start_response, access_denied(call, denial.s3_message, head=method == "HEAD")
+                )
+        start_response(captured["status"], captured["headers"])
+        return chunks
+
+
+def _status_line(status: int) -> str:
+    return f"{status} {http.HTTPStatus(status).phrase}"
+
+
+def _reply(start_response: Callable[..., Any], reply: ErrorReply) -> list[bytes]:
+    headers = [*reply.headers, ("Content-Length", str(len(reply.body)))]
+    start_response(_status_line(reply.status), headers)
+    return [reply.body]
+
+
+def _plain_denial(start_response: Callable[..., Any], message: str) -> list[bytes]:
+    body = f"AccessDenied: {message}".encode()
+    start_response(
+        _status_line(403), [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+def install(enforcer: Enforcer) -> None:
+    """Enforce IAM in this process: wrap the moto server's app (call before it starts), make
+    the state-machine interpreter call AWS as the state machine's role, check the rule's
+    role before it starts an execution and SageMaker's execution role on its S3 access
+    (moto internals: moto is pinned)."""
+    from moto.moto_server import threaded_moto_server
+
+    from localcloud import trigger
+    from localcloud.sagemaker import storage
+
+    def start_denied(role_arn: str, state_machine_arn: str) -> str | None:
+        principal = enforcer.principal_for_role(role_arn, "EventBridge")
+        denial = enforcer.allowed(principal, "states:StartExecution", state_machine_arn)
+        return denial.message if denial else None
+
+    def storage_denied(
+        role_arn: str, action: str, resource: str, context: dict[str, Any]
+    ) -> str | None:
+        principal = enforcer.principal_for_role(role_arn, SAGEMAKER_SESSION)
+        denial = enforcer.allowed(principal, action, resource, **context)
+        if denial is None:
+            return None
+        log.warning("IAM: SageMaker AccessDenied: %s", denial.s3_message)
+        enforcer.denials.append(denial.s3_message)
+        return denial.s3_message
+
+    trigger.AUTHORIZE_START = start_denied
+    storage.AUTHORIZE = storage_denied
+
+    global _active
+    _active = enforcer
+    original = threaded_moto_server.DomainDispatcherApplication
+    if not getattr(original, "_localcloud_iam", False):
+
+        def dispatcher(create_app: Any, *args: Any, **kwargs: Any) -> Any:
+            return _middleware(original(create_app, *args, **kwargs))
+
+        dispatcher._localcloud_iam = True  # type: ignore[attr-defined]
+        threaded_moto_server.DomainDispatcherApplication = dispatcher  # type: ignore[misc]
+    _patch_state_machine_clients()
+
+
+def _middleware(app: WsgiApp) -> WsgiApp:
+    """The moto app, enforced by whichever enforcer is installed at request time."""
+    enforced_apps: dict[int, WsgiApp] = {}
+
+    def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        enforcer = _active
+        if enforcer is None:
+            return app(environ, start_response)
+        if id(enforcer) not in enforced_apps:
+            enforced_apps.clear()
+            enforced_apps[id(enforcer)] = enforcer.wrap(app)
+        return enforced_apps[id(enforcer)](environ, start_response)
+
+    return middleware
+
+
+def _patch_state_machine_clients() -> None:
+    from moto.stepfunctions.parser.asl.utils import boto_client as module
+
+    original = getattr(module, "_localcloud_original", module.boto_client_for)
+    module._localcloud_original = original  # type: ignore[attr-defined]
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        client = original(region=region, service=service, state_credentials=state_credentials)
+        role = getattr(state_credentials, "role_arn", None)
+        enforcer = _active
+        if not role or enforcer is None:
+            return client
+        principal = enforcer.principal_for_role(role, STATES_SESSION)
+        credentials = client._request_signer._credentials
+        credentials.access_key = principal.access_key
+        return client
+
+    for name, loaded in list(sys.modules.items()):
+        if name.startswith("moto.stepfunctions.parser") and hasattr(loaded, "boto_client_for"):
+            loaded.boto_client_for = boto_client_for
+
+
+def uninstall() -> None:
+    """No enforcement in this process (the patches stay, and let everything through)."""
+    from localcloud import trigger
+    from localcloud.sagemaker import storage
+
+    global _active
+    _active = None
+    trigger.AUTHORIZE_START = None
+    storage.AUTHORIZE = None

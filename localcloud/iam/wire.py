@@ -1,0 +1,231 @@
+"""AWS API requests on the wire: which operation and parameters a signed HTTP request is,
+and what AWS answers when it is denied (per protocol: status, error code, body shape).
+
+Parsing uses botocore's own service models, so the operation a request names is the one
+the SDK meant: JSON (``X-Amz-Target``), query (``Action``), REST (the operation's method
+and request URI, with labels, query-string and header members) and Smithy RPC v2 CBOR
+(the operation from the path; its parameters are not decoded).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import botocore.session
+from botocore.model import OperationModel, ServiceModel
+
+# Services a local cloud's callers reach, by the name they sign requests with.
+_SERVICES = (
+    "s3",
+    "sagemaker",
+    "sagemaker-runtime",
+    "application-autoscaling",
+    "dynamodb",
+    "stepfunctions",
+    "lambda",
+    "logs",
+    "cloudwatch",
+    "events",
+    "sts",
+    "iam",
+    "ecr",
+    "sqs",
+    "sns",
+    "xray",
+)
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
+
+
+@dataclass(frozen=True)
+class Signature:
+    access_key: str
+    region: str
+    signing_name: str
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    service: str  # botocore's service name
+    operation: str
+    params: dict[str, Any]
+    protocol: str
+
+
+class UnreadableRequest(Exception):
+    """The request names no operation of a known service model."""
+
+
+def signature(headers: Mapping[str, str], query: str) -> Signature | None:
+    """Who signed the request (Authorization header or a presigned URL's query)."""
+    text = headers.get("authorization", "")
+    if not text:
+        credential = parse_qs(query).get("X-Amz-Credential", [""])[0]
+        text = f"Credential={credential}" if credential else ""
+    match = _CREDENTIAL.search(text)
+    if not match:
+        return None
+    return Signature(match.group(1), match.group(2), match.group(3))
+
+
+@cache
+def _models() -> dict[str, list[ServiceModel]]:
+    session = botocore.session.get_session()
+    by_signing: dict[str, list[ServiceModel]] = {}
+    for name in _SERVICES:
+        model = session.get_service_model(name)
+        by_signing.setdefault(model.signing_name, []).append(model)
+    return by_signing
+
+
+def _member_params(op: OperationModel, values: Mapping[str, Any]) -> dict[str, Any]:
+    shape = op.input_shape
+    if shape is None:
+        return {}
+    return {k: v for k, v in values.items() if k in shape.members}
+
+
+def _uri_pattern(request_uri: str) -> tuple[re.Pattern[str], list[str], list[str]]:
+    path, _, query = request_uri.partition("?")
+    labels: list[str] = []
+    regex = ""
+    for part in re.split(r"(\{[^}]+\})", path):
+        if part.startswith("{"):
+            name = part[1:-1]
+            greedy = name.endswith("+")
+            labels.append(name.rstrip("+"))
+            regex += "(.+)" if greedy else "([^/]+)"
+        else:
+            regex += re.escape(part)
+    required = [q.split("=")[0] for q in query.split("&") if q and not q.startswith("x-id")]
+    return re.compile(regex.rstrip("/") + "/?$"), labels, required
+
+
+def _rest_call(
+    model: ServiceModel, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+) -> ApiCall | None:
+    args = parse_qs(query, keep_blank_values=True)
+    best: tuple[int, OperationModel, re.Match[str], list[str]] | None = None
+    for name in model.operation_names:
+        op = model.operation_model(name)
+        if op.http.get("method", "POST") != method:
+            continue
+        pattern, labels, required = _uri_pattern(op.http.get("requestUri", "/"))
+        match = pattern.match(path)
+        if not match or any(q not in args for q in required):
+            continue
+        score = len(required) * 1000 + len(op.http.get("requestUri", ""))
+        if best is None or score > best[0]:
+            best = (score, op, match, labels)
+    if best is None:
+        return None
+    _, op, match, labels = best
+    params: dict[str, Any] = {}
+    shape = op.input_shape
+    members = shape.members if shape is not None else {}
+    for member_name, member in members.items():
+        where = member.serialization.get("location")
+        wire_name = member.serialization.get("name", member_name)
+        if where == "uri" and wire_name in labels:
+            params[member_name] = unquote(match.group(labels.index(wire_name) + 1))
+        elif where == "querystring" and wire_name in args:
+            params[member_name] = args[wire_name][0]
+        elif where == "header" and wire_name.lower() in headers:
+            params[member_name] = headers[wire_name.lower()]
+    payload = shape.serialization.get("payload") if shape is not None else None
+    if model.protocol == "rest-json" and not payload and body:
+        try:
+            decoded = json.loads(body)
+        except ValueError:
+            decoded = {}
+        if isinstance(decoded, dict):
+            params.update({k: v for k, v in decoded.items() if k in members and k not in params})
+    return ApiCall(model.service_name, op.name, params, model.protocol)
+
+
+def parse_request(
+    sig: Signature, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+) -> ApiCall:
+    """The API call a signed request makes; UnreadableRequest if no model explains it."""
+    candidates = _models().get(sig.signing_name, [])
+    target = headers.get("x-amz-target", "")
+    for model in candidates:
+        protocol = model.protocol
+        if target and protocol == "json":
+            prefix, _, operation = target.rpartition(".")
+            if prefix == model.metadata.get("targetPrefix") and operation in model.operation_names:
+                op = model.operation_model(operation)
+                values = json.loads(body) if body else {}
+                return ApiCall(model.service_name, operation, _member_params(op, values), protocol)
+        elif protocol == "query":
+            form = parse_qs(body.decode(errors="replace")) if body else {}
+            form.update(parse_qs(query))
+            action = form.get("Action", [""])[0]
+            if action in model.operation_names:
+                flat = {k: v[0] for k, v in form.items()}
+                op = model.operation_model(action)
+                return ApiCall(model.service_name, action, _member_params(op, flat), protocol)
+        elif protocol == "smithy-rpc-v2-cbor":
+            found = re.match(r"/service/[^/]+/operation/([^/]+)$", path)
+            if found and found.group(1) in model.operation_names:
+                return ApiCall(model.service_name, found.group(1), {}, protocol)
+        elif protocol in ("rest-json", "rest-xml"):
+            call = _rest_call(model, method, path, query, headers, body)
+            if call is not None:
+                return call
+    raise UnreadableRequest(
+        f"the local cloud cannot tell which {sig.signing_name} operation {method} {path} is"
+    )
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def access_denied(call: ApiCall, message: str, *, head: bool = False) -> ErrorReply:
+    """What AWS answers a denied call of this service (code, status and body shape)."""
+    request_id = str(uuid.uuid4())
+    if call.protocol == "rest-xml":  # S3
+        host_id = uuid.uuid4().hex
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+            f"<Message>{_xml(message)}</Message><RequestId>{request_id}</RequestId>"
+            f"<HostId>{host_id}</HostId></Error>"
+        ).encode()
+        headers = [("Content-Type", "application/xml"), ("x-amz-request-id", request_id)]
+        return ErrorReply(403, headers, b"" if head else body)
+    if call.protocol == "query":
+        body = (
+            "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+            f"<Message>{_xml(message)}</Message></Error><RequestId>{request_id}</RequestId>"
+            "</ErrorResponse>"
+        ).encode()
+        return ErrorReply(403, [("Content-Type", "text/xml")], body)
+    common = [("x-amzn-RequestId", request_id), ("x-amzn-ErrorType", "AccessDeniedException")]
+    if call.protocol == "rest-json":  # Lambda's shape
+        body = json.dumps({"Type": "User", "message": message}).encode()
+        return ErrorReply(403, [("Content-Type", "application/json"), *common], body)
+    if call.service == "dynamodb":
+        error = {"__type": "com.amazon.coral.service#AccessDeniedException", "Message": message}
+    else:
+        error = {"__type": "AccessDeniedException", "message": message}
+    content_type = "application/x-amz-json-1.1"
+    if call.service in ("dynamodb", "stepfunctions"):
+        content_type = "application/x-amz-json-1.0"
+    elif call.protocol == "smithy-rpc-v2-cbor":
+        content_type = "application/json"  # botocore reads a JSON error body here too
+    headers = [("Content-Type", content_type), *common]
+    return ErrorReply(400, headers, json.dumps(error).encode())
+
+
+def _xml(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
