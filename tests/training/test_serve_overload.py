@@ -1,7 +1,9 @@
 """serve.py under overload: no work for callers that are gone, a bounded queue, stalled uploads.
 
-The model's ``predict_batch_fn`` logs each forward pass to a file and then holds the model
-for a while, so a test can keep it busy and count the passes that really ran.
+The model's ``predict_batch_fn`` logs each forward pass to a file and, while a ``hold``
+file exists, holds the model: a test keeps it busy exactly as long as it needs and counts
+the passes that really ran. A probe request after the release runs after anything still
+queued (the queue is first in, first out), so counting up to it shows what ran.
 """
 
 from __future__ import annotations
@@ -29,24 +31,30 @@ import bundled
 from bundled import input_fn, model_fn, output_fn, predict_fn  # noqa: F401
 
 MODEL_DIR = Path(__file__).resolve().parent.parent
-HOLD_S = float((MODEL_DIR / "hold_s").read_text())
 
 
 def predict_batch_fn(items, model):
     with (MODEL_DIR / "forward_passes.log").open("a") as log:
         log.write(f"{len(items)}\\n")
-    time.sleep(HOLD_S)
+    deadline = time.monotonic() + 30
+    while (MODEL_DIR / "hold").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     return bundled.predict_batch_fn(items, model)
 """
 
 
-class SlowModel:
-    def __init__(self, path: Path, hold_s: float) -> None:
+class GatedModel:
+    def __init__(self, path: Path) -> None:
         self.dir = make_model_dir(path, 32)
         (self.dir / "code" / "bundled.py").write_text((TRAINING / "inference.py").read_text())
         (self.dir / "code" / "inference.py").write_text(SLOW_HANDLERS)
-        (self.dir / "hold_s").write_text(str(hold_s))
         self.log = self.dir / "forward_passes.log"
+
+    def hold(self) -> None:
+        (self.dir / "hold").touch()
+
+    def release(self) -> None:
+        (self.dir / "hold").unlink(missing_ok=True)
 
     def passes(self) -> list[int]:
         """The batch size of every forward pass so far."""
@@ -104,26 +112,41 @@ def join(threads: list[threading.Thread]) -> None:
         assert not thread.is_alive()
 
 
+Served = tuple[ServerProcess, GatedModel]
+
+
+def probe_runs(server: ServerProcess, model: GatedModel, expected_passes: int) -> None:
+    """Release the model, then one request: everything queued before it has run by then."""
+    model.release()
+    deadline = time.monotonic() + WAIT_S
+    while (status := post(server.port)[0]) == 503 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the queue is still full: retry, as Retry-After says
+    assert status == 200
+    assert len(model.passes()) == expected_passes, model.passes()
+
+
 @pytest.fixture(scope="module")
-def expiring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, SlowModel]]:
-    """One pass at a time, each 2.5 s, requests due within 1.5 s."""
-    model = SlowModel(tmp_path_factory.mktemp("expiring"), hold_s=2.5)
-    with ServerProcess(model.dir, "--timeout", "1.5", "--max-batch-size", "1") as server:
+def expiring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One request per forward pass, each due within 3 s of its arrival."""
+    model = GatedModel(tmp_path_factory.mktemp("expiring"))
+    with ServerProcess(model.dir, "--timeout", "3", "--max-batch-size", "1") as server:
         server.wait_ready()
         yield server, model
+        model.release()
 
 
 def test_requests_that_timed_out_never_run_their_forward_pass(expiring) -> None:
     server, model = expiring
     before = len(model.passes())
+    model.hold()
     first, first_reply = in_background(server.port, 1)
-    model.wait_for_passes(before + 1)  # the model is busy for 2.5 s
+    model.wait_for_passes(before + 1)  # the model is busy until released
     waiting, replies = in_background(server.port, 4)
     join(first + waiting)
     assert [reply[0] for reply in first_reply + replies] == [504] * 5
     assert all(reply[1]["error"] == "timeout" for reply in replies)
-    time.sleep(3)  # the first pass is over: the old server ran the other four now
-    assert len(model.passes()) == before + 1
+    # the old server ran the four expired requests now, before the probe
+    probe_runs(server, model, before + 2)
 
 
 def test_a_stalled_upload_gets_408(expiring) -> None:
@@ -137,38 +160,41 @@ def test_a_stalled_upload_gets_408(expiring) -> None:
         answer = read_until_closed(client)  # the client stalls: it sends nothing more
     assert answer.startswith("HTTP/1.1 408 ")
     assert '"error": "request_timeout"' in answer and "10 of 1000 bytes" in answer
-    assert time.monotonic() - started < 10  # the request's 1.5 s deadline, not 60 s
+    assert time.monotonic() - started < 15  # the request's 3 s deadline, not 60 s
 
 
 @pytest.fixture(scope="module")
-def bounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, SlowModel]]:
-    """One pass at a time, each 2 s; at most 2 requests wait."""
-    model = SlowModel(tmp_path_factory.mktemp("bounded"), hold_s=2)
+def bounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One request per forward pass; at most 2 requests wait for the model."""
+    model = GatedModel(tmp_path_factory.mktemp("bounded"))
     args = ("--timeout", "60", "--max-batch-size", "1", "--max-queue", "2")
     with ServerProcess(model.dir, *args) as server:
         server.wait_ready()
         yield server, model
+        model.release()
 
 
 def test_the_queue_is_bounded_and_refused_work_gets_503_with_retry_after(bounded) -> None:
     server, model = bounded
     before = len(model.passes())
+    model.hold()
     first, first_reply = in_background(server.port, 1)
     model.wait_for_passes(before + 1)
     queued, queued_replies = in_background(server.port, 2)
-    time.sleep(1)  # both are decoded and queued behind the busy model
+    time.sleep(2)  # both are decoded and queued behind the held model
     status, body, headers = post(server.port)
     assert (status, body["error"]) == (503, "unavailable")
     assert "2 requests are already queued" in body["message"]
     assert headers["Retry-After"] == "1"
+    probe_runs(server, model, before + 4)  # the first, the two queued, the probe
     join(first + queued)
     assert [reply[0] for reply in first_reply + queued_replies] == [200] * 3
-    assert len(model.passes()) == before + 3  # the refused request never ran
 
 
 def test_a_request_whose_client_hung_up_never_runs(bounded) -> None:
     server, model = bounded
     before = len(model.passes())
+    model.hold()
     first, first_reply = in_background(server.port, 1)
     model.wait_for_passes(before + 1)
     body = image_bytes()
@@ -178,9 +204,8 @@ def test_a_request_whose_client_hung_up_never_runs(bounded) -> None:
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         )
-        time.sleep(0.5)  # queued behind the busy model; then the client gives up
+        time.sleep(1)  # queued behind the held model; then the client gives up
+    assert logged(server, "the client hung up; its request was dropped")
+    probe_runs(server, model, before + 2)  # the first and the probe: not the dropped one
     join(first)
     assert first_reply[0][0] == 200
-    time.sleep(2.5)  # long enough for a second pass of 2 s
-    assert len(model.passes()) == before + 1
-    assert logged(server, "the client hung up; its request was dropped")
