@@ -20,6 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from localcloud.intrinsics import TemplateError
+from localcloud.quotas import AccountProfile, QuotaExceeded
 from localcloud.template import EventRule, Function, Layer, Resource, Stack
 
 Clients = Callable[[str], BaseClient]
@@ -49,8 +50,11 @@ def _zip_dir(path: Path) -> bytes:
     return buffer.getvalue()
 
 
-def deploy(stack: Stack, client: Clients) -> list[str]:
-    """Create every resource of ``stack``; returns notes on what is not emulated."""
+def deploy(stack: Stack, client: Clients, profile: AccountProfile | None = None) -> list[str]:
+    """Create every resource of ``stack``; returns notes on what is not emulated.
+
+    ``profile``: the account whose Lambda concurrency provisioned concurrency comes from.
+    """
     notes = list(stack.not_emulated)
     deployers: Mapping[str, Callable[[Resource, Clients], list[str]]] = {
         "AWS::IAM::Role": _role,
@@ -71,6 +75,8 @@ def deploy(stack: Stack, client: Clients) -> list[str]:
         for fn in stack.functions:
             where = fn.logical_id
             _function(fn, layer_arns, client)
+        if profile is not None:
+            _provisioned_concurrency(stack, profile)
         for machine in stack.state_machines:
             where = machine.logical_id
             client("stepfunctions").create_state_machine(
@@ -85,6 +91,26 @@ def deploy(stack: Stack, client: Clients) -> list[str]:
     except ClientError as exc:
         raise TemplateError(f"deploying {where}: {exc.response['Error']['Message']}") from exc
     return notes
+
+
+def _provisioned_concurrency(stack: Stack, profile: AccountProfile) -> None:
+    """The aliases' provisioned concurrency (SAM's ``<Function>Alias<alias>``): without a
+    reservation it comes from the account's unreserved pool, which keeps its floor."""
+    taken = sum(fn.reserved_concurrency or 0 for fn in stack.functions)
+    for fn in stack.functions:
+        provisioned = fn.provisioned_concurrency or 0
+        if not provisioned or fn.reserved_concurrency is not None:
+            continue
+        try:
+            profile.check_provisioned_concurrency(taken, provisioned)
+        except QuotaExceeded as exc:
+            raise TemplateError(
+                f"{fn.logical_id}Alias{fn.alias or ''} CREATE_FAILED: Resource handler returned "
+                f'message: "{exc} (Service: Lambda, Status Code: 400)" (ProvisionedConcurrency'
+                f"Config of {fn.name}; the account's Lambda quota 'Concurrent executions' is "
+                f"{profile.lambda_concurrent_executions}: request an increase in Service Quotas)"
+            ) from None
+        taken += provisioned
 
 
 def _create_failed(fn: Function, exc: ClientError, what: str) -> TemplateError:

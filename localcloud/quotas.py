@@ -76,6 +76,17 @@ class AccountProfile:
                 f"[{self.unreserved_floor}]."
             )
 
+    def check_provisioned_concurrency(self, reserved: int, provisioned: int) -> None:
+        """PutProvisionedConcurrencyConfig of a function without a reservation: it takes the
+        instances from the unreserved pool, which must stay at the floor."""
+        unreserved = self.lambda_concurrent_executions - reserved - provisioned
+        if provisioned > 0 and unreserved < self.unreserved_floor:
+            raise QuotaExceeded(
+                "Specified ConcurrentExecutions for function decreases account's "
+                f"UnreservedConcurrentExecution below its minimum value of "
+                f"[{self.unreserved_floor}]."
+            )
+
     def describe(self) -> str:
         return (
             f"{self.name} (Lambda concurrency {self.lambda_concurrent_executions}, "

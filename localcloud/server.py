@@ -106,7 +106,7 @@ class LocalCloud:
         moto_patches.install_history_archive(s.state_dir / "executions")
         self._install_sagemaker(profile)
 
-        notes = deploy(stack, clients_for(self.endpoint_url, stack.region))
+        notes = deploy(stack, clients_for(self.endpoint_url, stack.region), profile)
         self.api = HttpApi(
             stack.functions,
             runtime.invoke,

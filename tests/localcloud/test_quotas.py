@@ -15,9 +15,12 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 import localcloud.sagemaker as local_sagemaker
+from localcloud.deploy import deploy
 from localcloud.intrinsics import TemplateError
 from localcloud.quotas import AccountProfile, InstanceQuotas, QuotaExceeded, load_profile
 from localcloud.rules import check_rules
+from localcloud.template import resolve_stack
+from tests.conftest import REPO
 from tests.localcloud.sagemaker_support import (
     REGION,
     ROLE,
@@ -96,6 +99,45 @@ def test_the_unreserved_concurrency_floor(
         return
     with pytest.raises(QuotaExceeded, match=rf"below its minimum value of \[{refused_below}\]"):
         profile.check_reserved_concurrency(elsewhere, requested)
+
+
+@pytest.mark.parametrize(
+    ("limit", "reserved", "provisioned", "refused_below"),
+    [(10, 0, 1, 10), (1000, 0, 900, None), (1000, 50, 851, 100), (100, 0, 1, 100)],
+)
+def test_provisioned_concurrency_without_a_reservation_keeps_the_floor(
+    limit: int, reserved: int, provisioned: int, refused_below: int | None
+) -> None:
+    profile = AccountProfile("p", lambda_concurrent_executions=limit)
+    if refused_below is None:
+        profile.check_provisioned_concurrency(reserved, provisioned)
+        return
+    with pytest.raises(QuotaExceeded) as info:
+        profile.check_provisioned_concurrency(reserved, provisioned)
+    assert str(info.value) == (
+        "Specified ConcurrentExecutions for function decreases account's "
+        f"UnreservedConcurrentExecution below its minimum value of [{refused_below}]."
+    )
+
+
+def test_deploying_provisioned_concurrency_fails_on_a_new_account() -> None:
+    stack = resolve_stack(
+        REPO / "template.yaml",
+        region=REGION,
+        stack_name="pc",
+        overrides={"InferenceProvisionedConcurrency": "1"},
+    )
+    with mock_aws():
+        clients = lambda service: boto3.client(service, region_name=REGION)  # noqa: E731
+        with pytest.raises(TemplateError) as info:
+            deploy(stack, clients, load_profile("new-account"))
+    assert str(info.value).startswith(
+        "ClassifyFunctionAliaslive CREATE_FAILED: Resource handler returned message: "
+        "\"Specified ConcurrentExecutions for function decreases account's "
+        "UnreservedConcurrentExecution below its minimum value of [10]. (Service: Lambda"
+    )
+    with mock_aws():
+        deploy(stack, clients, load_profile("typical"))
 
 
 # --- Rules ------------------------------------------------------------------------------------
