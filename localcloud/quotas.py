@@ -87,12 +87,6 @@ class AccountProfile:
                 f"[{self.unreserved_floor}]."
             )
 
-    def describe(self) -> str:
-        return (
-            f"{self.name} (Lambda concurrency {self.lambda_concurrent_executions}, "
-            f"SageMaker instance quotas per type: see {DEFAULT_ACCOUNT_FILE.name})"
-        )
-
 
 def _instance_quotas(usage_key: str, raw: Any, where: str) -> InstanceQuotas:
     if raw is None:
