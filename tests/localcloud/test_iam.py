@@ -284,3 +284,16 @@ def test_removing_a_permission_makes_its_call_fail_naming_it(
         denied = owner_denials(cloud, owner, tmp_path)
     named = [m for m in denied if re.search(rf"perform: {re.escape(action)}\b", m)]
     assert named, f"without {action} in {owner}'s {statement}, no call was denied: {denied}"
+
+
+def test_no_iam_turns_enforcement_off() -> None:
+    import argparse
+
+    from localcloud.config import add_settings_arguments, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser)
+    assert settings_from_args(parser.parse_args([])).enforce_iam is True
+    settings = settings_from_args(parser.parse_args(["--no-iam"]))
+    assert settings.enforce_iam is False
+    assert "--no-iam" in settings.server_argv()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from localcloud import processes
 from localcloud.client import Connection
@@ -137,6 +138,35 @@ def test_direct_invoke_and_function_logs(conn: Connection, cloud: LocalCloudProc
     assert processes.wait_until(logged, timeout=10)
     log_file = cloud.settings.state_dir / "logs" / "lambda" / f"{name}.log"
     assert "a line from the handler" in log_file.read_text()
+
+
+def test_functions_run_as_their_role_and_iam_is_enforced(
+    conn: Connection, cloud: LocalCloudProcess
+) -> None:
+    assert cloud.state["iam"] == "enforced"
+    lam = conn.client("lambda")
+    worker = next(f for f in lam.list_functions()["Functions"] if "Worker" in f["FunctionName"])
+    event = {"env_keys": ["AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN"]}
+    reply = lam.invoke(FunctionName=worker["FunctionName"], Payload=json.dumps(event))
+    env = json.loads(reply["Payload"].read())["env"]
+    assert env["AWS_ACCESS_KEY_ID"].startswith("ASIA") and env["AWS_SESSION_TOKEN"]
+    # the worker's role has no permission of its own: its S3 read is denied, as on AWS
+    import boto3
+
+    as_worker = boto3.client(
+        "s3",
+        endpoint_url=conn.endpoint_url,
+        region_name=conn.region,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key="any",
+        aws_session_token=env["AWS_SESSION_TOKEN"],
+    )
+    with pytest.raises(ClientError) as denied:
+        as_worker.get_object(Bucket=conn.the_bucket(), Key="datasets/one.tar.gz")
+    message = denied.value.response["Error"]["Message"]
+    role = worker["Role"].rsplit("/", 1)[-1]
+    assert message.startswith(f"User: arn:aws:sts::123456789012:assumed-role/{role}/")
+    assert "perform: s3:GetObject on resource" in message
 
 
 def test_second_cloud_on_the_same_state_dir_is_refused(cloud: LocalCloudProcess) -> None:
