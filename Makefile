@@ -11,7 +11,7 @@ NPM    := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/npm
 
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test setup setup-dev lint bench-serving bench-training bench-pipeline clean
+.PHONY: run test notebook setup setup-dev lint bench-serving bench-training bench-pipeline clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ $(VENV)/.checkov: $(BIN)/python requirements-checkov.txt constraints-checkov.txt
 	touch $@
 
 # What the tests need on top: pytest, ruff, SAM CLI, the serving toolkit, asl-validator (npm),
-# checkov.
+# checkov, the SageMaker Python SDK and AWS's training toolkits (the notebook and its test).
 $(VENV)/.dev: $(VENV)/.runtime $(VENV)/.checkov requirements-dev.txt package.json package-lock.json
 	$(PIP) -r requirements-dev.txt
 	$(NPM) ci --no-audit --no-fund --loglevel=error
@@ -47,6 +47,11 @@ setup-dev: $(VENV)/.dev
 
 run: setup
 	$(BIN)/python -m localcloud run
+
+# The notebook, headless, against the running `python -m localcloud up` (else a local cloud
+# of its own); NOTEBOOK_ARGS="--data DIR" trains on your data set. Needs bubblewrap (bwrap).
+notebook: setup-dev
+	$(BIN)/python -m notebooks.run_local $(NOTEBOOK_ARGS)
 
 test: setup-dev
 	$(BIN)/ruff check .

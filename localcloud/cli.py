@@ -37,7 +37,7 @@ from localcloud.runner import (
     run_pipeline,
     upload,
 )
-from localcloud.statefile import read_state
+from localcloud.statefile import STATE_FILE, read_state
 
 
 def _stop_on_sigterm() -> None:
@@ -55,13 +55,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         state = cloud.state
         print(f"Local cloud up: stack {state['stack_name']} in {conn.region}")
         print(f"  AWS endpoint  {conn.endpoint_url}")
-        print("    export " + " ".join(f"{k}={v}" for k, v in conn.environment().items()))
+        # LOCALCLOUD_STATE: where a notebook or script finds the stack's outputs
+        env = {**conn.environment(), "LOCALCLOUD_STATE": str(settings.state_dir / STATE_FILE)}
+        print("    export " + " ".join(f"{k}={v}" for k, v in env.items()))
         routes = ", ".join(conn.routes)
         print(f"  HTTP API      {conn.api_url}  ({routes})")
         prefix = dataset_prefix(state)
         print(f"  Data bucket   s3://{conn.the_bucket()}/{prefix}  (an archive there starts a run)")
         print(f"  State dir     {settings.state_dir}  (logs, executions, models, plots)")
         print(f"  IAM           {_iam_line(state)}")
+        print(f"  SageMaker     {state.get('sagemaker_containers', '')}")
         print(f"  Account       {state.get('account_profile')}  (quotas: localcloud/account.yaml)")
         for what, where in _grouped(state.get("not_emulated") or []):
             print(f"  not emulated: {what} ({', '.join(where)})")

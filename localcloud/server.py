@@ -70,6 +70,7 @@ class LocalCloud:
         self.stack: Stack | None = None
         self.endpoint_url = ""
         self.api: HttpApi | None = None
+        self.containers = ""  # how SageMaker hosts run (sandbox or plain processes)
 
     def start(self) -> dict[str, Any]:
         from moto.server import ThreadedMotoServer
@@ -134,6 +135,7 @@ class LocalCloud:
             "account_profile": profile.name,
             "iam": "enforced" if enforcer else "off",
             "not_emulated": notes,
+            "sagemaker_containers": self.containers,
         }
         write_state(s.state_dir, state)
         self._stops.append(lambda: (s.state_dir / STATE_FILE).unlink(missing_ok=True))
@@ -157,9 +159,14 @@ class LocalCloud:
         from localcloud import sagemaker
 
         s = self.settings
-        sagemaker.install(
-            s.state_dir / "sagemaker", python=s.python, time_scale=s.time_scale, quotas=profile
+        self.containers = sagemaker.install(
+            s.state_dir / "sagemaker",
+            python=s.python,
+            time_scale=s.time_scale,
+            quotas=profile,
+            sandbox=True,
         )
+        log.info("local SageMaker: %s", self.containers)
         self._stops.append(sagemaker.shutdown)
 
     def stop(self) -> None:

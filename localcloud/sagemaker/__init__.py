@@ -15,7 +15,7 @@ import sys
 
 from localcloud.quotas import AccountProfile
 
-from . import patches, settings
+from . import container, patches, settings
 from .autoscaling import SCALER
 
 __all__ = ["install", "shutdown", "uninstall"]
@@ -30,7 +30,8 @@ def install(
     time_scale: float = 1.0,
     serve_command: tuple[str, ...] = settings.DEFAULT_SERVE_COMMAND,
     quotas: AccountProfile | None = None,
-) -> None:
+    sandbox: bool = False,
+) -> str:
     """Patch moto's SageMaker, SageMaker Runtime and Application Auto Scaling backends in this
     process so training jobs and endpoints run for real. Idempotent; a later call replaces
     the settings.
@@ -40,13 +41,18 @@ def install(
     ``serve_command`` is what follows the interpreter to start a model server that speaks
     the SageMaker hosting contract (``--model-dir D --host H --port P`` are appended);
     ``quotas``: the account profile whose instance quotas CreateTrainingJob, CreateEndpoint,
-    UpdateEndpoint and UpdateEndpointWeightsAndCapacities keep (None: unlimited).
+    UpdateEndpoint and UpdateEndpointWeightsAndCapacities keep (None: unlimited);
+    ``sandbox``: run each training host and endpoint instance in a bubblewrap sandbox with
+    its own /opt/ml and hostname (the container contract) when bwrap works here, else as
+    plain processes. Returns one line that says how hosts run.
     """
     global _atexit_registered
     if time_scale <= 0:
         raise ValueError("time_scale must be positive")
     state_dir = pathlib.Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    box, note = container.probe(python) if sandbox else (None, "the sandbox is off")
+    toolkit_missing = container.toolkit_missing()
     settings.configure(
         settings.Settings(
             state_dir=state_dir,
@@ -54,6 +60,9 @@ def install(
             time_scale=time_scale,
             serve_command=serve_command,
             quotas=quotas,
+            sandbox=box,
+            sandbox_note=note,
+            toolkit=toolkit_missing is None,
         )
     )
     patches.apply()
@@ -61,6 +70,7 @@ def install(
     if not _atexit_registered:
         atexit.register(shutdown)
         _atexit_registered = True
+    return container.describe(box, note, toolkit_missing)
 
 
 def shutdown() -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .children import Child, LogFile, free_port
+from .container import OPT_ML_MODEL, serving_code_problem
 from .settings import REPO_ROOT, Settings
 from .storage import LogStream
 
@@ -53,8 +54,21 @@ class Instance:
         self.id = f"i-{uuid.uuid4().hex[:17]}"
         self.port = free_port()
         self.log = LogFile(logs / f"{self.id}.log")
-        argv = [settings.python, *settings.serve_command, "--model-dir", str(model_dir)]
+        served = OPT_ML_MODEL if settings.sandbox is not None else str(model_dir)
+        argv = [settings.python, *settings.serve_command, "--model-dir", served]
         argv += ["--host", "127.0.0.1", "--port", str(self.port)]
+        if settings.sandbox is not None:  # its own /opt/ml, the model read-only in it
+            root = logs.parent / "instances" / self.id
+            (root / "ml").mkdir(parents=True, exist_ok=True)
+            (root / "tmp").mkdir(exist_ok=True)
+            argv = settings.sandbox.command(
+                argv,
+                hostname=self.id,
+                opt_ml=root / "ml",
+                tmp=root / "tmp",
+                cwd=str(REPO_ROOT),
+                read_only={OPT_ML_MODEL: model_dir},
+            )
         self.log.write(f"[local] {self.id}: {' '.join(argv)}")
         sinks = [self.log.write, stream(self.id).put]
         self.child = Child(argv, env=env, cwd=REPO_ROOT, sinks=sinks)
@@ -131,6 +145,9 @@ class VariantFleet:
         settings: Settings,
         health_timeout: float,
     ) -> None:
+        problem = serving_code_problem(model_dir, env)
+        if problem:
+            raise DeployError(problem)
         self.name = name
         self.image = image
         self.weight = weight

@@ -26,7 +26,7 @@ from moto.sagemaker.models import (
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
-from . import quota, settings
+from . import quota, sdk_shapes, settings
 from .autoscaling import deregister_endpoint, describe_scaling_activities
 from .hosting import ENDPOINTS, EndpointRuntime, InvokeError, not_found
 from .training import TRAINING_RUNS, TrainingRun, check_metric_definitions
@@ -242,6 +242,8 @@ def apply() -> None:
         update_endpoint_weights_and_capacities,
     )
     _patch(SageMakerResponse, "delete_endpoint", delete_endpoint)
+    for action in sdk_shapes.ACTIONS:  # shapes the SageMaker Python SDK accepts
+        _patch(SageMakerResponse, action, sdk_shapes.wrap(getattr(SageMakerResponse, action)))
     _patch(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
     _patch(SageMakerRuntimeResponse, "use_raw_body", True)  # image bodies are not UTF-8
     _patch(SageMakerModelBackend, "reset", reset)

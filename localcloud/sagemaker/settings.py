@@ -7,6 +7,8 @@ from pathlib import Path
 
 from localcloud.quotas import AccountProfile
 
+from .container import Sandbox
+
 # The repository root: model servers run ``python -m training.serve`` from here.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SERVE_COMMAND = ("-m", "training.serve")
@@ -21,6 +23,11 @@ class Settings:
     serve_command: tuple[str, ...] = DEFAULT_SERVE_COMMAND
     # instance quotas per type; None: no limit
     quotas: AccountProfile | None = None
+    # the bubblewrap sandbox hosts run in (None: plain processes), and why / why not
+    sandbox: Sandbox | None = None
+    sandbox_note: str = "the sandbox is off"
+    # whether script-mode jobs can run AWS's training toolkit in the sandbox
+    toolkit: bool = False
 
     def scaled(self, seconds: float) -> float:
         """A duration on the accelerated clock (autoscaling windows and cooldowns)."""

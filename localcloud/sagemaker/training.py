@@ -8,6 +8,7 @@ Stopped) on a thread of its own; the moto request that created it returns at onc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,11 +16,12 @@ import re
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from moto.sagemaker.exceptions import ValidationError
 
-from . import toolkit
+from . import container, toolkit
 from .children import Child, LogFile, free_port
 from .registry import Registry
 from .settings import Settings
@@ -121,6 +123,7 @@ class TrainingRun:
         self._name: str = request["TrainingJobName"]
         count = int(request.get("ResourceConfig", {}).get("InstanceCount", 1))
         self._hosts = [f"algo-{i + 1}" for i in range(count)]
+        self._instance_type = request.get("ResourceConfig", {}).get("InstanceType", "ml.m5.xlarge")
         self._dir = settings.state_dir / "training-jobs" / self._name
         self._layouts = [toolkit.HostLayout(self._dir / host) for host in self._hosts]
         spec = request.get("AlgorithmSpecification") or {}
@@ -129,6 +132,10 @@ class TrainingRun:
         self._channels: list[dict[str, Any]] = request.get("InputDataConfig") or []
         self._input_mode = spec.get("TrainingInputMode", "File")
         self._data_config = toolkit.input_data_config(self._channels, self._input_mode)
+        self._spec = spec
+        self._mode = container.job_mode(
+            spec, self._hps.get(toolkit.PROGRAM), settings.sandbox is not None, settings.toolkit
+        )
         self._s3 = S3(account_id, region, request.get("RoleArn"))
         self._children: list[Child] = []
         self._logs: list[LogFile] = []
@@ -182,7 +189,8 @@ class TrainingRun:
             self._prepare()
             if not self._stopping():
                 self._transition("Training", "Training in progress.")
-                failure = self._supervise()
+                with self._port_lock():
+                    failure = self._supervise()
                 if failure is not None:
                     self._finish("Failed", "Failed", failure)
                     return
@@ -216,12 +224,15 @@ class TrainingRun:
 
     def _prepare(self) -> None:
         program, submit = self._hps.get(toolkit.PROGRAM), self._hps.get(toolkit.SUBMIT_DIRECTORY)
-        if not program or not submit:
+        if self._mode == container.ENTRYPOINT:
+            if self._settings.sandbox is None:
+                raise JobError(container.no_sandbox_reason(self._settings.sandbox_note))
+        elif not program or not submit:
             raise JobError(
                 "ClientError: the local mode runs script-mode source: set the hyperparameters "
                 f"{toolkit.PROGRAM} and {toolkit.SUBMIT_DIRECTORY} (an s3:// sourcedir.tar.gz)"
             )
-        if not str(program).endswith(".py"):
+        elif not str(program).endswith(".py"):
             raise JobError(
                 f"ClientError: entry point {program!r}: the local mode runs .py programs"
             )
@@ -230,15 +241,28 @@ class TrainingRun:
             self._dir.rename(self._dir.with_name(f"{self._name}.before-{stamp}"))
         for layout in self._layouts:
             layout.make([c["ChannelName"] for c in self._channels])
-        sourcedir = self._dir / "sourcedir.tar.gz"
-        self._s3.download(str(submit), sourcedir)
-        for layout in self._layouts:
-            extract(sourcedir, layout.code)
-            if not (layout.code / program).is_file():
-                raise JobError(f"ClientError: entry point {program!r} is not in {submit}")
+        if self._mode != container.ENTRYPOINT:
+            sourcedir = self._dir / "sourcedir.tar.gz"
+            self._s3.download(str(submit), sourcedir)
+            for layout in self._layouts:
+                extract(sourcedir, layout.code)
+                if not (layout.code / program).is_file():
+                    raise JobError(f"ClientError: entry point {program!r} is not in {submit}")
         for channel in self._channels:
             self._download_channel(channel)
+        self._prepare_checkpoints()
         self._write_config_files()
+
+    def _checkpoint_dirs(self) -> list[Path]:
+        config = self._request.get("CheckpointConfig") if self._mode != container.PROCESS else None
+        return container.checkpoint_dirs([layout.root for layout in self._layouts], config)
+
+    def _prepare_checkpoints(self) -> None:
+        """Each host's checkpoint directory, holding what CheckpointConfig.S3Uri has."""
+        for path in self._checkpoint_dirs():
+            path.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(StorageError):  # nothing saved yet
+                self._s3.download_prefix(self._request["CheckpointConfig"]["S3Uri"], path)
 
     def _download_channel(self, channel: dict[str, Any]) -> None:
         name = channel["ChannelName"]
@@ -274,7 +298,16 @@ class TrainingRun:
                 "hyperparameters.json": self._request.get("HyperParameters") or {},
                 "resourceconfig.json": {
                     "current_host": host,
+                    "current_instance_type": self._instance_type,
+                    "current_group_name": "homogeneousCluster",
                     "hosts": self._hosts,
+                    "instance_groups": [
+                        {
+                            "instance_group_name": "homogeneousCluster",
+                            "instance_type": self._instance_type,
+                            "hosts": self._hosts,
+                        }
+                    ],
                     "network_interface_name": "lo",
                 },
                 "inputdataconfig.json": self._data_config,
@@ -314,15 +347,11 @@ class TrainingRun:
         master_port = free_port()
         started = int(time.time())
         for index, (host, layout) in enumerate(zip(self._hosts, self._layouts, strict=True)):
-            argv = toolkit.launch_command(
-                python=self._settings.python,
-                program=str(self._hps[toolkit.PROGRAM]),
-                args=args,
-                torch_distributed=bool(self._hps.get(toolkit.TORCH_DISTRIBUTED)),
-                num_hosts=len(self._hosts),
-                host_index=index,
-                master_port=master_port,
-            )
+            if self._mode != container.PROCESS:
+                argv, env, cwd = self._container_host(index), self._container_env(), layout.root
+            else:
+                argv, env = self._process_host(index, args, master_port), None
+                cwd = layout.code
             log = LogFile(layout.root / "training.log")
             self._logs.append(log)
             stream = LogStream(
@@ -332,11 +361,45 @@ class TrainingRun:
             self._children.append(
                 Child(
                     argv,
-                    env=self._host_env(index, master_port),
-                    cwd=layout.code,
+                    env=env or self._host_env(index, master_port),
+                    cwd=cwd,
                     sinks=[log.write, stream.put, self._metrics.feed],
                 )
             )
+
+    def _container_host(self, index: int) -> list[str]:
+        assert self._settings.sandbox is not None
+        argv = container.host_argv(self._mode, self._spec, self._settings.python)
+        return container.sandboxed_host(
+            self._settings.sandbox,
+            argv,
+            root=self._layouts[index].root,
+            host=self._hosts[index],
+            hosts=self._hosts,
+        )
+
+    def _container_env(self) -> dict[str, str]:
+        return container.host_env(
+            {key: value for key, value in os.environ.items() if not _launcher_variable(key)},
+            mode=self._mode,
+            python=self._settings.python,
+            job_name=self._name,
+            job_arn=self.job.arn,
+            region=self._region,
+            threads=max(1, (os.cpu_count() or 1) // len(self._hosts)),
+            environment=self._request.get("Environment") or {},
+        )
+
+    def _process_host(self, index: int, args: list[str], master_port: int) -> list[str]:
+        return toolkit.launch_command(
+            python=self._settings.python,
+            program=str(self._hps[toolkit.PROGRAM]),
+            args=args,
+            torch_distributed=bool(self._hps.get(toolkit.TORCH_DISTRIBUTED)),
+            num_hosts=len(self._hosts),
+            host_index=index,
+            master_port=master_port,
+        )
 
     def _supervise(self) -> str | None:
         """Run the hosts to the end; the failure reason, or None on success or stop."""
@@ -394,6 +457,19 @@ class TrainingRun:
             pack_dirs([getattr(layout, source) for layout in self._layouts], path)
             self._s3.upload(path, f"{prefix}/{archive}")
         self.job.model_artifacts = {"S3ModelArtifacts": f"{prefix}/model.tar.gz"}
+        checkpoints = (self._request.get("CheckpointConfig") or {}).get("S3Uri", "")
+        for folder in self._checkpoint_dirs():  # what SageMaker syncs to CheckpointConfig.S3Uri
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                self._s3.upload(path, f"{checkpoints.rstrip('/')}/{path.relative_to(folder)}")
+
+    def _port_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Sandboxed multi-host jobs rendezvous on port 7777 of the machine: one at a time."""
+        if self._mode == container.PROCESS or len(self._hosts) < 2:
+            return contextlib.nullcontext()
+        return container.master_port_lock(
+            lambda: self._transition("Training", "Waiting for port 7777 (another job holds it)"),
+            self._stopping,
+        )
 
     # --- status bookkeeping -------------------------------------------------------------
 
