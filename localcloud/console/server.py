@@ -49,7 +49,8 @@ class Console:
         self._server: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
-        self._plotted: dict[str, str] = {}
+        self._plotted: dict[str, str] = {}  # job name -> the status its PNG shows
+        self._plot_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -89,20 +90,24 @@ class Console:
         return self.state_dir / "plots" / f"{job_name}.png"
 
     def write_plots(self) -> list[Path]:
-        """PNG training curves (state dir) for every finished job not yet drawn; returns them."""
+        """PNG training curves (state dir) of every finished job, drawn once each; returns
+        the files of all finished jobs."""
         if self.state_dir is None:
             return []
-        written = []
+        files = []
         clients = self.reader.clients
-        for job in sagemaker_data.training_jobs(clients):
-            if job["status"] not in FINISHED_JOB or self._plotted.get(job["name"]) == job["status"]:
-                continue
-            described = sagemaker_data.describe_job(clients, job["name"])
-            metrics, _ = sagemaker_data.job_metrics(clients, described)
-            title = f"{job['name']} ({job['status']})"
-            written.append(plots.write_png(metrics, title, self.plot_path(job["name"])))
-            self._plotted[job["name"]] = job["status"]
-        return written
+        with self._plot_lock:  # the background scan and `run`'s final call
+            for job in sagemaker_data.training_jobs(clients):
+                if job["status"] not in FINISHED_JOB:
+                    continue
+                path = self.plot_path(job["name"])
+                if self._plotted.get(job["name"]) != job["status"] or not path.is_file():
+                    described = sagemaker_data.describe_job(clients, job["name"])
+                    metrics, _ = sagemaker_data.job_metrics(clients, described)
+                    plots.write_png(metrics, f"{job['name']} ({job['status']})", path)
+                    self._plotted[job["name"]] = job["status"]
+                files.append(path)
+        return files
 
     def _plot_loop(self) -> None:
         while not self._stopping.wait(PLOT_SCAN_S):

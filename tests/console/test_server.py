@@ -279,3 +279,23 @@ def test_the_registry_lists_versions_with_approval_and_metadata(console: Console
     assert group["name"] == "classifier"
     assert version["approval"] == "PendingManualApproval"
     assert version["metadata"] == {"valid_acc": "0.91"}
+
+
+def test_finished_jobs_get_one_png_each_in_the_state_dir(console: Console) -> None:
+    sm = console.reader.clients["sagemaker"]
+    sm.create_training_job(  # stock moto: Completed at once
+        TrainingJobName="job-1",
+        AlgorithmSpecification={"TrainingImage": "img", "TrainingInputMode": "File"},
+        RoleArn="arn:aws:iam::123456789012:role/sm",
+        OutputDataConfig={"S3OutputPath": "s3://b/models"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": 60},
+    )
+    [png] = console.write_plots()
+    assert png == console.state_dir / "plots" / "job-1.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn = png.stat().st_mtime_ns
+    assert console.write_plots() == [png]  # listed again, not drawn again
+    assert png.stat().st_mtime_ns == drawn
+    status, kind, svg = get(console, "/api/training-jobs/job-1/plot.svg")
+    assert (status, kind) == (200, "image/svg+xml") and b"no metrics yet" in svg
