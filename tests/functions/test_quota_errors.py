@@ -41,7 +41,7 @@ def test_resource_limit_exceeded_becomes_quota_exceeded(new_account: Any, lambda
     assert isinstance(info.value, PipelineError)
     assert message.startswith("start_training: CreateTrainingJob refused by a service quota: ")
     assert "'ml.m5.xlarge for training job usage' is 1 Instances" in message
-    assert "raise it in the Service Quotas console" in message
+    assert message.endswith("(or choose an instance type the account has quota for)")
     assert type(info.value).__name__ == "QuotaExceededError"  # the ErrorEquals name
 
 

@@ -61,7 +61,7 @@ def quota_error(stage: str, exc: ClientError) -> QuotaExceededError | None:
     operation = getattr(exc, "operation_name", "the call")
     return QuotaExceededError(
         f"{stage}: {operation} refused by a service quota: {error.get('Message', '')} "
-        "(raise it in the Service Quotas console, or choose another instance type)"
+        "(or choose an instance type the account has quota for)"
     )
 
 
