@@ -7,6 +7,7 @@ sees afterwards is what the pipeline sees.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import zipfile
@@ -19,6 +20,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from localcloud.iam.policies import unknown_managed
 from localcloud.intrinsics import TemplateError
 from localcloud.quotas import AccountProfile, QuotaExceeded
 from localcloud.template import EventRule, Function, Layer, Resource, Stack
@@ -152,13 +154,28 @@ def _ignored(resource: Resource, handled: set[str]) -> list[str]:
 
 
 def _role(resource: Resource, client: Clients) -> list[str]:
+    """The role with its inline policies (``aws iam get-role-policy`` shows what is enforced)
+    and its managed policies attached; a managed policy the local cloud does not know grants
+    nothing locally, and is noted."""
     props = resource.properties
-    client("iam").create_role(
+    iam = client("iam")
+    iam.create_role(
         RoleName=resource.name,
         Path=props.get("Path", "/"),
         AssumeRolePolicyDocument=json.dumps(props.get("AssumeRolePolicyDocument", {})),
     )
-    return []  # IAM is not enforced locally: policies need no copy
+    for policy in props.get("Policies") or []:
+        iam.put_role_policy(
+            RoleName=resource.name,
+            PolicyName=str(policy["PolicyName"]),
+            PolicyDocument=json.dumps(policy["PolicyDocument"]),
+        )
+    for arn in props.get("ManagedPolicyArns") or []:
+        # one missing from moto's copy of the AWS managed policies is noted below anyway
+        with contextlib.suppress(ClientError):
+            iam.attach_role_policy(RoleName=resource.name, PolicyArn=str(arn))
+    unknown = unknown_managed(props)
+    return [f"{resource.logical_id}: managed policy {a} not evaluated locally" for a in unknown]
 
 
 def _bucket(resource: Resource, client: Clients) -> list[str]:

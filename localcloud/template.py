@@ -42,7 +42,8 @@ DEPLOYED = {
     SAM_STATE_MACHINE,
     SAM_HTTP_API,
 }
-# Types that only grant or observe on AWS: accepted, with no local effect (IAM is not enforced).
+# Types that only grant or observe on AWS: accepted, with no local effect (IAM is enforced
+# from the roles' own Policies only: a separate policy resource grants nothing locally).
 NO_LOCAL_EFFECT = {
     "AWS::IAM::Policy",
     "AWS::IAM::ManagedPolicy",

@@ -167,6 +167,11 @@ def test_functions_run_as_their_role_and_iam_is_enforced(
     role = worker["Role"].rsplit("/", 1)[-1]
     assert message.startswith(f"User: arn:aws:sts::123456789012:assumed-role/{role}/")
     assert "perform: s3:GetObject on resource" in message
+    # the roles carry the policies that are enforced (the state machine's LambdaInvokePolicy)
+    iam = conn.client("iam")
+    role = next(r["RoleName"] for r in iam.list_roles()["Roles"] if "PipelineRole" in r["RoleName"])
+    policy = iam.get_role_policy(RoleName=role, PolicyName="PipelineRolePolicy0")
+    assert "lambda:InvokeFunction" in json.dumps(policy["PolicyDocument"])
 
 
 def test_second_cloud_on_the_same_state_dir_is_refused(cloud: LocalCloudProcess) -> None:
