@@ -186,6 +186,8 @@ def _run(
 ) -> RunOutcome:
     state = cloud.state
     out(f"  up in {duration(time.monotonic() - began)}: {conn.endpoint_url}, API {conn.api_url}")
+    if state.get("sagemaker_containers"):  # sandboxed hosts, or why they run as plain processes
+        out(f"  SageMaker: {state['sagemaker_containers']}")
     out(f"  account profile {state.get('account_profile')} (quotas: localcloud/account.yaml)")
     iam = "enforced (each function, the state machine, the rule and SageMaker act as their role)"
     out(f"  IAM {iam if state.get('iam') == 'enforced' else 'not enforced (--no-iam)'}")
