@@ -76,3 +76,13 @@ def test_the_notebook_runs_top_to_bottom_against_the_local_cloud(
     assert re.search(r"HTTP API: truth \S+ predicted \S+ \(", printed), printed
     assert "cleaned up: endpoint imgcls-notebook-" in printed, printed
     assert_no_new_children(before)
+
+
+def test_the_notebook_is_kept_without_outputs() -> None:
+    notebook = nbformat.read(run_local.NOTEBOOK, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code)
+    source = "\n".join(cell.source for cell in code)
+    # the same notebook on AWS and locally: nothing in it names the local cloud's endpoint
+    assert "127.0.0.1" not in source and "localhost" not in source
+    assert "instance_count=2" in source and "Torchrun()" in source
