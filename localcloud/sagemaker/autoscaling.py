@@ -27,8 +27,9 @@ from typing import Any
 
 from moto.applicationautoscaling.models import applicationautoscaling_backends
 from moto.cloudwatch.models import cloudwatch_backends
+from moto.sagemaker.models import sagemaker_backends
 
-from . import settings
+from . import quota, settings
 from .fleet import VariantFleet
 from .hosting import ENDPOINTS, EndpointRuntime
 
@@ -167,9 +168,16 @@ def _publish_invocations(account_id: str, region: str, runtime: EndpointRuntime)
 
 
 def record_activity(
-    account_id: str, region: str, resource_id: str, old: int, new: int, target: Any
+    account_id: str,
+    region: str,
+    resource_id: str,
+    old: int,
+    new: int,
+    target: Any,
+    failure: str | None = None,
 ) -> None:
-    """A successful scaling activity, shaped like DescribeScalingActivities' rows."""
+    """A scaling activity, shaped like DescribeScalingActivities' rows (Failed with
+    ``failure`` as the reason SageMaker gave)."""
     now = datetime.now(UTC)
     if new > old and target is not None and old < int(target.min_capacity):
         cause = f"the scalable target's MinCapacity {target.min_capacity} is above {old}"
@@ -191,6 +199,12 @@ def record_activity(
         "StatusMessage": f"Successfully set desired instance count to {new}. "
         "Change successfully fulfilled by sagemaker.",
     }
+    if failure is not None:
+        row["StatusCode"] = "Failed"
+        row["StatusMessage"] = (
+            f"Failed to set desired instance count to {new}. Reason: {failure} (Service: "
+            "AmazonSageMaker; Status Code: 400; Error Code: ResourceLimitExceeded)"
+        )
     with _activities_lock:
         rows = ACTIVITIES.setdefault(
             (account_id, region, resource_id), deque(maxlen=MAX_ACTIVITIES)
@@ -234,7 +248,16 @@ def reconcile() -> None:
         counts = {}
         for fleet in runtime.fleets.values():
             wanted = _decide(runtime, fleet, backend, now)
-            if wanted != fleet.desired:
+            refusal = _quota_refusal(account_id, region, runtime, fleet, wanted)
+            if refusal is not None:  # SageMaker refuses the scale-out: the fleet stays
+                fleet.last_scale_out = fleet.last_activity = now  # retried after the cooldown
+                resource_id = f"endpoint/{runtime.name}/variant/{fleet.name}"
+                target = backend.targets.get(DIMENSION, {}).get(resource_id)
+                record_activity(
+                    account_id, region, resource_id, fleet.desired, wanted, target, refusal
+                )
+                logger.warning("endpoint %s variant %s: %s", runtime.name, fleet.name, refusal)
+            elif wanted != fleet.desired:
                 logger.info(
                     "endpoint %s variant %s: %d -> %d instances",
                     runtime.name,
@@ -253,6 +276,20 @@ def reconcile() -> None:
                 counts[fleet.name] = fleet.desired  # an instance died: replace it
         if counts:
             runtime.scale(counts, {})
+
+
+def _quota_refusal(
+    account_id: str, region: str, runtime: EndpointRuntime, fleet: VariantFleet, wanted: int
+) -> str | None:
+    """SageMaker's ResourceLimitExceeded message if scaling out to ``wanted`` is over quota."""
+    if wanted <= fleet.desired:
+        return None
+    backend = sagemaker_backends[account_id][region]
+    try:
+        quota.check_scaling(backend, account_id, region, runtime.endpoint, {fleet.name: wanted})
+    except quota.ResourceLimitExceeded as exc:
+        return str(exc.message)
+    return None
 
 
 class Scaler:

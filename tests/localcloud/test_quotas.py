@@ -27,8 +27,11 @@ from tests.localcloud.sagemaker_support import (
     assert_no_new_children,
     children,
     tgz,
+    wait_endpoint,
+    wait_for,
     wait_job,
 )
+from tests.localcloud.test_sagemaker import VARIANT, Local, add_model, aws  # noqa: F401 (a fixture)
 
 BUCKET = "quota-bucket"
 STOP_FILE = Path("/nonexistent")  # each test's own (the fixture sets it)
@@ -269,3 +272,91 @@ def test_a_new_account_refuses_the_default_endpoint(sagemaker: Any) -> None:
     message = refused(sagemaker.create_endpoint, EndpointName="ep", EndpointConfigName="c")
     assert message == limit_message("ml.m5.large for endpoint usage", 0, 0, 1)
     assert sagemaker.list_endpoints()["Endpoints"] == []
+
+
+# --- endpoints: scaling and blue/green updates count against the quota ----------------------
+
+
+def test_scaling_and_updates_count_running_endpoints(aws: Local) -> None:  # noqa: F811
+    serve = aws.state.parent / "fake_serve.py"  # the `aws` fixture's model server
+    profile = replace(
+        load_profile("typical"), endpoints=InstanceQuotas("endpoint usage", {"ml.m5.large": 2})
+    )
+    local_sagemaker.install(aws.state, serve_command=(str(serve),), time_scale=0.02, quotas=profile)
+    aws.sagemaker.create_endpoint(
+        EndpointName="ep", EndpointConfigName=add_model(aws, "v1", instances=1)
+    )
+    wait_endpoint(aws.sagemaker, "ep")
+    capacity = {"VariantName": VARIANT, "DesiredInstanceCount": 3}
+    message = refused(
+        aws.sagemaker.update_endpoint_weights_and_capacities,
+        EndpointName="ep",
+        DesiredWeightsAndCapacities=[capacity],
+    )
+    assert message == limit_message("ml.m5.large for endpoint usage", 2, 1, 2)
+    aws.sagemaker.update_endpoint_weights_and_capacities(
+        EndpointName="ep", DesiredWeightsAndCapacities=[{**capacity, "DesiredInstanceCount": 2}]
+    )
+    assert wait_endpoint(aws.sagemaker, "ep")["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+    # blue/green: the new fleet (2 instances kept) would run beside the old one
+    message = refused(
+        aws.sagemaker.update_endpoint,
+        EndpointName="ep",
+        EndpointConfigName=add_model(aws, "v2", instances=1),
+        RetainAllVariantProperties=True,
+    )
+    assert message == limit_message("ml.m5.large for endpoint usage", 2, 2, 2)
+    assert aws.sagemaker.describe_endpoint(EndpointName="ep")["EndpointConfigName"] == "config-v1"
+    message = refused(
+        aws.sagemaker.create_endpoint, EndpointName="ep2", EndpointConfigName="config-v2"
+    )
+    assert message == limit_message("ml.m5.large for endpoint usage", 2, 2, 1)
+
+
+def test_autoscaling_beyond_the_quota_is_a_failed_scaling_activity(aws: Local) -> None:  # noqa: F811
+    serve = aws.state.parent / "fake_serve.py"
+    profile = replace(
+        load_profile("typical"), endpoints=InstanceQuotas("endpoint usage", {"ml.m5.large": 2})
+    )
+    local_sagemaker.install(aws.state, serve_command=(str(serve),), time_scale=0.02, quotas=profile)
+    aws.sagemaker.create_endpoint(
+        EndpointName="ep", EndpointConfigName=add_model(aws, "v1", instances=2)
+    )
+    wait_endpoint(aws.sagemaker, "ep")
+    resource = f"endpoint/ep/variant/{VARIANT}"
+    dimension = "sagemaker:variant:DesiredInstanceCount"
+    aws.scaling.register_scalable_target(
+        ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=dimension,
+        MinCapacity=1, MaxCapacity=4,
+    )  # fmt: skip
+    aws.scaling.put_scaling_policy(
+        PolicyName="invocations",
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension=dimension,
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": 5.0,
+            "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+            },
+            "ScaleOutCooldown": 10,
+            "ScaleInCooldown": 600,
+        },
+    )
+
+    def failed() -> list[dict[str, Any]]:  # traffic far above 5 calls per instance per "minute"
+        aws.runtime.invoke_endpoint(EndpointName="ep", Body=b"\xff\xd8 jpeg")
+        activities = aws.scaling.describe_scaling_activities(
+            ServiceNamespace="sagemaker", ResourceId=resource
+        )["ScalingActivities"]
+        return [a for a in activities if a["StatusCode"] == "Failed"]
+
+    (activity, *_) = wait_for(failed, bool, 30)
+    assert activity["StatusMessage"].startswith("Failed to set desired instance count to ")
+    assert (
+        "'ml.m5.large for endpoint usage' is 2 Instances, with current utilization of 2"
+        in (activity["StatusMessage"])
+    )
+    endpoint = aws.sagemaker.describe_endpoint(EndpointName="ep")
+    assert endpoint["ProductionVariants"][0]["DesiredInstanceCount"] == 2
