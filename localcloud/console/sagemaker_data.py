@@ -234,6 +234,32 @@ def _scaling(clients: Clients, resource_id: str) -> dict[str, Any]:
     }
 
 
+def _alarms(clients: Clients, endpoint: str) -> list[dict[str, Any]]:
+    """CloudWatch alarms on a metric of this endpoint (a canary's rollback alarms, say)."""
+    pages = clients["cloudwatch"].get_paginator("describe_alarms").paginate()
+    found = []
+    for alarm in (a for page in pages for a in page.get("MetricAlarms", [])):
+        dimensions = {d["Name"]: d["Value"] for d in alarm.get("Dimensions") or []}
+        metrics = alarm.get("Metrics") or []
+        for query in metrics:
+            stat = (query.get("MetricStat") or {}).get("Metric") or {}
+            dimensions.update({d["Name"]: d["Value"] for d in stat.get("Dimensions") or []})
+        if dimensions.get("EndpointName") != endpoint:
+            continue
+        found.append(
+            {
+                "name": alarm["AlarmName"],
+                "state": alarm.get("StateValue"),
+                "reason": alarm.get("StateReason"),
+                "metric": f"{alarm.get('Namespace', '')} {alarm.get('MetricName', '')}".strip()
+                or "metric math",
+                "condition": f"{alarm.get('ComparisonOperator', '')} {alarm.get('Threshold', '')}"
+                f" for {alarm.get('EvaluationPeriods', '?')} period(s)",
+            }
+        )
+    return found
+
+
 def _instances(clients: Clients, endpoint: str) -> list[dict[str, Any]]:
     """One row per instance that ever ran: its log stream ``<variant>/<instance id>``."""
     logs = clients["logs"]
@@ -306,6 +332,7 @@ def endpoint(clients: Clients, name: str) -> dict[str, Any]:
         "modified": iso(live.get("LastModifiedTime")),
         "variants": variants,
         "instances": _instances(clients, name),
+        "alarms": _alarms(clients, name),
     }
 
 

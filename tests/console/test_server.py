@@ -237,8 +237,23 @@ def test_an_endpoint_shows_its_variants_scaling_and_a_note_for_missing_apis(
             for seconds, value in ((10, 2.0), (40, 3.0))
         ],
     )
+    cloudwatch = console.reader.clients["cloudwatch"]
+    for alarm, endpoint in (("ep-errors", "ep"), ("other-errors", "other")):
+        cloudwatch.put_metric_alarm(
+            AlarmName=alarm,
+            Namespace="AWS/SageMaker",
+            MetricName="Invocation5XXErrors",
+            Dimensions=[{"Name": "EndpointName", "Value": endpoint}],
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+        )
     status, ep = get_json(console, "/api/endpoints/ep")
     assert status == 200
+    assert [a["name"] for a in ep["alarms"]] == ["ep-errors"]  # only this endpoint's
+    assert ep["alarms"][0]["metric"] == "AWS/SageMaker Invocation5XXErrors"
     assert (ep["config"], ep["status"]) == ("c1", "InService")
     [only] = ep["variants"]
     assert (only["model"], only["instance_type"]) == ("m1", "ml.m5.large")

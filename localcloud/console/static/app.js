@@ -227,7 +227,8 @@ async function trainingPage(first, name) {
   const job = await api("training-jobs/" + encodeURIComponent(name));
   const running = job.status === "InProgress" || job.status === "Stopping";
   const points = job.epochs.rows.length;
-  const plot = (first || running || view.plotPoints !== points)
+  const drawn = `${points} ${job.status}`; // redraw only when an epoch or the status is new
+  const plot = (first || view.plotDrawn !== drawn)
     ? await api("training-jobs/" + encodeURIComponent(name) + "/plot.svg") : null;
   const { columns, rows } = job.epochs;
   const oldPlot = document.getElementById("plot");
@@ -249,7 +250,7 @@ async function trainingPage(first, name) {
     <h2>Log (last ${job.log.length} of ${job.log_total} lines, every host)</h2>
     <pre class="log" id="log">${job.log.map((l) => `${esc(l.stream)}  ${esc(l.message)}`).join("\n")}</pre>`;
   const holder = document.getElementById("plot");
-  if (plot != null) { holder.innerHTML = plot; view.plotPoints = points; }
+  if (plot != null) { holder.innerHTML = plot; view.plotDrawn = drawn; }
   else if (oldPlot) holder.innerHTML = oldPlot.innerHTML;
   return running;
 }
@@ -294,6 +295,11 @@ async function endpointPage(first, name) {
       <td>${v.scaling.targets.map((t) => `${t.min}..${t.max} instances`).join(", ") || "none"}
         ${v.scaling.policies.map((p) => `<br>${esc(p.name)}: ${esc(p.metric)} target ${esc(p.target_value)}`).join("")}</td></tr>`).join("")}
     </tbody></table>
+    <h2>Alarms on this endpoint</h2>
+    ${ep.alarms.length ? `<table id="alarms"><thead><tr><th>Alarm</th><th>State</th><th>Metric</th><th>Condition</th><th>Reason</th></tr></thead><tbody>
+    ${ep.alarms.map((a) => `<tr><td>${esc(a.name)}</td><td>${badge(a.state)}</td><td>${esc(a.metric)}</td>
+      <td>${esc(a.condition)}</td><td>${esc(a.reason)}</td></tr>`).join("")}</tbody></table>`
+      : `<p class="muted">No CloudWatch alarm watches this endpoint.</p>`}
     <h2>Instances (one log stream each; first and last log line)</h2>
     <table id="instances"><thead><tr><th>Variant</th><th>Instance</th><th>First log</th><th>Last log</th></tr></thead><tbody>
     ${ep.instances.map((i) => `<tr><td>${esc(i.variant)}</td><td class="instance-id">${esc(i.instance)}</td>
