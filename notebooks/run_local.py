@@ -101,8 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     from localcloud.launcher import LaunchError, LocalCloudProcess
     from localcloud.statefile import STATE_FILE, read_state
 
-    parser = argparse.ArgumentParser(prog="python -m notebooks.run_local", description=__doc__)
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser = argparse.ArgumentParser(
+        prog="python -m notebooks.run_local",
+        description=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="the local cloud's state dir (default: %(default)s)",
+    )
     parser.add_argument("--data", type=Path, help="data set folder (default: the digits)")
     parser.add_argument("--out", type=Path, help="executed notebook (default: in the state dir)")
     args = parser.parse_args(argv)
