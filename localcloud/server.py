@@ -148,6 +148,10 @@ class LocalCloud:
         if not self.settings.enforce_iam:
             iam.uninstall()
             return None
+        try:
+            iam.check_installed()
+        except iam.EvaluatorError as exc:
+            raise TemplateError(f"IAM cannot be enforced: {exc}, or start with --no-iam") from None
         enforcer = iam.Enforcer(stack)
         iam.install(enforcer)
         self._stops.append(iam.uninstall)

@@ -4,7 +4,7 @@ the policies of the stack's roles, and the enforcement in the server process."""
 
 from localcloud.iam.authorize import Authorizer, Denial, Principal
 from localcloud.iam.enforce import Enforcer, install, uninstall
-from localcloud.iam.evaluator import EvaluatorError
+from localcloud.iam.evaluator import EvaluatorError, check_installed
 from localcloud.iam.requests import Check, required_checks
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Enforcer",
     "EvaluatorError",
     "Principal",
+    "check_installed",
     "install",
     "required_checks",
     "uninstall",

@@ -158,7 +158,13 @@ class Enforcer:
             captured["status"], captured["headers"] = status, headers
             return lambda data: None
 
-        chunks = list(app(environ, capture))
+        result = app(environ, capture)
+        try:
+            chunks = list(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
         if str(captured.get("status", "")).startswith("404"):
             bucket = f"arn:aws:s3:::{call.params.get('Bucket', '')}"
             denial = self.allowed(principal, "s3:ListBucket", bucket)

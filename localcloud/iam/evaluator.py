@@ -65,6 +65,12 @@ def node_executable() -> str:
     )
 
 
+def check_installed() -> None:
+    """EvaluatorError unless node and the npm packages are there (``make setup``)."""
+    node_executable()
+    _check_packages()
+
+
 def _check_packages() -> None:
     missing = [p for p in PACKAGES if not (REPO_ROOT / "node_modules" / p).is_dir()]
     if missing:

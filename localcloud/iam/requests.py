@@ -201,7 +201,7 @@ def required_checks(
     for role_param in _ROLE_PARAMS:
         role = params.get(role_param)
         if isinstance(role, str) and role.startswith("arn:"):
-            passed_to = f"{'sagemaker' if prefix == 'sagemaker' else prefix}.amazonaws.com"
+            passed_to = f"{prefix}.amazonaws.com"  # the service that will assume it
             checks.append(Check("iam:PassRole", role, {"iam:PassedToService": passed_to}))
     checks += _on_behalf(service, operation, params, where)
     tags = _tags(params)

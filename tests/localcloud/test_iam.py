@@ -297,3 +297,13 @@ def test_no_iam_turns_enforcement_off() -> None:
     settings = settings_from_args(parser.parse_args(["--no-iam"]))
     assert settings.enforce_iam is False
     assert "--no-iam" in settings.server_argv()
+
+
+def test_without_the_npm_packages_the_start_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from localcloud.iam import evaluator
+
+    monkeypatch.setattr(evaluator, "REPO_ROOT", tmp_path)
+    with pytest.raises(evaluator.EvaluatorError, match=r"iam-simulate.*run `make setup`"):
+        evaluator.check_installed()
