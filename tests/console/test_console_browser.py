@@ -228,7 +228,7 @@ def test_a_live_run_progresses_on_the_page_and_ends_as_its_history_says(
     description = finish(conn, runs["good"])
     assert description["status"] == "SUCCEEDED", description.get("cause")
     # the page follows by itself (no reload) until the execution ends
-    page.wait_for_selector('h1 .badge[data-status="SUCCEEDED"]', timeout=15_000)
+    page.wait_for_selector('h1 .badge[data-status="SUCCEEDED"]')
     page.wait_for_selector('#graph .node[data-state="__end__"][data-status="succeeded"]')
     drawn = page.eval_on_selector_all("#graph .node", "els => els.map(e => e.dataset.state)")
     assert sorted(set(drawn) - {"__start__", "__end__"}) == sorted(asl_states(conn, runs["good"]))
