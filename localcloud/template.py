@@ -729,7 +729,6 @@ _FUNCTION_NOT_EMULATED = {
     "EphemeralStorage",
 }
 _HTTP_API_NOT_EMULATED = {
-    "Auth",
     "CorsConfiguration",
     "Domain",
     "AccessLogSettings",
