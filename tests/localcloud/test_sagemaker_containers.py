@@ -320,3 +320,43 @@ def test_without_the_sandbox_a_container_entrypoint_job_fails_with_a_reason(
     assert job["TrainingJobStatus"] == "Failed"
     assert "bubblewrap sandbox: the sandbox is turned off" in job["FailureReason"]
     assert os.environ[container.DISABLE_VARIABLE] == "0"
+
+
+def test_checkpoints_start_from_s3_and_go_back_to_it(aws: dict[str, Any]) -> None:
+    s3, sagemaker = aws["s3"], aws["sagemaker"]
+    s3.put_object(Bucket=BUCKET, Key="checkpoints/job/epoch-1.txt", Body=b"saved before")
+    s3.put_object(Bucket=BUCKET, Key="data/x.txt", Body=b"x")
+    script = (
+        "cp /opt/ml/checkpoints/epoch-1.txt /opt/ml/model/resumed-from.txt && "
+        "echo epoch 2 > /opt/ml/checkpoints/epoch-2.txt && hostname > /opt/ml/model/host.txt"
+    )
+    sagemaker.create_training_job(
+        TrainingJobName="checkpoints",
+        RoleArn=ROLE,
+        AlgorithmSpecification={
+            "TrainingImage": "pytorch-training:local",
+            "TrainingInputMode": "File",
+            "ContainerEntrypoint": ["/bin/bash"],
+            "ContainerArguments": ["-c", script],
+        },
+        InputDataConfig=[
+            {
+                "ChannelName": "training",
+                "DataSource": {
+                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data/"}
+                },
+            }
+        ],
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/models/"},
+        ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": 60},
+        CheckpointConfig={"S3Uri": f"s3://{BUCKET}/checkpoints/job/"},
+    )
+    job = wait_job(sagemaker, "checkpoints")
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    model = s3.get_object(Bucket=BUCKET, Key="models/checkpoints/output/model.tar.gz")
+    files = untar(model["Body"].read())
+    assert files["resumed-from.txt"] == b"saved before"
+    assert files["host.txt"] == b"algo-1\n"
+    saved = s3.get_object(Bucket=BUCKET, Key="checkpoints/job/epoch-2.txt")["Body"].read()
+    assert saved == b"epoch 2\n"
