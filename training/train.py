@@ -34,7 +34,7 @@ from imgcls import artifacts, checkpoint, distributed, engine
 from imgcls.data import DatasetError, DataSplits, ImageList, eval_loader, locate, scan, train_loader
 from imgcls.model import ARCHITECTURES, FINE_TUNE, WeightsError, set_trainable
 from imgcls.model import build_model as build_network
-from imgcls.transforms import eval_transform, train_transform
+from imgcls.transforms import AUGMENT_PRESETS, Augmentation, eval_transform, train_transform
 
 log = logging.getLogger("train")
 metrics_log = logging.getLogger("train.metrics")
@@ -70,6 +70,13 @@ def _positive_float(value: str) -> float:
     number = float(value)
     if not number > 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return number
+
+
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
     return number
 
 
@@ -195,6 +202,26 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     train.add_argument("--seed", type=int, default=0, help="seed for init, shuffling, augmentation")
     train.add_argument(
+        "--augment",
+        default="standard",
+        choices=AUGMENT_PRESETS,
+        help="training augmentation: standard (random resized crop + flips: photos), light "
+        "(a shift of a few pixels, no flips: small or non-photographic images such as "
+        "digits), none (the evaluation transform)",
+    )
+    train.add_argument(
+        "--crop-scale",
+        type=_fraction,
+        default=None,
+        help="smallest crop area for --augment standard (default 0.08)",
+    )
+    train.add_argument(
+        "--flip",
+        type=_bool,
+        default=None,
+        help="random horizontal flips (default: true for standard, false otherwise)",
+    )
+    train.add_argument(
         "--amp",
         type=_bool,
         default=True,
@@ -244,7 +271,9 @@ def build_data(
     sizes = {name: len(samples) for name, samples in splits.samples.items()}
     log.info("data set at %s: %d classes, %s images", splits.root, len(splits.classes), sizes)
     datasets = {
-        "train": ImageList(splits.samples["train"], train_transform(args.image_size)),
+        "train": ImageList(
+            splits.samples["train"], train_transform(args.image_size, augmentation(args))
+        ),
         "valid": ImageList(splits.samples["valid"], eval_transform(args.image_size)),
         "test": ImageList(splits.samples["test"], eval_transform(args.image_size)),
     }
@@ -271,6 +300,10 @@ def build_data(
     shard = len(loaders["train"].sampler)
     log.info("this process trains on a shard of %d of %d train images", shard, sizes["train"])
     return splits, loaders
+
+
+def augmentation(args: argparse.Namespace) -> Augmentation:
+    return Augmentation.of(args.augment, args.crop_scale, args.flip)
 
 
 def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
@@ -506,6 +539,7 @@ def finish(
     )
     if cfg.is_main:
         meta = artifacts.model_meta(args.arch, splits.classes, args.image_size, metrics, vars(args))
+        meta["augmentation"] = augmentation(args).as_dict()
         smoke = artifacts.pick_smoke_samples(
             splits.samples["test"], len(splits.classes), args.smoke_images
         )

@@ -14,7 +14,7 @@ ALL_FLAGS = (
     "--data-dir", "--model-dir", "--output-dir", "--checkpoint-dir", "--arch", "--weights",
     "--fine-tune", "--image-size", "--epochs", "--batch-size", "--learning-rate",
     "--weight-decay", "--early-stopping-patience", "--seed", "--num-workers", "--smoke-images",
-    "--log-interval", "--amp",
+    "--log-interval", "--amp", "--augment", "--crop-scale", "--flip",
 )  # fmt: skip
 
 

@@ -97,15 +97,11 @@ def test_the_check_measures_scaled_logit_error_and_top1() -> None:
     assert swapped.top1_equal == 0
 
 
-def test_auto_picks_eager_on_gpus_and_bf16_only_where_the_cpu_has_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_auto_is_fp32_on_cpus_and_eager_on_gpus_bf16_only_on_request() -> None:
     cpu = torch.device("cpu")
-    monkeypatch.setattr(optimize, "native_bf16", lambda device: True)
-    assert candidates("auto", cpu) == ["jit-bf16", "jit", "eager"]
-    monkeypatch.setattr(optimize, "native_bf16", lambda device: False)
     assert candidates("auto", cpu) == ["jit", "eager"]
     assert candidates("auto", torch.device("cuda")) == ["eager"]
+    assert candidates("jit-bf16", cpu) == ["jit-bf16", "jit", "eager"]
     assert candidates("eager", cpu) == ["eager"]
 
 
