@@ -95,6 +95,37 @@ def install_lambda(runtime: LambdaRuntime) -> None:
         return result.payload
 
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
+    _name_lambda_service_errors()
+
+
+def _name_lambda_service_errors() -> None:
+    """A Lambda service error (a throttle, say) in a Task reads ``Lambda.<code>``, as on AWS.
+
+    moto names every such error "Exception", so a Retry on
+    ``Lambda.TooManyRequestsException`` would never match locally.
+    """
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
+        CustomErrorName,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import (
+        StateTaskLambda,
+    )
+
+    original = getattr(StateTaskLambda._from_error, "__wrapped__", StateTaskLambda._from_error)
+
+    def from_error(self: Any, env: Any, ex: Exception) -> Any:
+        event = original(self, env, ex)
+        if isinstance(ex, ClientError):
+            name = f"Lambda.{ex.response.get('Error', {}).get('Code', 'ServiceException')}"
+            event.error_name = CustomErrorName(name)
+            details = (event.event_details or {}).get("lambdaFunctionFailedEventDetails")
+            if details is not None:
+                details["error"] = name
+        return event
+
+    from_error.__wrapped__ = original  # type: ignore[attr-defined]
+    StateTaskLambda._from_error = from_error  # type: ignore[method-assign]
 
 
 def _invoke_quietly(runtime: LambdaRuntime, name: str, payload: bytes) -> None:

@@ -27,6 +27,7 @@ from localcloud.launcher import LocalCloudProcess
 from localcloud.runner import classify_file, upload
 from tests.localcloud.pipeline_support import (
     ENDPOINT,
+    EXECUTION_TIMEOUT_S,
     NOT_IN_A_CAUSE,
     archive_of,
     classify,
@@ -44,41 +45,47 @@ pytestmark = pytest.mark.e2e
 
 
 def survived(
-    conn: Connection, deployed: dict[str, Any], description: dict[str, Any], error: str | None
+    conn: Connection,
+    deployed: dict[str, Any],
+    description: dict[str, Any],
+    error: str | None,
+    serving: str | None = None,
 ) -> None:
-    """The end state every fault must leave: readable cause, lock free, the model answers."""
+    """The end state every fault must leave: readable cause, lock free, the model answers.
+
+    ``serving``: the endpoint config live before the fault, which a failed run must leave.
+    """
     if error is None:
         assert description["status"] == "SUCCEEDED", description.get("cause")
     else:
         assert (description["status"], description["error"]) == ("FAILED", error)
         cause = description.get("cause") or ""
         assert cause and not [m for m in NOT_IN_A_CAUSE if m in cause], cause
-        assert endpoint(conn)["EndpointConfigName"] == deployed["config"]
+        assert endpoint(conn)["EndpointConfigName"] == serving
     assert lock_holders(conn) == []
     assert endpoint(conn)["EndpointStatus"] == "InService"
     assert classify(conn, deployed["image"])["predictions"][0]["label"] == "dog"
 
 
-def newest_job(conn: Connection) -> dict[str, Any] | None:
-    jobs = conn.client("sagemaker").list_training_jobs(
-        SortBy="CreationTime", SortOrder="Descending", MaxResults=1
-    )["TrainingJobSummaries"]
-    return jobs[0] if jobs else None
+def live_config(conn: Connection) -> str:
+    return endpoint(conn)["EndpointConfigName"]
 
 
 def test_training_fails(conn: Connection, deployed: dict[str, Any], tmp_path: Path) -> None:
     """Fault: the data set is not a readable archive; training fails."""
     archive = tmp_path / "broken.tar.gz"
     archive.write_bytes(b"this is not a gzip archive")
+    serving = live_config(conn)
     description = run_upload(conn, archive, "datasets/broken.tar.gz")
-    survived(conn, deployed, description, "TrainingJobFailed")
+    survived(conn, deployed, description, "TrainingJobFailed", serving)
 
 
 def test_quality_gate_fails(conn: Connection, deployed: dict[str, Any], tmp_path: Path) -> None:
     """Fault: the new model is worse than the gate; it is never deployed."""
     root = data_set(tmp_path / "swapped-valid", swap="valid")
+    serving = live_config(conn)
     description = run_upload(conn, archive_of(root), "datasets/swapped-valid.tar.gz")
-    survived(conn, deployed, description, "QualityGateFailed")
+    survived(conn, deployed, description, "QualityGateFailed", serving)
     assert "DeployModel" not in entered(conn, description["executionArn"])
 
 
@@ -86,26 +93,24 @@ def test_endpoint_fails_to_come_up(
     conn: Connection, deployed: dict[str, Any], tmp_path: Path
 ) -> None:
     """Fault: the new model's artifact is damaged after training; its servers never start."""
-    before = newest_job(conn)
+    serving = live_config(conn)
     root = data_set(tmp_path / "damaged", seed=1)
     arn = start_upload(conn, archive_of(root), "datasets/damaged.tar.gz")
+    sagemaker = conn.client("sagemaker")
+    name = job_name(conn, arn)
 
     def completed() -> bool:
-        job = newest_job(conn)
-        new = job is not None and (
-            before is None or job["TrainingJobName"] != before["TrainingJobName"]
-        )
-        return new and job["TrainingJobStatus"] == "Completed"
+        status = sagemaker.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
+        return status in {"Completed", "Failed", "Stopped"}
 
     # The window: the next CheckTraining poll, the gate and the lock come before the deploy.
-    assert processes.wait_until(completed, 300, interval=0.05), "training did not complete"
-    job = conn.client("sagemaker").describe_training_job(
-        TrainingJobName=newest_job(conn)["TrainingJobName"]
-    )
+    assert processes.wait_until(completed, EXECUTION_TIMEOUT_S, interval=0.05)
+    job = sagemaker.describe_training_job(TrainingJobName=name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     bucket, key = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix("s3://").split("/", 1)
     conn.client("s3").put_object(Bucket=bucket, Key=key, Body=b"not a model")
     description = finish(conn, arn)
-    survived(conn, deployed, description, "EndpointDeploymentFailed")
+    survived(conn, deployed, description, "EndpointDeploymentFailed", serving)
     assert "RollBack" in entered(conn, arn)
 
 
@@ -114,14 +119,15 @@ def test_smoke_test_fails_while_the_endpoint_scales(
 ) -> None:
     """Fault: the smoke test fails, and autoscaling resizes the endpoint as the rollback starts."""
     root = data_set(tmp_path / "swapped-test", swap="test")
+    serving = live_config(conn)
     arn = start_upload(conn, archive_of(root), "datasets/swapped-test.tar.gz")
-    wait_for_state(conn, arn, "SmokeTest")
+    wait_for_state(conn, arn, "SmokeTest", EXECUTION_TIMEOUT_S)
     conn.client("sagemaker").update_endpoint_weights_and_capacities(
         EndpointName=ENDPOINT,
         DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 2}],
     )
     description = finish(conn, arn)
-    survived(conn, deployed, description, "SmokeTestFailed")
+    survived(conn, deployed, description, "SmokeTestFailed", serving)
     assert "(rolled back)" in description["cause"]
 
 
@@ -190,13 +196,16 @@ def test_a_throttled_function_is_retried(
 
         def throttled() -> bool:
             events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-            return any(e["type"] == "LambdaFunctionFailed" for e in events)
+            return any(
+                e.get("lambdaFunctionFailedEventDetails", {}).get("error")
+                == "Lambda.TooManyRequestsException"
+                for e in events
+            )
 
-        assert processes.wait_until(throttled, 300, interval=0.2), "never throttled"
+        assert processes.wait_until(throttled, EXECUTION_TIMEOUT_S, interval=0.2), "never throttled"
     finally:
         lam.delete_function_concurrency(FunctionName=name)
     description = finish(conn, arn)
-    deployed = {**deployed, "config": endpoint(conn)["EndpointConfigName"]}
     survived(conn, deployed, description, None)
 
 
@@ -218,7 +227,7 @@ def test_two_uploads_to_one_key_train_two_models_each_from_its_own_bytes(
     sm = conn.client("sagemaker")
     trained: dict[str, bytes] = {}
     for description in descriptions:
-        job = sm.describe_training_job(TrainingJobName=_job_name(conn, description["executionArn"]))
+        job = sm.describe_training_job(TrainingJobName=job_name(conn, description["executionArn"]))
         uri = job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
         pinned = uri.removeprefix(f"s3://{bucket}/")
         version = {
@@ -257,12 +266,18 @@ def _executions_since(conn: Connection, first: str, timeout: float = 30) -> list
     return found
 
 
-def _job_name(conn: Connection, arn: str) -> str:
+def job_name(conn: Connection, arn: str) -> str:
+    """The training job the execution started (waits for StartTraining to answer)."""
     sfn = conn.client("stepfunctions")
-    for event in sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]:
-        details = event.get("taskSucceededEventDetails") or event.get(
-            "lambdaFunctionSucceededEventDetails"
-        )
-        if details and "training_job_name" in (details.get("output") or ""):
-            return json.loads(details["output"])["training_job_name"]
-    raise AssertionError(f"no training job in {arn}")
+    found: list[str] = []
+
+    def started() -> bool:
+        for event in sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]:
+            output = (event.get("lambdaFunctionSucceededEventDetails") or {}).get("output") or ""
+            if '"training_job_arn"' in output:
+                found.append(json.loads(output)["training_job_name"])
+                return True
+        return False
+
+    assert processes.wait_until(started, EXECUTION_TIMEOUT_S, interval=0.2), "no training job"
+    return found[0]
