@@ -11,7 +11,7 @@ NPM    := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/npm
 
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test notebook setup setup-dev lint bench-serving bench-training bench-pipeline clean
+.PHONY: run test notebook setup setup-dev lint bench-serving bench-training bench-pipeline bench-faults clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,9 @@ bench-training: setup
 
 bench-pipeline: setup
 	$(BIN)/python -m bench.pipeline
+
+bench-faults: setup-dev
+	$(BIN)/python -m bench.faults
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .aws-sam .localcloud work
