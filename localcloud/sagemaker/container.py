@@ -148,7 +148,7 @@ def toolkit_missing() -> str | None:
 def describe(sandbox: Sandbox | None, reason: str, toolkit: str | None) -> str:
     """The one line the local cloud prints about how SageMaker containers run."""
     if sandbox is None:
-        return f"SageMaker hosts run as plain processes: {reason} (ModelTrainer jobs need it)"
+        return f"hosts run as plain processes: {reason} (ModelTrainer jobs need the sandbox)"
     if toolkit is not None:
         return f"{reason}; script-mode jobs run without AWS's training toolkit ({toolkit})"
     return f"{reason}; script-mode jobs run AWS's training toolkit"

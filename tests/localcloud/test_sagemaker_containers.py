@@ -278,9 +278,7 @@ def test_without_the_sandbox_a_container_entrypoint_job_fails_with_a_reason(
     try:
         with mock_aws():
             line = local_sagemaker.install(tmp_path / "state", sandbox=True)
-            assert line.startswith(
-                "SageMaker hosts run as plain processes: the sandbox is turned off"
-            )
+            assert line.startswith("hosts run as plain processes: the sandbox is turned off")
             s3 = boto3.client("s3", region_name=REGION)
             s3.create_bucket(Bucket=BUCKET)
             s3.put_object(Bucket=BUCKET, Key="drivers/sm_train.sh", Body=b"exit 0")
