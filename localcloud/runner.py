@@ -74,9 +74,14 @@ def classify_file(conn: Connection, image: Path, query: str = "") -> tuple[int, 
 
 
 def classify_samples(conn: Connection, test_dir: Path, count: int, out: Out) -> tuple[int, int]:
-    """Classify up to ``count`` held-out images (one per class); returns (right, total)."""
+    """Classify up to ``count`` held-out images (one per class); returns (right, total).
+
+    It takes the last test image of each class (in name order): the smoke set takes the
+    first ones (imgcls.artifacts.pick_smoke_samples, round-robin from the start), so these
+    are images the smoke test did not see whenever a class has more test images than the
+    smoke set takes from it (3 of the digits' 27)."""
     classes = sorted(p for p in test_dir.iterdir() if p.is_dir()) if test_dir.is_dir() else []
-    picks = [min(c.iterdir()) for c in classes if any(c.iterdir())][:count]
+    picks = [max(c.iterdir()) for c in classes if any(c.iterdir())][:count]
     if not picks:
         out(f"No held-out images under {test_dir} to classify.")
         return 0, 0
