@@ -3,8 +3,10 @@
 ``install()`` patches moto's SageMaker, SageMaker Runtime and Application Auto Scaling in
 this process: CreateTrainingJob runs the submitted script-mode source as local processes,
 endpoints run ``training.serve`` model servers, InvokeEndpoint reaches them, and scalable
-targets with target-tracking policies resize the fleets. It works inside the moto server
-process and under ``mock_aws`` alike. See docs/local-sagemaker.md.
+targets with target-tracking policies resize the fleets; UpdateEndpoint follows its
+DeploymentConfig (canary, linear, alarm rollback), endpoints publish their metrics to the
+local CloudWatch, whose alarms evaluate (``localcloud.alarms``). It works inside the moto
+server process and under ``mock_aws`` alike. See docs/local-sagemaker.md.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import atexit
 import pathlib
 import sys
 
+from localcloud import alarms
 from localcloud.quotas import AccountProfile
 
 from . import container, patches, settings
@@ -42,6 +45,8 @@ def install(
     the SageMaker hosting contract (``--model-dir D --host H --port P`` are appended);
     ``quotas``: the account profile whose instance quotas CreateTrainingJob, CreateEndpoint,
     UpdateEndpoint and UpdateEndpointWeightsAndCapacities keep (None: unlimited);
+    CloudWatch alarms evaluate from now on, on the same clock; their SNS notifications are
+    also appended to ``state_dir/cloudwatch/alarm-notifications.jsonl``.
     ``sandbox``: run each training host and endpoint instance in a bubblewrap sandbox with
     its own /opt/ml and hostname (the container contract) when bwrap works here, else as
     plain processes. Returns one line that says how hosts run.
@@ -67,6 +72,7 @@ def install(
     )
     patches.apply()
     SCALER.start()
+    alarms.start(time_scale, state_dir / "cloudwatch" / "alarm-notifications.jsonl")
     if not _atexit_registered:
         atexit.register(shutdown)
         _atexit_registered = True
@@ -82,5 +88,6 @@ def shutdown() -> None:
 def uninstall() -> None:
     """``shutdown()`` and restore moto's own behaviour (tests that need stock moto)."""
     SCALER.stop()
+    alarms.stop()
     shutdown()
     patches.revert()

@@ -6,8 +6,8 @@ For each in-service variant with a scalable target (``endpoint/<e>/variant/<v>``
 ``SageMakerVariantInvocationsPerInstance``: invocations per instance per minute, measured
 over the last minute, against the policy's TargetValue, with the policy's cooldowns.
 Minutes and cooldowns run on the accelerated clock of ``install(time_scale=...)``. The
-same pass replaces instances whose process died and publishes the CloudWatch metric
-``AWS/SageMaker`` ``Invocations`` (Sum, per EndpointName and VariantName). Every change of
+same pass replaces instances whose process died and publishes the endpoints' CloudWatch
+metrics (``metrics.py``). Every change of
 the count is recorded as a scaling activity (``DescribeScalingActivities``, which moto lacks).
 """
 
@@ -26,10 +26,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from moto.applicationautoscaling.models import applicationautoscaling_backends
-from moto.cloudwatch.models import cloudwatch_backends
 from moto.sagemaker.models import sagemaker_backends
 
-from . import quota, settings
+from . import metrics, quota, settings
 from .fleet import VariantFleet
 from .hosting import ENDPOINTS, EndpointRuntime
 
@@ -146,27 +145,6 @@ def _decide(runtime: EndpointRuntime, fleet: VariantFleet, backend: Any, now: fl
     )
 
 
-def _publish_invocations(account_id: str, region: str, runtime: EndpointRuntime) -> None:
-    data = [
-        {
-            "MetricName": "Invocations",
-            "Dimensions": [
-                {"Name": "EndpointName", "Value": runtime.name},
-                {"Name": "VariantName", "Value": fleet.name},
-            ],
-            # naive UTC, as moto keeps the timestamps its own PutMetricData receives (an
-            # aware one breaks GetMetricStatistics' comparisons: HTTP 500)
-            "Timestamp": datetime.now(UTC).replace(tzinfo=None),
-            "Value": float(count),
-            "Unit": "None",
-        }
-        for fleet in runtime.fleets.values()
-        if (count := fleet.take_unpublished())
-    ]
-    if data:
-        cloudwatch_backends[account_id][region].put_metric_data("AWS/SageMaker", data)
-
-
 def record_activity(
     account_id: str,
     region: str,
@@ -241,7 +219,7 @@ def reconcile() -> None:
     """One pass over every endpoint: metrics, scaling decisions, replacement of dead instances."""
     now = time.monotonic()
     for (account_id, region, _), runtime in ENDPOINTS.items():
-        _publish_invocations(account_id, region, runtime)
+        metrics.publish(account_id, region, runtime.name, runtime.all_fleets())
         if runtime.busy or runtime.endpoint.endpoint_status != "InService":
             continue
         backend = applicationautoscaling_backends[account_id][region]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .children import Child, LogFile, free_port
 from .container import OPT_ML_MODEL, serving_code_problem
+from .metrics import FleetMetrics
 from .settings import REPO_ROOT, Settings
 from .storage import LogStream
 
@@ -136,6 +137,7 @@ class VariantFleet:
         self,
         *,
         name: str,
+        config_name: str = "",
         model_dir: Path,
         env: Mapping[str, str],
         image: str,
@@ -149,6 +151,8 @@ class VariantFleet:
         if problem:
             raise DeployError(problem)
         self.name = name
+        self.config_name = config_name  # the endpoint config this fleet serves
+        self.metrics = FleetMetrics()  # CloudWatch metrics of its real traffic
         self.image = image
         self.weight = weight
         self.desired = 0
@@ -161,7 +165,6 @@ class VariantFleet:
         self._instances: list[Instance] = []
         self._turn = itertools.count()
         self._calls: deque[float] = deque()
-        self._unpublished = 0
         self._lock = threading.Lock()
         self.last_scale_out = self.last_activity = time.monotonic()
 
@@ -226,13 +229,6 @@ class VariantFleet:
     def record_call(self) -> None:
         with self._lock:
             self._calls.append(time.monotonic())
-            self._unpublished += 1
-
-    def take_unpublished(self) -> int:
-        """Calls since the last take (for the CloudWatch Invocations metric)."""
-        with self._lock:
-            count, self._unpublished = self._unpublished, 0
-            return count
 
     def calls_since(self, since: float) -> int:
         with self._lock:

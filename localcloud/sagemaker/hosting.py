@@ -3,9 +3,10 @@
 Every change (create, update, scaling, delete) runs on a thread of the endpoint; the moto
 request returns at once and DescribeEndpoint shows the progress, like SageMaker:
 Creating -> InService | Failed, and Updating -> InService for updates and scaling.
-UpdateEndpoint is blue/green, all at once: the new fleet passes its health checks before
-traffic moves and the old fleet stops; a failed update leaves the old fleet serving, the
-endpoint InService on its old config, with FailureReason set.
+UpdateEndpoint is blue/green (bluegreen.py): the new fleet passes its health checks before
+traffic moves, all at once or by the DeploymentConfig's canary or linear steps, with alarm
+rollback; a failed update leaves the old fleet serving, the endpoint InService on its old
+config, with FailureReason set.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ import logging
 import random
 import shutil
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from moto.sagemaker.exceptions import ValidationError
 
+from .bluegreen import Rollout
 from .fleet import DeployError, Reply, VariantFleet
+from .guardrails import Plan
 from .registry import Registry
 from .settings import Settings
 from .storage import S3, LogStream, StorageError, extract, log_group_arn
@@ -31,7 +35,7 @@ LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
 DEFAULT_HEALTH_TIMEOUT_S = 120.0
 MODEL_TIMEOUT_S = 60.0  # "the model container must respond to requests within 60 seconds"
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
-SERVING_STATES = ("InService", "Updating")
+SERVING_STATES = ("InService", "Updating", "RollingBack", "UpdateRollbackFailed")
 _FORWARDED_HEADERS = ("Content-Type", "Accept", "X-Amzn-SageMaker-Custom-Attributes")
 
 
@@ -63,6 +67,9 @@ class EndpointRuntime:
         self._region = region
         self._settings = settings
         self.fleets: dict[str, VariantFleet] = {}
+        # during a blue/green update: the new fleets and their share of each variant's traffic
+        self.green: dict[str, VariantFleet] = {}
+        self.green_shares: dict[str, float] = {}
         self._closed = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -96,7 +103,14 @@ class EndpointRuntime:
         ]
         self._start("Creating", lambda: self._create(config, counts, weights))
 
-    def update(self, config: Mapping[str, Any], retain: bool, excluded: set[str]) -> None:
+    def all_fleets(self) -> list[VariantFleet]:
+        """The serving fleets and, during an update, the new ones."""
+        return [*self.fleets.values(), *self.green.values()]
+
+    def new_counts(
+        self, config: Mapping[str, Any], retain: bool, excluded: set[str]
+    ) -> tuple[dict[str, int], dict[str, float]]:
+        """Each variant's instance count and weight after an update to ``config``."""
         counts, weights = {}, {}
         for variant in config["ProductionVariants"]:
             name = variant["VariantName"]
@@ -112,19 +126,18 @@ class EndpointRuntime:
                 if keep and "DesiredWeight" not in excluded
                 else _initial_weight(variant)
             )
-        pending = {
-            "EndpointConfigName": config["EndpointConfigName"],
-            "ProductionVariants": [
-                {"VariantName": name, "DesiredInstanceCount": count, "DesiredWeight": weights[name]}
-                for name, count in counts.items()
-            ],
-            "StartTime": _now(),
-        }
+        return counts, weights
 
-        def show() -> None:
-            self.endpoint.pending_deployment_summary = pending
-
-        self._start("Updating", lambda: self._update(config, counts, weights), show)
+    def update(
+        self,
+        config: Mapping[str, Any],
+        counts: Mapping[str, int],
+        weights: Mapping[str, float],
+        plan: Plan,
+    ) -> None:
+        """A blue/green update to ``config`` (counts and weights from ``new_counts``)."""
+        rollout = Rollout(self, config, counts, weights, plan, self._settings)
+        self._start("Updating", rollout.run, rollout.show_pending)
 
     def scale(self, counts: Mapping[str, int], weights: Mapping[str, float]) -> None:
         """New instance counts and weights (UpdateEndpointWeightsAndCapacities, autoscaling)."""
@@ -146,7 +159,7 @@ class EndpointRuntime:
         self._closed = True
         if self._thread is not None:
             self._thread.join(timeout)
-        for fleet in self.fleets.values():
+        for fleet in self.all_fleets():
             fleet.stop()
 
     # --- the work ---------------------------------------------------------------------
@@ -165,22 +178,6 @@ class EndpointRuntime:
         self.fleets = fleets
         self._finish("InService")
 
-    def _update(
-        self, config: Mapping[str, Any], counts: dict[str, int], weights: dict[str, float]
-    ) -> None:
-        try:
-            fleets = self._build(config, counts, weights)
-        except DeployError as exc:
-            self.endpoint.pending_deployment_summary = None
-            self._finish("InService", failure=f"Failed to update endpoint: {exc}")
-            return
-        old, self.fleets = self.fleets, fleets  # traffic moves here, all at once
-        self.endpoint.endpoint_config_name = config["EndpointConfigName"]
-        self.endpoint.pending_deployment_summary = None
-        self._finish("InService")
-        for fleet in old.values():
-            fleet.stop()
-
     def _scale(self, counts: Mapping[str, int], weights: Mapping[str, float]) -> None:
         failure = None
         for name, weight in weights.items():
@@ -194,8 +191,13 @@ class EndpointRuntime:
         self._finish("InService", failure=failure)
 
     def _build(
-        self, config: Mapping[str, Any], counts: dict[str, int], weights: dict[str, float]
+        self,
+        config: Mapping[str, Any],
+        counts: Mapping[str, int],
+        weights: Mapping[str, float],
+        cancelled: Callable[[], bool] | None = None,
     ) -> dict[str, VariantFleet]:
+        cancelled = cancelled or self._cancelled
         fleets: dict[str, VariantFleet] = {}
         try:
             for variant in config["ProductionVariants"]:
@@ -203,7 +205,7 @@ class EndpointRuntime:
                     config["EndpointConfigName"], variant, weights[variant["VariantName"]]
                 )
                 fleets[fleet.name] = fleet
-                fleet.resize(counts[fleet.name], self._cancelled)
+                fleet.resize(counts[fleet.name], cancelled)
         except BaseException:
             for fleet in fleets.values():
                 fleet.stop()
@@ -242,6 +244,7 @@ class EndpointRuntime:
             raise DeployError(f"Failed to download model data for variant {name}: {exc}") from None
         return VariantFleet(
             name=name,
+            config_name=config_name,
             model_dir=model_dir,
             env=container.get("Environment") or {},
             image=container.get("Image", ""),
@@ -311,7 +314,11 @@ class EndpointRuntime:
             raise InvokeError(
                 413, "ValidationError", f"Request payload exceeds {MAX_PAYLOAD_BYTES} bytes (6 MB)"
             )
+        green, shares = self.green, self.green_shares
         fleet = self._choose(fleets, headers.get("X-Amzn-SageMaker-Target-Variant"))
+        new = green.get(fleet.name)  # a blue/green update: the new fleet's share goes to it
+        if new is not None and random.random() < shares.get(fleet.name, 0.0):
+            fleet = new
         instance = fleet.pick()
         if instance is None:
             raise InvokeError(
@@ -321,9 +328,11 @@ class EndpointRuntime:
             )
         fleet.record_call()
         forwarded = {key: headers[key] for key in _FORWARDED_HEADERS if headers.get(key)}
+        started = time.monotonic()
         try:
             reply = instance.invoke(body, forwarded, MODEL_TIMEOUT_S)
         except TimeoutError:
+            fleet.metrics.record(599, None)
             raise InvokeError(
                 424,
                 "ModelError",
@@ -333,9 +342,11 @@ class EndpointRuntime:
                 LogStreamArn=self._log_group_arn(),
             ) from None
         except OSError as exc:
+            fleet.metrics.record(599, None)
             raise InvokeError(
                 503, "ServiceUnavailable", f"Instance {instance.id} did not answer: {exc}"
             ) from None
+        fleet.metrics.record(reply.status, (time.monotonic() - started) * 1e6)
         if not 200 <= reply.status < 300:
             kind = "client" if reply.status < 500 else "server"
             text = reply.body.decode("utf-8", errors="replace")

@@ -26,7 +26,7 @@ from moto.sagemaker.models import (
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
-from . import quota, sdk_shapes, settings
+from . import guardrails, quota, sdk_shapes, settings
 from .autoscaling import deregister_endpoint, describe_scaling_activities
 from .hosting import ENDPOINTS, EndpointRuntime, InvokeError, not_found
 from .training import TRAINING_RUNS, TrainingRun, check_metric_definitions
@@ -121,9 +121,17 @@ def create_endpoint(self: SageMakerResponse) -> ActionResult:
             f"Cannot create already existing endpoint '{_endpoint_arn(self, name)}'."
         )
     config = _config(self, self._get_param("EndpointConfigName"))
+    deployment = self._get_param("DeploymentConfig")
+    if deployment is not None:  # kept for later updates (RetainDeploymentConfig)
+        counts = {
+            v["VariantName"]: int(v.get("InitialInstanceCount") or 1)
+            for v in config["ProductionVariants"]
+        }
+        guardrails.plan(deployment, counts, account_id=self.current_account, region=self.region)
     quota.check_endpoint(self.sagemaker_backend, self.current_account, self.region, config)
     result = _original(SageMakerResponse, "create_endpoint")(self)
     endpoint = self.sagemaker_backend.endpoints[name]
+    endpoint.last_deployment_config = deployment
     runtime = EndpointRuntime(
         endpoint, self.sagemaker_backend, self.current_account, self.region, settings.current()
     )
@@ -146,10 +154,17 @@ def update_endpoint(self: SageMakerResponse) -> ActionResult:
         for name, fleet in runtime.fleets.items()
         if retain and "DesiredInstanceCount" not in excluded
     }
+    deployment = self._get_param("DeploymentConfig")
+    if deployment is None and self._get_param("RetainDeploymentConfig"):
+        deployment = getattr(runtime.endpoint, "last_deployment_config", None)
+    counts, weights = runtime.new_counts(config, retain, excluded)
+    if deployment is not None:
+        guardrails.check_variants(set(runtime.fleets), set(counts), runtime.name)
+    plan = guardrails.plan(deployment, counts, account_id=self.current_account, region=self.region)
     quota.check_endpoint(
         self.sagemaker_backend, self.current_account, self.region, config, retained
     )
-    runtime.update(config, retain, excluded)
+    runtime.update(config, counts, weights, plan)
     return ActionResult({"EndpointArn": runtime.endpoint.arn})
 
 

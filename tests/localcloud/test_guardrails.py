@@ -1,0 +1,523 @@
+"""Deployment guardrails in the local SageMaker: canary and linear updates on real traffic,
+per-variant CloudWatch metrics, alarms that evaluate, and automatic rollback.
+
+Small stand-in model servers (a model.json says which version they are, how often they fail
+and how slowly they answer) keep each case to seconds; time_scale 0.02 makes a 60 s alarm
+period 1.2 s and a 300 s canary wait 6 s.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.sagemaker.exceptions import ValidationError
+from moto.sagemaker.models import sagemaker_backends
+
+import localcloud.sagemaker as local_sagemaker
+from localcloud.sagemaker import guardrails
+from tests.localcloud.sagemaker_support import (
+    REGION,
+    ROLE,
+    assert_no_new_children,
+    children,
+    pid_alive,
+    tgz,
+    wait_endpoint,
+    wait_for,
+)
+
+ACCOUNT = "123456789012"
+BUCKET = "guardrails"
+VARIANT = "AllTraffic"
+SCALE = 0.02
+
+# The model server: GET /ping, POST /invocations answering its version; every
+# ``fail_every``-th request gets HTTP 500, and each answer waits ``delay_ms``.
+FAKE_SERVE = r"""
+import argparse, itertools, json, os, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+parser = argparse.ArgumentParser()
+for flag in ("--model-dir", "--host", "--port"):
+    parser.add_argument(flag)
+args = parser.parse_args()
+with open(os.path.join(args.model_dir, "model.json")) as f:
+    model = json.load(f)
+counter = itertools.count(1)
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/ping" else 404)
+        self.end_headers()
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        time.sleep(model.get("delay_ms", 0) / 1000)
+        every = model.get("fail_every", 0)
+        status = 500 if every and next(counter) % every == 0 else 200
+        data = json.dumps({"version": model["version"], "pid": os.getpid()}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer((args.host, int(args.port)), Handler).serve_forever()
+"""
+
+
+@dataclass
+class Local:
+    s3: Any
+    sagemaker: Any
+    runtime: Any
+    cloudwatch: Any
+    sns: Any
+    sqs: Any
+    state: Path
+
+
+@pytest.fixture
+def aws(tmp_path: Path) -> Iterator[Local]:
+    before = children()
+    serve = tmp_path / "fake_serve.py"
+    serve.write_text(FAKE_SERVE)
+    try:
+        with mock_aws():
+            local_sagemaker.install(
+                tmp_path / "state", serve_command=(str(serve),), time_scale=SCALE
+            )
+            s3 = boto3.client("s3", region_name=REGION)
+            s3.create_bucket(Bucket=BUCKET)
+            yield Local(
+                s3=s3,
+                sagemaker=boto3.client("sagemaker", region_name=REGION),
+                runtime=boto3.client("sagemaker-runtime", region_name=REGION),
+                cloudwatch=boto3.client("cloudwatch", region_name=REGION),
+                sns=boto3.client("sns", region_name=REGION),
+                sqs=boto3.client("sqs", region_name=REGION),
+                state=tmp_path / "state",
+            )
+    finally:
+        local_sagemaker.uninstall()
+        assert_no_new_children(before)
+
+
+def add_model(aws: Local, version: str, instances: int = 2, **behaviour: Any) -> str:
+    model = {"version": version, **behaviour}
+    key = f"models/{version}.tar.gz"
+    aws.s3.put_object(Bucket=BUCKET, Key=key, Body=tgz({"model.json": json.dumps(model)}))
+    aws.sagemaker.create_model(
+        ModelName=f"model-{version}",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": "inference:1", "ModelDataUrl": f"s3://{BUCKET}/{key}"},
+    )
+    aws.sagemaker.create_endpoint_config(
+        EndpointConfigName=f"config-{version}",
+        ProductionVariants=[
+            {
+                "VariantName": VARIANT,
+                "ModelName": f"model-{version}",
+                "InitialInstanceCount": instances,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    return f"config-{version}"
+
+
+def start_endpoint(aws: Local, version: str = "v1", instances: int = 2) -> None:
+    aws.sagemaker.create_endpoint(
+        EndpointName="ep", EndpointConfigName=add_model(aws, version, instances)
+    )
+    assert wait_endpoint(aws.sagemaker, "ep")["EndpointStatus"] == "InService"
+
+
+def alarm_topic(aws: Local) -> tuple[str, str]:
+    """An SNS topic with an SQS queue subscribed; returns (topic ARN, queue URL)."""
+    topic = aws.sns.create_topic(Name="alarms")["TopicArn"]
+    queue = aws.sqs.create_queue(QueueName="alarm-mail")["QueueUrl"]
+    arn = aws.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    aws.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn["Attributes"]["QueueArn"])
+    return topic, queue
+
+
+def put_alarm(
+    aws: Local,
+    name: str,
+    metric: str,
+    threshold: float,
+    topic: str | None = None,
+    statistic: str = "Sum",
+    comparison: str = "GreaterThanOrEqualToThreshold",
+) -> None:
+    aws.cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        Namespace="AWS/SageMaker",
+        MetricName=metric,
+        Dimensions=[
+            {"Name": "EndpointName", "Value": "ep"},
+            {"Name": "VariantName", "Value": VARIANT},
+        ],
+        Statistic=statistic,
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=threshold,
+        ComparisonOperator=comparison,
+        TreatMissingData="notBreaching",
+        AlarmActions=[topic] if topic else [],
+    )
+
+
+@dataclass
+class Traffic:
+    """Requests in a loop on a thread: (time, version or error code) for each."""
+
+    runtime: Any
+    replies: list[tuple[float, str]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                body = self.runtime.invoke_endpoint(EndpointName="ep", Body=b"x")["Body"].read()
+                self.replies.append((time.monotonic(), json.loads(body)["version"]))
+            except ClientError as exc:
+                self.replies.append((time.monotonic(), exc.response["Error"]["Code"]))
+            time.sleep(0.005)
+
+    def since(self, start: float) -> list[str]:
+        return [what for t, what in self.replies if t >= start]
+
+
+@dataclass
+class StatusWatch:
+    """Every EndpointStatus the endpoint passes through (read from moto's backend)."""
+
+    seen: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        endpoints = sagemaker_backends[ACCOUNT][REGION].endpoints
+        while not self.stop.is_set():
+            endpoint = endpoints.get("ep")
+            status = endpoint.endpoint_status if endpoint else None
+            if status and (not self.seen or self.seen[-1] != status):
+                self.seen.append(status)
+            time.sleep(0.001)
+
+
+@pytest.fixture
+def watchers(aws: Local) -> Iterator[tuple[Traffic, StatusWatch]]:
+    traffic, watch = Traffic(boto3.client("sagemaker-runtime", region_name=REGION)), StatusWatch()
+    threads = [threading.Thread(target=w.run, daemon=True) for w in (traffic, watch)]
+    yield traffic, watch
+    traffic.stop.set()
+    watch.stop.set()
+    for thread in threads:
+        if thread.is_alive():
+            thread.join(10)
+
+
+def start(*watchers: Traffic | StatusWatch) -> None:
+    for watcher in watchers:
+        threading.Thread(target=watcher.run, daemon=True).start()
+
+
+def canary(
+    percent: int = 25, wait: int = 300, termination: int = 100, alarms: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY",
+                "WaitIntervalInSeconds": wait,
+                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": percent},
+            },
+            "TerminationWaitInSeconds": termination,
+            "MaximumExecutionTimeoutInSeconds": 1800,
+        }
+    }
+    if alarms:
+        config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in alarms]}
+    return config
+
+
+def wait_settled(aws: Local, timeout: float = 40) -> dict[str, Any]:
+    """DescribeEndpoint once the endpoint is no longer changing (RollingBack included)."""
+    return wait_for(
+        lambda: aws.sagemaker.describe_endpoint(EndpointName="ep"),
+        lambda e: e["EndpointStatus"] in ("InService", "Failed", "UpdateRollbackFailed"),
+        timeout,
+    )
+
+
+def pending_status(aws: Local) -> tuple[str, str]:
+    endpoint = aws.sagemaker.describe_endpoint(EndpointName="ep")
+    summary = endpoint.get("PendingDeploymentSummary")
+    if not summary:
+        return endpoint["EndpointStatus"], ""
+    status = summary["ProductionVariants"][0]["VariantStatus"][0]
+    return status["Status"], status.get("StatusMessage", "")
+
+
+# --- a good update --------------------------------------------------------------------
+
+
+def test_a_good_canary_serves_its_share_then_takes_all_traffic(
+    aws: Local, watchers: tuple[Traffic, StatusWatch]
+) -> None:
+    start_endpoint(aws)
+    put_alarm(aws, "ep-5xx", "Invocation5XXErrors", 1)
+    traffic, watch = watchers
+    start(traffic, watch)
+    old_pids = {
+        json.loads(aws.runtime.invoke_endpoint(EndpointName="ep", Body=b"x")["Body"].read())["pid"]
+        for _ in range(4)
+    }
+    config = canary(percent=25, alarms=("ep-5xx",))
+
+    aws.sagemaker.update_endpoint(
+        EndpointName="ep", EndpointConfigName=add_model(aws, "v2"), DeploymentConfig=config
+    )
+
+    during = aws.sagemaker.describe_endpoint(EndpointName="ep")
+    assert (during["EndpointStatus"], during["EndpointConfigName"]) == ("Updating", "config-v1")
+    assert during["PendingDeploymentSummary"]["EndpointConfigName"] == "config-v2"
+    baking = wait_for(lambda: pending_status(aws), lambda s: s[0] == "Baking", 30)
+    assert baking[1].startswith("Canary: 25%")
+    canary_start = time.monotonic()
+    time.sleep(3)  # half the 6 s canary wait
+    split = traffic.since(canary_start)
+    assert set(split) == {"v1", "v2"}, split
+    share = split.count("v2") / len(split)
+    assert 0.08 <= share <= 0.45, (share, len(split))
+    assert aws.sagemaker.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "Updating"
+
+    final = wait_for(
+        lambda: pending_status(aws), lambda s: "final baking" in s[1] or s[0] == "InService", 30
+    )
+    assert final[0] == "Baking"
+    after = wait_settled(aws)
+    assert (after["EndpointStatus"], after["EndpointConfigName"]) == ("InService", "config-v2")
+    assert "PendingDeploymentSummary" not in after and "FailureReason" not in after
+    assert after["LastDeploymentConfig"] == config
+    done = time.monotonic()
+    time.sleep(0.5)
+    assert set(traffic.since(done)) == {"v2"}
+    assert watch.seen == ["InService", "Updating", "InService"]
+    wait_for(lambda: [pid_alive(p) for p in old_pids], lambda alive: not any(alive), 20)
+    assert "ModelError" not in {what for _, what in traffic.replies}
+    metrics = aws.cloudwatch.list_metrics(Namespace="AWS/SageMaker")["Metrics"]
+    assert {m["MetricName"] for m in metrics} >= {
+        "Invocations",
+        "Invocation4XXErrors",
+        "Invocation5XXErrors",
+        "ModelLatency",
+    }
+    alarm = aws.cloudwatch.describe_alarms(AlarmNames=["ep-5xx"])["MetricAlarms"][0]
+    assert alarm["StateValue"] == "OK"
+
+
+# --- bad updates roll back ------------------------------------------------------------
+
+
+def test_a_canary_that_fails_requests_trips_the_alarm_and_rolls_back(
+    aws: Local, watchers: tuple[Traffic, StatusWatch]
+) -> None:
+    start_endpoint(aws)
+    topic, queue = alarm_topic(aws)
+    put_alarm(aws, "ep-5xx", "Invocation5XXErrors", 1, topic)
+    traffic, watch = watchers
+    start(traffic, watch)
+    config = canary(percent=25, wait=600, termination=0, alarms=("ep-5xx",))
+    began = time.monotonic()
+
+    aws.sagemaker.update_endpoint(
+        EndpointName="ep",
+        EndpointConfigName=add_model(aws, "v2", fail_every=2),
+        DeploymentConfig=config,
+    )
+
+    after = wait_settled(aws)
+    took = time.monotonic() - began
+    assert watch.seen == ["InService", "Updating", "RollingBack", "InService"]
+    assert (after["EndpointStatus"], after["EndpointConfigName"]) == ("InService", "config-v1")
+    assert "CloudWatch alarm ep-5xx went into ALARM" in after["FailureReason"]
+    assert "canary" in after["FailureReason"]
+    assert after["LastDeploymentConfig"] == config
+    assert took < 12, took  # well before the 12 s canary wait ended
+    rolled = time.monotonic()
+    time.sleep(0.5)
+    assert set(traffic.since(rolled)) == {"v1"}
+    # the old model answered throughout; only the canary's own failures were errors
+    answers = [what for _, what in traffic.replies]
+    assert set(answers) <= {"v1", "v2", "ModelError"} and "ModelError" in answers
+    assert answers.count("v1") > 10 * answers.count("ModelError")
+
+    alarm = aws.cloudwatch.describe_alarms(AlarmNames=["ep-5xx"])["MetricAlarms"][0]
+    assert alarm["StateValue"] == "ALARM"
+    assert "Threshold Crossed" in alarm["StateReason"]
+    history = aws.cloudwatch.describe_alarm_history(AlarmName="ep-5xx")["AlarmHistoryItems"]
+    assert history[0]["HistorySummary"].endswith("to ALARM")
+    message = wait_for(
+        lambda: aws.sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0).get("Messages"),
+        bool,
+        10,
+    )
+    notice = json.loads(json.loads(message[0]["Body"])["Message"])
+    assert (notice["AlarmName"], notice["NewStateValue"]) == ("ep-5xx", "ALARM")
+    assert notice["Trigger"]["MetricName"] == "Invocation5XXErrors"
+    log = aws.state / "cloudwatch" / "alarm-notifications.jsonl"
+    assert json.loads(log.read_text().splitlines()[0])["topic"] == topic
+
+
+def test_a_slow_linear_update_trips_the_latency_alarm_and_rolls_back(
+    aws: Local, watchers: tuple[Traffic, StatusWatch]
+) -> None:
+    start_endpoint(aws, instances=2)
+    put_alarm(
+        aws,
+        "ep-latency",
+        "ModelLatency",
+        150_000,
+        statistic="Maximum",
+        comparison="GreaterThanThreshold",
+    )
+    traffic, watch = watchers
+    start(traffic, watch)
+    config = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "LINEAR",
+                "WaitIntervalInSeconds": 600,
+                "LinearStepSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+            },
+            "MaximumExecutionTimeoutInSeconds": 3600,
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "ep-latency"}]},
+    }
+
+    aws.sagemaker.update_endpoint(
+        EndpointName="ep",
+        EndpointConfigName=add_model(aws, "v2", delay_ms=300),
+        DeploymentConfig=config,
+    )
+
+    step = wait_for(lambda: pending_status(aws), lambda s: s[0] != "Creating", 30)
+    assert step[1].startswith("Linear step 1 of 2: 50%"), step
+    after = wait_settled(aws)
+    assert "RollingBack" in watch.seen
+    assert (after["EndpointStatus"], after["EndpointConfigName"]) == ("InService", "config-v1")
+    assert "CloudWatch alarm ep-latency went into ALARM" in after["FailureReason"]
+    assert "linear step 1 of 2" in after["FailureReason"]
+    answers = {what for _, what in traffic.replies}
+    assert answers == {"v1", "v2"}  # slow, never failed: every request was answered
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def test_deployment_configs_sagemaker_refuses(aws: Local) -> None:
+    start_endpoint(aws, instances=2)
+    put_alarm(aws, "ep-5xx", "Invocation5XXErrors", 1)
+    new = add_model(aws, "v2")
+
+    def refused(config: dict[str, Any], endpoint_config: str = new) -> str:
+        with pytest.raises(ClientError) as error:
+            aws.sagemaker.update_endpoint(
+                EndpointName="ep", EndpointConfigName=endpoint_config, DeploymentConfig=config
+            )
+        assert error.value.response["Error"]["Code"] == "ValidationException"
+        return error.value.response["Error"]["Message"]
+
+    by_count = canary()
+    by_count["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["CanarySize"] = {
+        "Type": "INSTANCE_COUNT",
+        "Value": 2,
+    }
+    assert "more than 50% of the 2 instance(s)" in refused(by_count)
+    assert "at most 50%" in refused(canary(percent=60))
+    no_size = canary()
+    del no_size["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["CanarySize"]
+    assert "needs CanarySize" in refused(no_size)
+    slow = canary(wait=1500, termination=400)
+    slow["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] = 1800
+    assert "must be larger than the total waiting time" in refused(slow)
+    assert "do not exist" in refused(canary(alarms=("no-such-alarm",)))
+    linear = canary()
+    linear["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"] = {
+        "Type": "LINEAR",
+        "WaitIntervalInSeconds": 60,
+        "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 60},
+    }
+    assert "10-50%" in refused(linear)
+    rolling = {
+        "MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+        "WaitIntervalInSeconds": 0,
+    }
+    assert "not both" in refused({**canary(), "RollingUpdatePolicy": rolling})
+    assert "RollingUpdatePolicy is not supported" in refused({"RollingUpdatePolicy": rolling})
+    aws.sagemaker.create_endpoint_config(
+        EndpointConfigName="renamed",
+        ProductionVariants=[
+            {
+                "VariantName": "Other",
+                "ModelName": "model-v2",
+                "InitialInstanceCount": 2,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    assert "keep the variant names" in refused(canary(), "renamed")
+    # nothing was started: the endpoint still serves its config
+    endpoint = aws.sagemaker.describe_endpoint(EndpointName="ep")
+    assert (endpoint["EndpointStatus"], endpoint["EndpointConfigName"]) == (
+        "InService",
+        "config-v1",
+    )
+
+
+def test_linear_and_canary_plans() -> None:
+    counts = {VARIANT: 4}
+    linear = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "LINEAR",
+                "WaitIntervalInSeconds": 60,
+                "LinearStepSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+            },
+            "TerminationWaitInSeconds": 120,
+        }
+    }
+    with mock_aws():
+        plan = guardrails.plan(linear, counts, account_id=ACCOUNT, region=REGION)
+        assert [s.shares[VARIANT] for s in plan.steps] == [0.25, 0.5, 0.75, 1.0]
+        assert [s.bake_s for s in plan.steps] == [60, 60, 60, 0]
+        assert plan.total_wait_s == 300
+        by_count = canary()
+        by_count["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["CanarySize"] = {
+            "Type": "INSTANCE_COUNT",
+            "Value": 1,
+        }
+        plan = guardrails.plan(by_count, counts, account_id=ACCOUNT, region=REGION)
+        assert [s.shares[VARIANT] for s in plan.steps] == [0.25, 1.0]
+        short = canary()  # botocore refuses it before sending; other clients may not
+        short["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] = 300
+        with pytest.raises(ValidationError, match="between 600 and 28800"):
+            guardrails.plan(short, counts, account_id=ACCOUNT, region=REGION)
+        default = guardrails.plan(None, counts, account_id=ACCOUNT, region=REGION)
+        assert (default.kind, len(default.steps), default.alarms) == ("ALL_AT_ONCE", 1, ())
