@@ -207,10 +207,10 @@ class FunctionPool:
         with self._lock:
             if self._closed:
                 raise Throttled(f"{self.fn.name} is shutting down")
+            if len(self._all) - len(self._idle) >= self.limit:  # busy environments
+                raise Throttled(f"{self.fn.name} is at its concurrency limit ({self.limit})")
             if self._idle:
                 return self._idle.pop()
-            if len(self._all) >= self.limit:
-                raise Throttled(f"{self.fn.name} is at its concurrency limit ({self.limit})")
             worker = Worker(self.fn, self._env, self._sink, self._python)
             self._all.add(worker)
             return worker

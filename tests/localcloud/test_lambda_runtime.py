@@ -190,3 +190,17 @@ def test_reserved_concurrency_caps_the_pool(runtime: LambdaRuntime, stack: Stack
     finally:
         busy.join(timeout=30)
     assert runtime.invoke(hello.name, b"{}").error_type is None  # free again
+
+
+def test_reserved_concurrency_zero_throttles_even_a_warm_environment(
+    runtime: LambdaRuntime, stack: Stack
+) -> None:
+    # PutFunctionConcurrency 0 (how a user rehearses throttling) applies at once.
+    hello = stack.function("HelloFunction")
+    assert runtime.invoke(hello.name, b"{}").error_type is None  # leaves a warm worker
+    pool = runtime.pool(hello.name)
+    pool.reserve(0)
+    with pytest.raises(Throttled):
+        runtime.invoke(hello.name, b"{}")
+    pool.reserve(None)  # DeleteFunctionConcurrency
+    assert runtime.invoke(hello.name, b"{}").error_type is None
