@@ -12,7 +12,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,73 +20,34 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.sagemaker.exceptions import ValidationError
-from moto.sagemaker.models import sagemaker_backends
 
 import localcloud.sagemaker as local_sagemaker
 from localcloud.sagemaker import guardrails
+from tests.localcloud.guardrails_support import (
+    ACCOUNT,
+    BUCKET,
+    FAKE_SERVE,
+    SCALE,
+    VARIANT,
+    Local,
+    StatusWatch,
+    Traffic,
+    add_model,
+    alarm_topic,
+    canary,
+    pending_status,
+    put_alarm,
+    start,
+    start_endpoint,
+    wait_settled,
+)
 from tests.localcloud.sagemaker_support import (
     REGION,
-    ROLE,
     assert_no_new_children,
     children,
     pid_alive,
-    tgz,
-    wait_endpoint,
     wait_for,
 )
-
-ACCOUNT = "123456789012"
-BUCKET = "guardrails"
-VARIANT = "AllTraffic"
-SCALE = 0.02
-
-# The model server: GET /ping, POST /invocations answering its version; every
-# ``fail_every``-th request gets HTTP 500, and each answer waits ``delay_ms``.
-FAKE_SERVE = r"""
-import argparse, itertools, json, os, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-parser = argparse.ArgumentParser()
-for flag in ("--model-dir", "--host", "--port"):
-    parser.add_argument(flag)
-args = parser.parse_args()
-with open(os.path.join(args.model_dir, "model.json")) as f:
-    model = json.load(f)
-counter = itertools.count(1)
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200 if self.path == "/ping" else 404)
-        self.end_headers()
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        time.sleep(model.get("delay_ms", 0) / 1000)
-        every = model.get("fail_every", 0)
-        status = 500 if every and next(counter) % every == 0 else 200
-        data = json.dumps({"version": model["version"], "pid": os.getpid()}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-ThreadingHTTPServer((args.host, int(args.port)), Handler).serve_forever()
-"""
-
-
-@dataclass
-class Local:
-    s3: Any
-    sagemaker: Any
-    runtime: Any
-    cloudwatch: Any
-    sns: Any
-    sqs: Any
-    state: Path
 
 
 @pytest.fixture
@@ -116,110 +76,6 @@ def aws(tmp_path: Path) -> Iterator[Local]:
         assert_no_new_children(before)
 
 
-def add_model(aws: Local, version: str, instances: int = 2, **behaviour: Any) -> str:
-    model = {"version": version, **behaviour}
-    key = f"models/{version}.tar.gz"
-    aws.s3.put_object(Bucket=BUCKET, Key=key, Body=tgz({"model.json": json.dumps(model)}))
-    aws.sagemaker.create_model(
-        ModelName=f"model-{version}",
-        ExecutionRoleArn=ROLE,
-        PrimaryContainer={"Image": "inference:1", "ModelDataUrl": f"s3://{BUCKET}/{key}"},
-    )
-    aws.sagemaker.create_endpoint_config(
-        EndpointConfigName=f"config-{version}",
-        ProductionVariants=[
-            {
-                "VariantName": VARIANT,
-                "ModelName": f"model-{version}",
-                "InitialInstanceCount": instances,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-    )
-    return f"config-{version}"
-
-
-def start_endpoint(aws: Local, version: str = "v1", instances: int = 2) -> None:
-    aws.sagemaker.create_endpoint(
-        EndpointName="ep", EndpointConfigName=add_model(aws, version, instances)
-    )
-    assert wait_endpoint(aws.sagemaker, "ep")["EndpointStatus"] == "InService"
-
-
-def alarm_topic(aws: Local) -> tuple[str, str]:
-    """An SNS topic with an SQS queue subscribed; returns (topic ARN, queue URL)."""
-    topic = aws.sns.create_topic(Name="alarms")["TopicArn"]
-    queue = aws.sqs.create_queue(QueueName="alarm-mail")["QueueUrl"]
-    arn = aws.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
-    aws.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn["Attributes"]["QueueArn"])
-    return topic, queue
-
-
-def put_alarm(
-    aws: Local,
-    name: str,
-    metric: str,
-    threshold: float,
-    topic: str | None = None,
-    statistic: str = "Sum",
-    comparison: str = "GreaterThanOrEqualToThreshold",
-) -> None:
-    aws.cloudwatch.put_metric_alarm(
-        AlarmName=name,
-        Namespace="AWS/SageMaker",
-        MetricName=metric,
-        Dimensions=[
-            {"Name": "EndpointName", "Value": "ep"},
-            {"Name": "VariantName", "Value": VARIANT},
-        ],
-        Statistic=statistic,
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=threshold,
-        ComparisonOperator=comparison,
-        TreatMissingData="notBreaching",
-        AlarmActions=[topic] if topic else [],
-    )
-
-
-@dataclass
-class Traffic:
-    """Requests in a loop on a thread: (time, version or error code) for each."""
-
-    runtime: Any
-    replies: list[tuple[float, str]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                body = self.runtime.invoke_endpoint(EndpointName="ep", Body=b"x")["Body"].read()
-                self.replies.append((time.monotonic(), json.loads(body)["version"]))
-            except ClientError as exc:
-                self.replies.append((time.monotonic(), exc.response["Error"]["Code"]))
-            time.sleep(0.005)
-
-    def since(self, start: float) -> list[str]:
-        return [what for t, what in self.replies if t >= start]
-
-
-@dataclass
-class StatusWatch:
-    """Every EndpointStatus the endpoint passes through (read from moto's backend)."""
-
-    seen: list[str] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        endpoints = sagemaker_backends[ACCOUNT][REGION].endpoints
-        while not self.stop.is_set():
-            endpoint = endpoints.get("ep")
-            status = endpoint.endpoint_status if endpoint else None
-            if status and (not self.seen or self.seen[-1] != status):
-                self.seen.append(status)
-            time.sleep(0.001)
-
-
 @pytest.fixture
 def watchers(aws: Local) -> Iterator[tuple[Traffic, StatusWatch]]:
     traffic, watch = Traffic(boto3.client("sagemaker-runtime", region_name=REGION)), StatusWatch()
@@ -230,48 +86,6 @@ def watchers(aws: Local) -> Iterator[tuple[Traffic, StatusWatch]]:
     for thread in threads:
         if thread.is_alive():
             thread.join(10)
-
-
-def start(*watchers: Traffic | StatusWatch) -> None:
-    for watcher in watchers:
-        threading.Thread(target=watcher.run, daemon=True).start()
-
-
-def canary(
-    percent: int = 25, wait: int = 300, termination: int = 100, alarms: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "BlueGreenUpdatePolicy": {
-            "TrafficRoutingConfiguration": {
-                "Type": "CANARY",
-                "WaitIntervalInSeconds": wait,
-                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": percent},
-            },
-            "TerminationWaitInSeconds": termination,
-            "MaximumExecutionTimeoutInSeconds": 1800,
-        }
-    }
-    if alarms:
-        config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in alarms]}
-    return config
-
-
-def wait_settled(aws: Local, timeout: float = 40) -> dict[str, Any]:
-    """DescribeEndpoint once the endpoint is no longer changing (RollingBack included)."""
-    return wait_for(
-        lambda: aws.sagemaker.describe_endpoint(EndpointName="ep"),
-        lambda e: e["EndpointStatus"] in ("InService", "Failed", "UpdateRollbackFailed"),
-        timeout,
-    )
-
-
-def pending_status(aws: Local) -> tuple[str, str]:
-    endpoint = aws.sagemaker.describe_endpoint(EndpointName="ep")
-    summary = endpoint.get("PendingDeploymentSummary")
-    if not summary:
-        return endpoint["EndpointStatus"], ""
-    status = summary["ProductionVariants"][0]["VariantStatus"][0]
-    return status["Status"], status.get("StatusMessage", "")
 
 
 # --- a good update --------------------------------------------------------------------
@@ -426,6 +240,28 @@ def test_a_slow_linear_update_trips_the_latency_alarm_and_rolls_back(
     assert "linear step 1 of 2" in after["FailureReason"]
     answers = {what for _, what in traffic.replies}
     assert answers == {"v1", "v2"}  # slow, never failed: every request was answered
+
+
+def test_a_retained_config_runs_again_and_the_execution_timeout_rolls_back(aws: Local) -> None:
+    config = canary(percent=50, wait=590, termination=0)
+    config["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] = 600  # 12 s here
+    aws.sagemaker.create_endpoint(
+        EndpointName="ep", EndpointConfigName=add_model(aws, "v1"), DeploymentConfig=config
+    )
+    assert wait_settled(aws)["LastDeploymentConfig"] == config
+    began = time.monotonic()
+
+    aws.sagemaker.update_endpoint(
+        EndpointName="ep", EndpointConfigName=add_model(aws, "v2"), RetainDeploymentConfig=True
+    )
+
+    assert wait_for(lambda: pending_status(aws), lambda s: s[0] == "Baking", 30)[1].startswith(
+        "Canary: 50%"
+    )
+    after = wait_settled(aws)
+    assert 11 < time.monotonic() - began < 25
+    assert (after["EndpointStatus"], after["EndpointConfigName"]) == ("InService", "config-v1")
+    assert "within MaximumExecutionTimeoutInSeconds (600 s)" in after["FailureReason"]
 
 
 # --- validation -------------------------------------------------------------------------
