@@ -125,11 +125,25 @@ def _fill(
     return None
 
 
+def _plural(arn_format: str, params: Mapping[str, Any], where: Mapping[str, str]) -> list[str]:
+    """One ARN per element of a list parameter named after the format's variable plus "s"
+    (``AlarmNames`` for ``${AlarmName}``): the call acts on each."""
+    variables = [v for v in re.findall(r"\$\{([^}]+)\}", arn_format) if v not in where]
+    values = params.get(f"{variables[0]}s") if len(variables) == 1 else None
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        return []
+    filled = arn_format
+    for name, value in where.items():
+        filled = filled.replace("${" + name + "}", value)
+    return [filled.replace("${" + variables[0] + "}", v) for v in values]
+
+
 def _resources(info: ActionInfo, params: Mapping[str, Any], where: Mapping[str, str]) -> list[str]:
     resources = []
     for arn_format, _required in info.resource_types.values():
         arn = _fill(arn_format, info, params, where)
         if arn is None:
+            resources += _plural(arn_format, params, where)
             continue
         if info.service == "lambda" and params.get("Qualifier"):
             arn = f"{arn}:{params['Qualifier']}"

@@ -40,6 +40,8 @@ _SERVICES = (
     "sns",
     "xray",
 )
+# JSON services that answer with their query protocol's error codes (awsQueryCompatible).
+_QUERY_COMPATIBLE = {"cloudwatch", "sqs"}
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
 
@@ -155,27 +157,28 @@ def parse_request(
     """The API call a signed request makes; UnreadableRequest if no model explains it."""
     candidates = _models().get(sig.signing_name, [])
     target = headers.get("x-amz-target", "")
+    content_type = headers.get("content-type", "")
     for model in candidates:
-        protocol = model.protocol
-        if target and protocol == "json":
+        # a model may list several protocols (CloudWatch: CBOR, JSON, query): read what was sent
+        protocols = model.metadata.get("protocols") or [model.protocol]
+        if target and "json" in protocols:
             prefix, _, operation = target.rpartition(".")
             if prefix == model.metadata.get("targetPrefix") and operation in model.operation_names:
                 op = model.operation_model(operation)
                 values = json.loads(body) if body else {}
-                return ApiCall(model.service_name, operation, _member_params(op, values), protocol)
-        elif protocol == "query":
+                return ApiCall(model.service_name, operation, _member_params(op, values), "json")
+        if "query" in protocols and "x-www-form-urlencoded" in content_type:
             form = parse_qs(body.decode(errors="replace")) if body else {}
             form.update(parse_qs(query))
             action = form.get("Action", [""])[0]
             if action in model.operation_names:
                 flat = {k: v[0] for k, v in form.items()}
                 op = model.operation_model(action)
-                return ApiCall(model.service_name, action, _member_params(op, flat), protocol)
-        elif protocol == "smithy-rpc-v2-cbor":
-            found = re.match(r"/service/[^/]+/operation/([^/]+)$", path)
-            if found and found.group(1) in model.operation_names:
-                return ApiCall(model.service_name, found.group(1), {}, protocol)
-        elif protocol in ("rest-json", "rest-xml"):
+                return ApiCall(model.service_name, action, _member_params(op, flat), "query")
+        found = re.match(r"/service/[^/]+/operation/([^/]+)$", path)
+        if "smithy-rpc-v2-cbor" in protocols and found and found.group(1) in model.operation_names:
+            return ApiCall(model.service_name, found.group(1), {}, "smithy-rpc-v2-cbor")
+        if model.protocol in ("rest-json", "rest-xml"):
             call = _rest_call(model, method, path, query, headers, body)
             if call is not None:
                 return call
@@ -214,6 +217,8 @@ def access_denied(call: ApiCall, message: str, *, head: bool = False) -> ErrorRe
     if call.protocol == "rest-json":  # Lambda's shape
         body = json.dumps({"Type": "User", "message": message}).encode()
         return ErrorReply(403, [("Content-Type", "application/json"), *common], body)
+    if call.service in _QUERY_COMPATIBLE:  # botocore reads the query-style code from here
+        common.append(("x-amzn-query-error", "AccessDenied;Sender"))
     if call.service == "dynamodb":
         error = {"__type": "com.amazon.coral.service#AccessDeniedException", "Message": message}
     else:
