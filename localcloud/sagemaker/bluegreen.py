@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import guardrails
+from . import guardrails, metrics
 from .fleet import DeployError, VariantFleet
 from .guardrails import Plan
 from .settings import Settings
@@ -173,6 +173,7 @@ class Rollout:
         runtime.endpoint.pending_deployment_summary = None
         self._remember_config()
         runtime._finish("InService")
+        self._publish(old.values())
         for fleet in old.values():
             fleet.stop()
 
@@ -199,8 +200,17 @@ class Rollout:
 
     def _stop_green(self) -> None:
         self.runtime.green, self.runtime.green_shares = {}, {}
+        self._publish(self.green.values())
         for fleet in self.green.values():
             fleet.stop()
+
+    def _publish(self, fleets: Any) -> None:
+        """The last metrics of fleets that leave (the scaler publishes only current ones)."""
+        runtime = self.runtime
+        try:
+            metrics.publish(runtime._account_id, runtime._region, runtime.name, list(fleets))
+        except Exception:  # a reset account: nothing to publish to
+            logger.exception("endpoint %s: publishing the last metrics failed", runtime.name)
 
     def _remember_config(self) -> None:
         if self.plan.config is not None:
