@@ -257,6 +257,37 @@ def sandboxed_host(
     return sandbox.command(argv, hostname=host, opt_ml=root, tmp=tmp, hosts_file=etc_hosts)
 
 
+def host_process(
+    sandbox: Sandbox,
+    mode: str,
+    spec: Mapping[str, object],
+    python: str,
+    *,
+    root: Path,
+    hosts: tuple[Sequence[str], int],
+    job: tuple[str, str, str],
+    environment: Mapping[str, str],
+    base: Mapping[str, str],
+) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of host ``hosts[1]`` of the job ``(name, arn, region)``:
+    the container's entry point in the sandbox, ``root`` as its /opt/ml."""
+    names, index = hosts
+    name, arn, region = job
+    argv = host_argv(mode, spec, python)
+    argv = sandboxed_host(sandbox, argv, root=root, host=names[index], hosts=names)
+    env = host_env(
+        base,
+        mode=mode,
+        python=python,
+        job_name=name,
+        job_arn=arn,
+        region=region,
+        threads=max(1, (os.cpu_count() or 1) // len(names)),
+        environment=environment,
+    )
+    return argv, env
+
+
 def checkpoint_dirs(roots: Sequence[Path], config: Mapping[str, str] | None) -> list[Path]:
     """Each host's directory behind CheckpointConfig.LocalPath (default /opt/ml/checkpoints)."""
     local = (config or {}).get("LocalPath") or f"{OPT_ML}/checkpoints"

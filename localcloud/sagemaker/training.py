@@ -348,7 +348,7 @@ class TrainingRun:
         started = int(time.time())
         for index, (host, layout) in enumerate(zip(self._hosts, self._layouts, strict=True)):
             if self._mode != container.PROCESS:
-                argv, env, cwd = self._container_host(index), self._container_env(), layout.root
+                (argv, env), cwd = self._container_host(index), layout.root
             else:
                 argv, env = self._process_host(index, args, master_port), None
                 cwd = layout.code
@@ -367,27 +367,18 @@ class TrainingRun:
                 )
             )
 
-    def _container_host(self, index: int) -> list[str]:
+    def _container_host(self, index: int) -> tuple[list[str], dict[str, str]]:
         assert self._settings.sandbox is not None
-        argv = container.host_argv(self._mode, self._spec, self._settings.python)
-        return container.sandboxed_host(
+        return container.host_process(
             self._settings.sandbox,
-            argv,
+            self._mode,
+            self._spec,
+            self._settings.python,
             root=self._layouts[index].root,
-            host=self._hosts[index],
-            hosts=self._hosts,
-        )
-
-    def _container_env(self) -> dict[str, str]:
-        return container.host_env(
-            {key: value for key, value in os.environ.items() if not _launcher_variable(key)},
-            mode=self._mode,
-            python=self._settings.python,
-            job_name=self._name,
-            job_arn=self.job.arn,
-            region=self._region,
-            threads=max(1, (os.cpu_count() or 1) // len(self._hosts)),
+            hosts=(self._hosts, index),
+            job=(self._name, self.job.arn, self._region),
             environment=self._request.get("Environment") or {},
+            base={k: v for k, v in os.environ.items() if not _launcher_variable(k)},
         )
 
     def _process_host(self, index: int, args: list[str], master_port: int) -> list[str]:
