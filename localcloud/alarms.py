@@ -45,6 +45,10 @@ COMPARISONS: dict[str, tuple[str, Callable[[float, float], bool]]] = {
     "LessThanOrEqualToThreshold": ("less than or equal to", lambda v, t: v <= t),
 }
 MAX_HISTORY = 100  # per alarm, newest first
+# datapoints are appended in time order, except those sent with their own older timestamp:
+# the scan (newest first) stops after a run of _OLD_RUN this much older than the window
+_LOOK_BACK_S = 3600.0
+_OLD_RUN = 1000
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,14 @@ class Evaluator:
         wanted = _dimensions(alarm.dimensions)
         start = now - periods * period
         buckets: list[list[MetricDatumBase]] = [[] for _ in range(periods)]
-        for datum in list(backend.metric_data):
+        stale = 0
+        for datum in reversed(list(backend.metric_data)):  # newest first, as appended
+            if _epoch(datum.timestamp) < start - _LOOK_BACK_S:
+                stale += 1
+                if stale >= _OLD_RUN:
+                    break  # a run of datapoints an hour older than the window: the rest is too
+                continue
+            stale = 0
             if datum.namespace != alarm.namespace or datum.name != alarm.metric_name:
                 continue
             if _dimensions(datum.dimensions) != wanted:
