@@ -65,6 +65,7 @@ def deploy(stack: Stack, client: Clients, profile: AccountProfile | None = None)
         "AWS::Logs::LogGroup": _log_group,
         "AWS::SNS::Topic": _topic,
         "AWS::SQS::Queue": _queue,
+        "AWS::SageMaker::ModelPackageGroup": _model_package_group,
     }
     try:
         for resource in sorted(stack.resources, key=lambda r: r.type != "AWS::IAM::Role"):
@@ -240,6 +241,15 @@ def _topic(resource: Resource, client: Clients) -> list[str]:
 def _queue(resource: Resource, client: Clients) -> list[str]:
     client("sqs").create_queue(QueueName=resource.name)
     return _ignored(resource, {"QueueName", "Tags"})
+
+
+def _model_package_group(resource: Resource, client: Clients) -> list[str]:
+    description = resource.properties.get("ModelPackageGroupDescription")
+    client("sagemaker").create_model_package_group(
+        ModelPackageGroupName=resource.name,
+        **({"ModelPackageGroupDescription": str(description)} if description else {}),
+    )
+    return _ignored(resource, {"ModelPackageGroupName", "ModelPackageGroupDescription", "Tags"})
 
 
 def _layer(layer: Layer, client: Clients) -> str:

@@ -37,6 +37,7 @@ DEPLOYED = {
     "AWS::SNS::Topic",
     "AWS::SQS::Queue",
     "AWS::Events::Rule",
+    "AWS::SageMaker::ModelPackageGroup",
     SAM_FUNCTION,
     SAM_LAYER,
     SAM_STATE_MACHINE,
@@ -273,6 +274,8 @@ class _Names:
             return self._arn("events", f"rule/{name}")
         if kind == "AWS::IAM::ManagedPolicy":
             return self._arn("iam", f"policy/{name}", region=False)
+        if kind == "AWS::SageMaker::ModelPackageGroup":
+            return self._arn("sagemaker", f"model-package-group/{name.lower()}")
         raise TemplateError(f"{logical_id} ({kind}) has no ARN in the local cloud")
 
     def type_of(self, logical_id: str) -> str:
@@ -326,6 +329,7 @@ _NAME_PROPERTY = {
     "AWS::SNS::Topic": "TopicName",
     "AWS::SQS::Queue": "QueueName",
     "AWS::Events::Rule": "Name",
+    "AWS::SageMaker::ModelPackageGroup": "ModelPackageGroupName",
     SAM_FUNCTION: "FunctionName",
     SAM_LAYER: "LayerName",
     SAM_STATE_MACHINE: "Name",

@@ -16,7 +16,11 @@ from mlops.observability import logger, pipeline_handler
 @pipeline_handler("check_endpoint", schemas.CHECK_ENDPOINT)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = endpoint_state(
-        client("sagemaker"), event["deployment"], event["deadlines"], time.time()
+        client("sagemaker"),
+        event["deployment"],
+        event["deadlines"],
+        time.time(),
+        client("cloudwatch"),
     )
     logger.info("endpoint state", extra={"endpoint": state})
     return state

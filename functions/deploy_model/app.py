@@ -28,6 +28,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         tags=resource_tags(run, event["execution_arn"]),
         deadlines=event["deadlines"],
         now=time.time(),
+        model_package_arn=event.get("model_package_arn"),
     )
     logger.info("deployment step", extra={"deployment": result})
     return result

@@ -11,6 +11,7 @@ from mlops import schemas
 from mlops.aws import client
 from mlops.config import env_int, env_str
 from mlops.observability import logger, pipeline_handler
+from mlops.registry import live_model_artifact
 from mlops.sourcedir import load_metric_definitions
 from mlops.training_job import (
     job_names,
@@ -37,6 +38,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         execution_arn=event["execution_arn"],
         log_level=env_int("CONTAINER_LOG_LEVEL", default=20),
         dataset_uri=pin_dataset(s3, run, bucket),
+        champion_uri=live_model_artifact(
+            sagemaker, run["endpoint"]["endpoint_name"], run["endpoint"]["variant_name"]
+        ),
     )
     result = start_training_job(sagemaker, request, job_names(run), event["poll_seconds"])
     logger.info(

@@ -69,3 +69,83 @@ def test_aws_throttling_surfaces_as_the_retried_error_name(aws: AwsRecorder) -> 
         with pytest.raises(Exception, match="AWS throttled the call") as raised:
             aws.invoke(load_handler("check_endpoint"), EVENT)
     assert type(raised.value).__name__ == "AwsThrottlingError"
+
+
+def _with_alarms(alarms: list[str]) -> dict:
+    return {**EVENT, "deployment": {**EVENT["deployment"], "alarms": alarms}}
+
+
+def test_a_canary_taking_its_share_of_traffic_is_reported(aws: AwsRecorder) -> None:
+    pending = {
+        "EndpointConfigName": NEW,
+        "StartTime": "2026-11-24T10:06:00Z",
+        "ProductionVariants": [
+            {
+                "VariantName": "AllTraffic",
+                "CurrentWeight": 0.5,
+                "VariantStatus": [{"Status": "Baking", "StartTime": "2026-11-24T10:07:00Z"}],
+            }
+        ],
+    }
+    with stubbed("sagemaker") as sagemaker:
+        sagemaker.add_response(
+            "describe_endpoint",
+            describe_endpoint_response(NAME, "Updating", OLD, PendingDeploymentSummary=pending),
+        )
+        result = aws.invoke(load_handler("check_endpoint"), EVENT)
+    assert result["state"] == "canary"
+    assert result["canary"] == {"variant_name": "AllTraffic", "weight": 0.5}
+
+
+def test_an_update_still_starting_its_new_fleet_is_pending(aws: AwsRecorder) -> None:
+    pending = {
+        "EndpointConfigName": NEW,
+        "ProductionVariants": [
+            {"VariantName": "AllTraffic", "CurrentWeight": 0.0, "VariantStatus": [
+                {"Status": "Creating", "StartTime": "2026-11-24T10:07:00Z"}
+            ]}
+        ],
+    }  # fmt: skip
+    with stubbed("sagemaker") as sagemaker:
+        sagemaker.add_response(
+            "describe_endpoint",
+            describe_endpoint_response(NAME, "Updating", OLD, PendingDeploymentSummary=pending),
+        )
+        result = aws.invoke(load_handler("check_endpoint"), EVENT)
+    assert result["state"] == "pending"
+
+
+def test_a_rollback_by_an_alarm_names_the_alarm(aws: AwsRecorder) -> None:
+    import boto3
+
+    cloudwatch = boto3.client("cloudwatch")
+    for name in ("mlops-endpoint-5xx", "mlops-model-latency"):
+        cloudwatch.put_metric_alarm(
+            AlarmName=name,
+            Namespace="AWS/SageMaker",
+            MetricName="Invocation5XXErrors",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+        )
+    cloudwatch.set_alarm_state(
+        AlarmName="mlops-endpoint-5xx", StateValue="ALARM", StateReason="1 datapoint >= 1"
+    )
+    failure = "Deployment failed: alarm(s) in ALARM state; rolled back"
+    with stubbed("sagemaker") as sagemaker:
+        sagemaker.add_response(
+            "describe_endpoint",
+            describe_endpoint_response(NAME, "InService", OLD, FailureReason=failure),
+        )
+        result = aws.invoke(
+            load_handler("check_endpoint"),
+            _with_alarms(["mlops-endpoint-5xx", "mlops-model-latency"]),
+        )
+    assert result["state"] == "failed"
+    assert result["alarms"] == ["mlops-endpoint-5xx"]
+    assert result["reason"] == (
+        f"endpoint {NAME} is serving {OLD} instead of {NEW}: rolled back by alarm "
+        f"mlops-endpoint-5xx ({failure})"
+    )

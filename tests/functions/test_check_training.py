@@ -82,7 +82,25 @@ def test_completed_reports_final_metrics_and_the_artifact(app, aws) -> None:
         "model_artifact": ARTIFACT,
         "training_seconds": 5400,
         "billable_seconds": 10800,
+        "champion": None,
+        "next_poll_seconds": 60,
     }
+
+
+def test_the_champion_channel_is_reported_for_the_gate(app, aws) -> None:
+    live = "s3://pipeline-data/models/old/output/model.tar.gz"
+    channels = [
+        {
+            "ChannelName": name,
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri}},
+        }
+        for name, uri in (
+            ("training", "s3://pipeline-data/training-input/x.zip"),
+            ("champion", live),
+        )
+    ]
+    result = check(app, aws, job("Completed", "Completed", InputDataConfig=channels))
+    assert result["champion"] == live
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,27 @@ def config_request() -> dict[str, Any]:
     return {"EndpointConfigName": CONFIG, "ProductionVariants": [variant], "Tags": ANY}
 
 
+ALARMS = [
+    "image-classifier-endpoint-5xx",
+    "image-classifier-model-latency",
+    "image-classifier-classify-errors",
+]
+# The plan's CANARY rollout as UpdateEndpoint's DeploymentConfig (validated by the Stubber
+# against botocore's model).
+CANARY = {
+    "BlueGreenUpdatePolicy": {
+        "TrafficRoutingConfiguration": {
+            "Type": "CANARY",
+            "WaitIntervalInSeconds": 300,
+            "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+        },
+        "TerminationWaitInSeconds": 300,
+        "MaximumExecutionTimeoutInSeconds": 1500,
+    },
+    "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in ALARMS]},
+}
+
+
 def test_first_deployment_creates_the_endpoint_and_a_duplicate_does_nothing(app, aws) -> None:
     result = aws.invoke(app, EVENT)
     assert result == {
@@ -75,6 +96,8 @@ def test_first_deployment_creates_the_endpoint_and_a_duplicate_does_nothing(app,
         "previous_endpoint_config_name": None,
         "created_endpoint": True,
         "reason": None,
+        "rollout": "CANARY",
+        "alarms": ALARMS,
     }
     sagemaker = boto3.client("sagemaker")
     assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == CONFIG
@@ -121,6 +144,7 @@ def test_a_new_model_updates_the_endpoint_keeping_the_autoscaled_count(app, aws)
                 "EndpointName": ENDPOINT,
                 "EndpointConfigName": CONFIG,
                 "RetainAllVariantProperties": True,
+                "DeploymentConfig": CANARY,
             },
         )
         result = aws.invoke(app, EVENT)
@@ -184,6 +208,7 @@ def test_an_instance_type_change_deregisters_autoscaling_first(app, aws) -> None
                 "EndpointName": ENDPOINT,
                 "EndpointConfigName": CONFIG,
                 "RetainAllVariantProperties": False,
+                "DeploymentConfig": CANARY,
             },
         )
         assert aws.invoke(app, EVENT)["action"] == "update"
@@ -290,3 +315,21 @@ def test_a_refused_update_puts_the_removed_scaling_back(app, aws) -> None:
         )
         with pytest.raises(Exception, match="instance type is not supported"):
             aws.invoke(app, EVENT)
+
+
+def test_a_registered_version_is_deployed_from_its_model_package(app, aws) -> None:
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_model_package_group(ModelPackageGroupName="mlops-models")
+    package = sagemaker.create_model_package(
+        ModelPackageGroupName="mlops-models",
+        ModelApprovalStatus="Approved",
+        InferenceSpecification={
+            "Containers": [{"Image": "inference:1", "ModelDataUrl": EVENT["model_artifact"]}],
+            "SupportedContentTypes": ["image/jpeg"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+    )["ModelPackageArn"]
+    aws.invoke(app, {**EVENT, "model_package_arn": package})
+    model = sagemaker.describe_model(ModelName=MODEL)
+    assert model["Containers"] == [{"ModelPackageName": package}]
+    assert "Image" not in model.get("PrimaryContainer", {})

@@ -83,7 +83,21 @@ def test_s3_event_plans_a_run_from_the_template_configuration(app, aws, s3) -> N
     ):
         assert re.fullmatch(r"[a-z0-9](-*[a-z0-9])*", name) and len(name) <= 63
         assert name.startswith("image-classifier-")
-    assert run["quality_gate"] == {"metric": "valid_acc", "min_value": 0.7}
+    assert run["quality_gate"] == {
+        "metric": "valid_acc",
+        "min_value": 0.7,
+        "champion_margin": 0.02,
+    }
+    assert run["mode"] == "train"
+    assert run["registry"] == {"group": "mlops-models", "approval_mode": "auto"}
+    assert run["endpoint"]["rollout"] == {
+        "type": "CANARY",
+        "wait_seconds": 300,
+        "baking_seconds": 300,
+        "max_seconds": 1500,
+        "alarms": ["mlops-endpoint-5xx", "mlops-model-latency", "mlops-classify-errors"],
+    }
+    assert run["endpoint"]["data_capture"] is None
     assert run["endpoint"]["variant_name"] == "AllTraffic"
     assert run["autoscaling"]["target_invocations_per_instance"] == 70
     assert aws.operations() == ["HeadObject", "ListObjectsV2"]
@@ -180,3 +194,121 @@ def test_a_missing_setting_fails_with_its_name(app, aws, s3, monkeypatch) -> Non
     monkeypatch.delenv("ENDPOINT_NAME")
     with pytest.raises(ConfigurationError, match="ENDPOINT_NAME is not set"):
         aws.invoke(app, manual(f"s3://{BUCKET}/{KEY}"))
+
+
+def registered(mode: str, status: str = "PendingManualApproval") -> str:
+    """A version the pipeline registered (as RegisterModel does); its ARN."""
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_model_package_group(ModelPackageGroupName="mlops-models")
+    return sagemaker.create_model_package(
+        ModelPackageGroupName="mlops-models",
+        ModelApprovalStatus=status,
+        InferenceSpecification={
+            "Containers": [
+                {"Image": "inference:2", "ModelDataUrl": f"s3://{BUCKET}/models/j/model.tar.gz"}
+            ],
+            "SupportedContentTypes": ["image/jpeg"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        CustomerMetadataProperties={
+            "run_id": "a9ffe2205ad15d12",
+            "dataset_uri": f"s3://{BUCKET}/{KEY}",
+            "dataset_version": "v1",
+            "training_job": "image-classifier-a9ffe2205ad15d12",
+            "approval_mode": mode,
+            "metric_valid_acc": "0.91",
+        },
+    )["ModelPackageArn"]
+
+
+def approval_event(arn: str, status: str = "Approved", group: str = "mlops-models") -> dict:
+    event = copy.deepcopy(load_event("prepare_run/model_package_approved.json"))
+    event["trigger"]["detail"].update(
+        ModelPackageArn=arn, ModelApprovalStatus=status, ModelPackageGroupName=group
+    )
+    return event
+
+
+def test_an_approved_version_plans_a_deploy_only_run_from_the_package(app, aws) -> None:
+    # Registered PendingManualApproval, then approved by a person. (moto's UpdateModelPackage
+    # drops the metadata it is not given, unlike SageMaker; the local cloud patches that.)
+    arn = registered("manual", "Approved")
+    result = aws.invoke(app, approval_event(arn))
+    assert (result["accepted"], result["skipped"]) == (True, False)
+    run = result["run"]
+    assert run["mode"] == "deploy"
+    assert run["run_id"] == "a9ffe2205ad15d12"
+    assert run["dataset"]["uri"] == f"s3://{BUCKET}/{KEY}"
+    assert run["model"]["image"] == "inference:2"
+    package = run["package"]
+    assert package["registry"]["model_package_arn"] == arn
+    assert package["training"] == {
+        "training_job_name": "image-classifier-a9ffe2205ad15d12",
+        "status": "Completed",
+        "metrics": {"valid_acc": 0.91},
+        "model_artifact": f"s3://{BUCKET}/models/j/model.tar.gz",
+    }
+    assert run["model"]["model_name"] == run["endpoint"]["endpoint_config_name"]
+    assert aws.operations() == ["DescribeModelPackage"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "event_status", "group", "words"),
+    [
+        ("auto", "Approved", "mlops-models", "approved by the pipeline run that registered it"),
+        ("manual", "Rejected", "mlops-models", "is Rejected: nothing to deploy"),
+        ("manual", "Approved", "other-models", "is not this pipeline's 'mlops-models'"),
+    ],
+)
+def test_events_that_ask_for_nothing_end_the_run_quietly(
+    app, aws, mode: str, event_status: str, group: str, words: str
+) -> None:
+    arn = registered(mode, "Approved")
+    result = aws.invoke(app, approval_event(arn, event_status, group))
+    assert (result["accepted"], result["skipped"]) == (False, True)
+    assert words in result["reason"]
+
+
+def test_a_version_that_is_not_approved_is_not_deployed(app, aws) -> None:
+    arn = registered("manual")  # the event says Approved, the registry does not (any more)
+    result = aws.invoke(app, approval_event(arn))
+    assert (result["accepted"], result["skipped"]) == (False, False)
+    assert (
+        result["reason"]
+        == f"model package {arn} is PendingManualApproval; only Approved versions deploy"
+    )
+
+
+@pytest.mark.parametrize(
+    ("variables", "words"),
+    [
+        ({"ENDPOINT_INITIAL_INSTANCE_COUNT": "1"}, "DeploymentStrategy CANARY shifts one instance"),
+        ({"AUTOSCALING_MIN_CAPACITY": "1"}, "AutoscalingMinCapacity is 1"),
+        (
+            {"DEPLOYMENT_STRATEGY": "LINEAR", "AUTOSCALING_MAX_CAPACITY": "12"},
+            "AutoscalingMaxCapacity must be at most 10",
+        ),
+        ({"DEPLOYMENT_STRATEGY": "BLUE"}, "DEPLOYMENT_STRATEGY='BLUE' must be one of"),
+        ({"APPROVAL_MODE": "sometimes"}, "APPROVAL_MODE='sometimes' must be one of auto, manual"),
+        (
+            {"ROLLBACK_ALARM_NAMES": ",".join(f"a{i}" for i in range(11))},
+            "takes at most 10",
+        ),
+    ],
+)
+def test_a_rollout_sagemaker_would_refuse_is_named(
+    app, aws, s3, monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], words: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(Exception, match=re.escape(words)) as raised:
+        aws.invoke(app, s3_event(upload(s3)))
+    assert type(raised.value).__name__ == "ConfigurationError"
+
+
+def test_all_at_once_needs_no_second_instance(app, aws, s3, monkeypatch) -> None:
+    monkeypatch.setenv("DEPLOYMENT_STRATEGY", "ALL_AT_ONCE")
+    monkeypatch.setenv("ENDPOINT_INITIAL_INSTANCE_COUNT", "1")
+    monkeypatch.setenv("AUTOSCALING_MIN_CAPACITY", "1")
+    run = aws.invoke(app, s3_event(upload(s3)))["run"]
+    assert run["endpoint"]["rollout"]["type"] == "ALL_AT_ONCE"

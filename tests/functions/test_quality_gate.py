@@ -30,3 +30,62 @@ def test_a_malformed_state_input_names_the_field(aws: AwsRecorder) -> None:
     with pytest.raises(Exception, match=r"invalid input: .*gate") as raised:
         aws.invoke(load_handler("quality_gate"), event)
     assert type(raised.value).__name__ == "InvalidStateInputError"
+
+
+CHAMPION = "s3://pipeline-data/models/image-classifier-old/output/model.tar.gz"
+
+
+def gate_event(metrics: dict, champion: str | None, margin: float = 0.02) -> dict:
+    event = load_event("quality_gate/passed.json")
+    return {
+        **event,
+        "metrics": metrics,
+        "gate": {**event["gate"], "champion_margin": margin},
+        "champion": champion,
+    }
+
+
+def test_the_first_model_passes_on_the_absolute_gate(aws: AwsRecorder) -> None:
+    event = gate_event({"valid_acc": 0.8, "test_acc": 0.79}, None)
+    result = aws.invoke(load_handler("quality_gate"), event)
+    assert result["passed"] is True
+    assert "no live model to compare with (first model)" in result["reason"]
+    assert result["champion"]["compared"] is False
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "passed", "words"),
+    [
+        (0.91, 0.90, True, "not worse than the live model: test accuracy 0.91"),
+        (0.885, 0.90, True, "not worse"),  # within the 0.02 margin
+        (0.85, 0.90, False, "worse than the live model: test accuracy 0.85 against the live "
+         "model's 0.9 on the same test split (margin 0.02)"),
+    ],
+)  # fmt: skip
+def test_the_candidate_must_not_be_worse_than_the_champion(
+    aws: AwsRecorder, candidate: float, champion: float, passed: bool, words: str
+) -> None:
+    metrics = {"valid_acc": 0.95, "test_acc": candidate, "champion_test_acc": champion}
+    result = aws.invoke(load_handler("quality_gate"), gate_event(metrics, CHAMPION))
+    assert result["passed"] is passed
+    assert words in result["reason"]
+    assert result["champion"]["compared"] is True
+    assert result["champion"]["test_acc"] == champion
+
+
+def test_a_champion_that_could_not_be_compared_passes_on_the_absolute_gate(
+    aws: AwsRecorder,
+) -> None:
+    # train.py prints no champion score for a champion with other classes.
+    event = gate_event({"valid_acc": 0.95, "test_acc": 0.5}, CHAMPION)
+    result = aws.invoke(load_handler("quality_gate"), event)
+    assert result["passed"] is True
+    assert "could not be evaluated on this data set's test split" in result["reason"]
+    assert CHAMPION in result["reason"]
+
+
+def test_the_absolute_gate_comes_first(aws: AwsRecorder) -> None:
+    metrics = {"valid_acc": 0.5, "test_acc": 0.99, "champion_test_acc": 0.1}
+    result = aws.invoke(load_handler("quality_gate"), gate_event(metrics, CHAMPION))
+    assert result["passed"] is False
+    assert result["reason"] == "validation accuracy 0.5 is below the required 0.7"

@@ -14,11 +14,20 @@ import pytest
 
 from mlops.sourcedir import build_sourcedir
 from tests.conftest import AwsRecorder, load_event, load_handler
-from tests.functions.pipeline_helpers import METRIC_DEFINITIONS, stubbed, write_training_code
+from tests.functions.pipeline_helpers import (
+    METRIC_DEFINITIONS,
+    describe_endpoint_response,
+    endpoint_config_response,
+    stubbed,
+    write_training_code,
+)
 from tests.template_support import BUCKET, SAGEMAKER_ROLE_ARN, set_function_environment
 
 FUNCTION = "StartTrainingFunction"
 JOB_ARN = "arn:aws:sagemaker:us-east-1:123456789012:training-job/{}"
+ENDPOINT = "image-classifier"
+OLD = "image-classifier-0123456789abcdef"
+PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlops-models/2"
 
 
 @pytest.fixture
@@ -46,6 +55,13 @@ def uploaded(body: bytes = b"data set v1") -> dict[str, Any]:
     )
     dataset["size"] = len(body)
     return event
+
+
+def no_champion(sagemaker: Any) -> None:
+    """The endpoint does not exist yet: the first model has no champion."""
+    sagemaker.add_client_error(
+        "describe_endpoint", "ValidationException", 'Could not find endpoint "image-classifier".'
+    )
 
 
 def pinned(run: dict[str, Any]) -> str:
@@ -137,6 +153,7 @@ def test_starts_the_job_as_script_mode_with_torchrun_across_hosts(app, aws, code
     sha = build_sourcedir(code_dir).sha256
     submit_dir = f"s3://{BUCKET}/training-code/{sha}/sourcedir.tar.gz"
     with stubbed("sagemaker") as sagemaker:
+        no_champion(sagemaker)
         sagemaker.add_response(
             "create_training_job",
             {"TrainingJobArn": JOB_ARN.format(run["training"]["job_name"])},
@@ -159,7 +176,9 @@ def test_an_existing_job_is_adopted_and_the_code_uploaded_once(app, aws) -> None
     event = uploaded()
     job = event["run"]["training"]["job_name"]
     with stubbed("sagemaker") as sagemaker:
+        no_champion(sagemaker)
         sagemaker.add_response("create_training_job", {"TrainingJobArn": JOB_ARN.format(job)})
+        no_champion(sagemaker)
         sagemaker.add_client_error(
             "create_training_job",
             "ValidationException",
@@ -209,6 +228,7 @@ def test_a_failed_or_stopped_job_is_trained_again_under_a_new_name(app, aws, sta
     job = event["run"]["training"]["job_name"]
     exists = "a training job with this name already exists"
     with stubbed("sagemaker") as sagemaker:
+        no_champion(sagemaker)
         sagemaker.add_client_error("create_training_job", "ValidationException", exists)
         sagemaker.add_response("describe_training_job", described(job, status))
         sagemaker.add_response("create_training_job", {"TrainingJobArn": JOB_ARN.format("x")})
@@ -222,6 +242,7 @@ def test_a_run_stops_retrying_after_its_last_attempt(app, aws) -> None:
     event = uploaded()
     exists = "a training job with this name already exists"
     with stubbed("sagemaker") as sagemaker:
+        no_champion(sagemaker)
         for _ in range(5):
             sagemaker.add_client_error("create_training_job", "ValidationException", exists)
             sagemaker.add_response("describe_training_job", described("x", "Failed"))
@@ -238,6 +259,7 @@ def test_each_run_trains_the_exact_version_that_started_it(app, aws) -> None:
     for event in (first, second):
         event["run"]["run_id"] = event["run"]["dataset"]["version_id"][:16].lower()
         with stubbed("sagemaker") as sagemaker:
+            no_champion(sagemaker)
             sagemaker.add_response("create_training_job", {"TrainingJobArn": JOB_ARN.format("x")})
             aws.invoke(app, event)
     bodies = [
@@ -268,8 +290,66 @@ def test_one_host_spot_training_checkpoints_and_waits_for_capacity(app, aws, cod
     job = run["training"]["job_name"]
     expected["CheckpointConfig"] = {"S3Uri": f"s3://{BUCKET}/checkpoints/{job}/"}
     with stubbed("sagemaker") as sagemaker:
+        no_champion(sagemaker)
         sagemaker.add_response(
             "create_training_job", {"TrainingJobArn": JOB_ARN.format(job)}, expected
+        )
+        aws.invoke(app, event)
+
+
+def test_the_live_model_is_given_to_the_job_as_its_champion(app, aws, code_dir) -> None:
+    event = uploaded()
+    run = event["run"]
+    sha = build_sourcedir(code_dir).sha256
+    expected = expected_request(run, f"s3://{BUCKET}/training-code/{sha}/sourcedir.tar.gz")
+    live = f"s3://{BUCKET}/models/image-classifier-old/output/model.tar.gz"
+    expected["InputDataConfig"].append(
+        {
+            "ChannelName": "champion",
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": live,
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+        }
+    )
+    with stubbed("sagemaker") as sagemaker:
+        sagemaker.add_response(
+            "describe_endpoint", describe_endpoint_response(ENDPOINT, "InService", OLD)
+        )
+        sagemaker.add_response(
+            "describe_endpoint_config", endpoint_config_response(OLD, "ml.m5.large")
+        )
+        sagemaker.add_response(
+            "describe_model",
+            {
+                "ModelName": OLD,
+                "ModelArn": f"arn:aws:sagemaker:us-east-1:123456789012:model/{OLD}",
+                "CreationTime": "2026-11-24T10:00:00Z",
+                "Containers": [{"ModelPackageName": PACKAGE}],
+            },
+            {"ModelName": OLD},
+        )
+        sagemaker.add_response(
+            "describe_model_package",
+            {
+                "ModelPackageName": "mlops-models",
+                "ModelPackageArn": PACKAGE,
+                "CreationTime": "2026-11-24T10:00:00Z",
+                "ModelPackageStatus": "Completed",
+                "ModelPackageStatusDetails": {"ValidationStatuses": []},
+                "InferenceSpecification": {
+                    "Containers": [{"Image": "inference:1", "ModelDataUrl": live}],
+                    "SupportedContentTypes": ["image/jpeg"],
+                    "SupportedResponseMIMETypes": ["application/json"],
+                },
+            },
+            {"ModelPackageName": PACKAGE},
+        )
+        sagemaker.add_response(
+            "create_training_job", {"TrainingJobArn": JOB_ARN.format("x")}, expected
         )
         aws.invoke(app, event)
 

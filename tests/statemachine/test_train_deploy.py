@@ -28,6 +28,7 @@ STARTED = {
     "adopted": False,
     "next_poll_seconds": 0,
 }
+PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/image-classifier/3"
 SUMMARY = {"run_id": RUN["run_id"], "endpoint_name": ENDPOINT, "already_deployed": False}
 
 
@@ -51,6 +52,7 @@ def training(status: str, **extra: Any) -> dict[str, Any]:
             "training_seconds": 100,
             "billable_seconds": 200,
             "next_poll_seconds": 0,
+            "champion": None,
             **extra,
         }
     )
@@ -96,12 +98,36 @@ def smoke(passed: bool, reason: str = "smoke-test accuracy 1 reaches the require
     return ok({"passed": passed, "accuracy": 1.0 if passed else 0.25, "reason": reason})
 
 
+def prepared(run: dict[str, Any] | None = None) -> dict[str, Any]:
+    return ok(
+        {"accepted": True, "skipped": False, "reason": None, "run": run or copy.deepcopy(RUN)}
+    )
+
+
+def registered(status: str = "Approved") -> dict[str, Any]:
+    return ok(
+        {
+            "model_package_arn": PACKAGE,
+            "model_package_group": "image-classifier",
+            "approval_status": status,
+            "created": True,
+            "model_artifact": ARTIFACT,
+            "approval_mode": "manual" if status == "PendingManualApproval" else "auto",
+            "message": f"registered {PACKAGE} as {status}",
+        }
+    )
+
+
+REJECTED = ok({"model_package_arn": PACKAGE, "approval_status": "Rejected"})
+
+
 def happy_path(**changes: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     script = {
-        "PrepareRun": [ok({"accepted": True, "reason": None, "run": copy.deepcopy(RUN)})],
+        "PrepareRun": [prepared()],
         "StartTraining": [ok(STARTED)],
         "CheckTraining": [training("InProgress"), training("Completed")],
         "QualityGate": [ok({"passed": True, "reason": "validation accuracy 0.84 reaches 0.7"})],
+        "RegisterModel": [registered()],
         "AcquireLock": [lock(True, 1)],
         "DeployModel": [deployment("create")],
         "CheckEndpoint": [endpoint("pending"), endpoint("in_service")],
@@ -129,14 +155,15 @@ def test_happy_path_trains_deploys_scales_smoke_tests_and_releases_the_lock() ->
 
     assert (execution.status, execution.output) == ("SUCCEEDED", SUMMARY)
     assert execution.entered() == [
-        "PrepareRun", "IsRunAccepted", "StartTraining",
+        "PrepareRun", "IsRunAccepted", "IsDeployOnly", "StartTraining",
         "WaitForTraining", "CheckTraining", "IsTrainingFinished",
         "WaitForTraining", "CheckTraining", "IsTrainingFinished",
-        "QualityGate", "DidQualityGatePass", "AcquireDeploymentLock", "IsLockAcquired",
-        "DeployModel", "DeploymentAction",
+        "QualityGate", "RegisterModel", "DidQualityGatePass", "IsApprovalPending",
+        "AcquireDeploymentLock", "IsLockAcquired", "DeployModel", "DeploymentAction",
         "WaitForEndpoint", "CheckEndpoint", "IsEndpointInService",
-        "WaitForEndpoint", "CheckEndpoint", "IsEndpointInService",
-        "AttachAutoscaling", "SmokeTest", "DidSmokeTestPass", "ReleaseLock", "Summarize",
+        "WaitForEndpoint", "CheckEndpoint", "IsEndpointInService", "IsSmokeTestDone",
+        "SmokeTest", "DidSmokeTestPass", "IsRolloutDone", "AttachAutoscaling",
+        "ReleaseLock", "Summarize",
     ]  # fmt: skip
     prepare = scripts.inputs["PrepareRun"][0]
     assert prepare["trigger"] == TRIGGER
@@ -154,6 +181,8 @@ def test_happy_path_trains_deploys_scales_smoke_tests_and_releases_the_lock() ->
         "execution_arn": prepare["execution_arn"],
     }
     assert scripts.inputs["DeployModel"][0]["model_artifact"] == ARTIFACT
+    assert scripts.inputs["DeployModel"][0]["model_package_arn"] == PACKAGE
+    assert scripts.inputs["RegisterModel"][0]["gate"]["passed"] is True
     assert scripts.inputs["AttachAutoscaling"][0]["autoscaling"] == RUN["autoscaling"]
     assert scripts.inputs["SmokeTest"][0]["smoke_test"] == RUN["smoke_test"]
     state = scripts.inputs["SummarizeRun"][0]["state"]
@@ -174,7 +203,9 @@ def test_manual_input_reaches_prepare_run_unchanged() -> None:
 
 def test_a_rejected_trigger_fails_with_the_reason() -> None:
     reason = "s3://pipeline-data/uploads/x.zip is not a data-set archive"
-    results = {"PrepareRun": [ok({"accepted": False, "reason": reason, "run": None})]}
+    results = {
+        "PrepareRun": [ok({"accepted": False, "skipped": False, "reason": reason, "run": None})]
+    }
     execution, _ = execute(results)
     assert (execution.status, execution.error, execution.cause) == ("FAILED", "RunRejected", reason)
 
@@ -182,8 +213,8 @@ def test_a_rejected_trigger_fails_with_the_reason() -> None:
 def test_a_failed_training_job_fails_the_run_with_its_reason() -> None:
     reason = f"training job {JOB} failed: AlgorithmError: out of memory"
     results = happy_path(CheckTraining=[training("Failed", failure_reason=reason)])
-    for name in ("QualityGate", "AcquireLock", "DeployModel", "CheckEndpoint", "AttachAutoscaling",
-                 "SmokeTest", "ReleaseLock", "SummarizeRun"):  # fmt: skip
+    for name in ("QualityGate", "RegisterModel", "AcquireLock", "DeployModel", "CheckEndpoint",
+                 "AttachAutoscaling", "SmokeTest", "ReleaseLock", "SummarizeRun"):  # fmt: skip
         del results[name]
     execution, _ = execute(results)
     assert (execution.status, execution.error, execution.cause) == (
@@ -196,7 +227,10 @@ def test_a_failed_training_job_fails_the_run_with_its_reason() -> None:
 
 def test_a_model_below_the_quality_gate_is_not_deployed() -> None:
     reason = "validation accuracy 0.62 is below the required 0.8"
-    results = happy_path(QualityGate=[ok({"passed": False, "reason": reason})])
+    results = happy_path(
+        QualityGate=[ok({"passed": False, "reason": reason})],
+        RegisterModel=[registered("Rejected")],
+    )
     for name in ("AcquireLock", "DeployModel", "CheckEndpoint", "AttachAutoscaling", "SmokeTest",
                  "ReleaseLock", "SummarizeRun"):  # fmt: skip
         del results[name]
@@ -215,6 +249,7 @@ def rollback_then_release(
         ok({"done": False, "action": "deleting", "status": "InService"}),
         ok({"done": True, "action": "deleted", "status": None}),
     ]
+    results["RejectModel"] = [REJECTED]
     del results["SummarizeRun"]
     return results
 
@@ -232,16 +267,20 @@ def test_a_failed_endpoint_is_rolled_back_then_the_run_fails_with_its_reason() -
     entered = execution.entered()
     assert entered[entered.index("RollBack") :] == [
         "RollBack", "IsRollbackDone", "WaitForRollback", "RollBack", "IsRollbackDone",
-        "ReleaseLockAfterFailure", "DescribeFailure", "RunFailed",
+        "ReleaseLockAfterFailure", "DescribeFailure", "WasModelRegistered", "RejectModel",
+        "RunFailed",
     ]  # fmt: skip
     assert scripts.inputs["Rollback"][0]["deployment"]["created_endpoint"] is True
+    rejected = scripts.inputs["RejectModel"][0]
+    assert rejected["model_package_arn"] == PACKAGE
+    assert rejected["failure"]["error"] == "EndpointDeploymentFailed"
 
 
 def test_a_failed_smoke_test_rolls_back_releases_the_lock_and_fails_with_its_reason() -> None:
     reason = "smoke-test accuracy 0.25 (1/4 images) is below the required 0.6"
-    execution, scripts = execute(
-        rollback_then_release(happy_path(SmokeTest=[smoke(False, reason)]))
-    )
+    results = happy_path(SmokeTest=[smoke(False, reason)])
+    del results["AttachAutoscaling"]  # autoscaling comes after the smoke test
+    execution, scripts = execute(rollback_then_release(results))
     assert (execution.status, execution.error, execution.cause) == (
         "FAILED",
         "SmokeTestFailed",
@@ -254,7 +293,6 @@ def test_a_failed_smoke_test_rolls_back_releases_the_lock_and_fails_with_its_rea
 
 def test_an_error_after_the_deploy_rolls_back_and_keeps_the_original_error() -> None:
     results = happy_path(AttachAutoscaling=[throw("ValidationException", "variant not found")])
-    del results["SmokeTest"]
     execution, _ = execute(rollback_then_release(results))
     assert (execution.status, execution.error) == ("FAILED", "ValidationException")
     assert "variant not found" in execution.cause
@@ -262,8 +300,8 @@ def test_an_error_after_the_deploy_rolls_back_and_keeps_the_original_error() -> 
 
 
 def test_a_failed_rollback_still_releases_the_lock() -> None:
-    results = happy_path(SmokeTest=[smoke(False, "below")])
-    del results["SummarizeRun"]
+    results = happy_path(SmokeTest=[smoke(False, "below")], RejectModel=[REJECTED])
+    del results["SummarizeRun"], results["AttachAutoscaling"]
     results["Rollback"] = [throw("EndpointConflictError", "endpoint was deleted by hand")]
     execution, scripts = execute(results)
     assert (execution.status, execution.error) == ("FAILED", "RollbackFailed")
@@ -291,7 +329,7 @@ def test_throttling_and_lambda_service_errors_are_retried() -> None:
 
 def test_other_errors_are_not_retried() -> None:
     results = {
-        "PrepareRun": [ok({"accepted": True, "reason": None, "run": copy.deepcopy(RUN)})],
+        "PrepareRun": [prepared()],
         "StartTraining": [
             throw("ConfigurationError", "environment variable DATA_BUCKET is not set")
         ],
@@ -302,17 +340,19 @@ def test_other_errors_are_not_retried() -> None:
         "ConfigurationError",
         "environment variable DATA_BUCKET is not set",
     )
-    assert execution.entered()[-2:] == ["DescribeFailure", "RunFailed"]
+    assert execution.entered()[-3:] == ["DescribeFailure", "WasModelRegistered", "RunFailed"]
 
 
 FAILURES = {
     "StartTraining": happy_path(StartTraining=[throw("TrainingRetriesExhausted", "no more")]),
-    "DeployModel": happy_path(DeployModel=[throw("DeploymentError", "window closed")]),
+    "DeployModel": happy_path(
+        DeployModel=[throw("DeploymentError", "window closed")], RejectModel=[REJECTED]
+    ),
     "AttachAutoscaling": rollback_then_release(
         happy_path(AttachAutoscaling=[throw("ValidationException", "no variant")])
     ),
     "Rollback": {
-        **happy_path(SmokeTest=[smoke(False, "below")]),
+        **happy_path(SmokeTest=[smoke(False, "below")], RejectModel=[REJECTED]),
         "Rollback": [throw("RollbackError", "endpoint gone")],
     },
 }
@@ -329,8 +369,8 @@ def test_every_failure_cause_is_one_readable_sentence(where: str) -> None:
     if where == "DeployModel":
         for name in ("CheckEndpoint", "AttachAutoscaling", "SmokeTest"):
             results.pop(name)
-    if where == "AttachAutoscaling":
-        results.pop("SmokeTest")
+    if where == "Rollback":
+        results.pop("AttachAutoscaling")
     execution, _ = execute(results)
     assert execution.status == "FAILED"
     for marker in ("Traceback", "stackTrace", 'File "', "errorType", "{"):
@@ -364,7 +404,8 @@ def test_a_held_lock_is_waited_for_a_bounded_number_of_attempts(freed_after: int
             **{
                 k: v
                 for k, v in happy_path().items()
-                if k in {"PrepareRun", "StartTraining", "CheckTraining", "QualityGate"}
+                if k
+                in {"PrepareRun", "StartTraining", "CheckTraining", "QualityGate", "RegisterModel"}
             },
             "AcquireLock": [
                 lock(False, 1),
@@ -384,3 +425,112 @@ def test_a_held_lock_is_waited_for_a_bounded_number_of_attempts(freed_after: int
         )
         assert attempts == [0, 1, 2]
         assert "DeployModel" not in execution.entered()
+
+
+def test_manual_approval_registers_the_model_pending_and_ends_succeeded() -> None:
+    results = happy_path(RegisterModel=[registered("PendingManualApproval")])
+    for name in ("AcquireLock", "DeployModel", "CheckEndpoint", "AttachAutoscaling", "SmokeTest",
+                 "ReleaseLock", "SummarizeRun"):  # fmt: skip
+        del results[name]
+    execution, _ = execute(results)
+    assert execution.status == "SUCCEEDED"
+    assert execution.output["status"] == "PendingManualApproval"
+    assert execution.output["model_package_arn"] == PACKAGE
+    assert execution.entered()[-2:] == ["IsApprovalPending", "AwaitingManualApproval"]
+    assert "DeployModel" not in execution.entered()
+
+
+def test_a_candidate_worse_than_the_champion_is_registered_rejected_and_not_deployed() -> None:
+    reason = (
+        "worse than the live model: test accuracy 0.71 against the live model's 0.9 "
+        "on the same test split (margin 0.01)"
+    )
+    results = happy_path(
+        QualityGate=[ok({"passed": False, "reason": reason})],
+        RegisterModel=[registered("Rejected")],
+    )
+    for name in ("AcquireLock", "DeployModel", "CheckEndpoint", "AttachAutoscaling", "SmokeTest",
+                 "ReleaseLock", "SummarizeRun"):  # fmt: skip
+        del results[name]
+    champion = "s3://pipeline-data/models/old/output/model.tar.gz"
+    results["CheckTraining"][-1]["Return"]["champion"] = champion
+    execution, scripts = execute(results)
+    assert (execution.status, execution.error, execution.cause) == (
+        "FAILED",
+        "QualityGateFailed",
+        reason,
+    )
+    assert scripts.inputs["QualityGate"][0]["champion"] == champion
+    assert "DeployModel" not in execution.entered()
+
+
+def test_the_smoke_test_runs_against_the_canary_then_the_rollout_is_awaited() -> None:
+    results = happy_path(
+        DeployModel=[deployment("update")],
+        CheckEndpoint=[endpoint("canary"), endpoint("canary"), endpoint("in_service")],
+    )
+    execution, _ = execute(results)
+    assert execution.status == "SUCCEEDED"
+    entered = execution.entered()
+    assert entered.index("SmokeTest") < entered.index("AttachAutoscaling")
+    # the smoke test ran once, while the canary took its share; then the shift was awaited
+    assert entered.count("SmokeTest") == 1
+    assert entered[entered.index("SmokeTest") :].count("CheckEndpoint") == 2
+
+
+def test_a_canary_rolled_back_by_an_alarm_fails_naming_the_alarm_and_rejects_the_model() -> None:
+    reason = (
+        f"endpoint {ENDPOINT} is serving old-config instead of {CONFIG}: rolled back by alarm "
+        "image-classifier-endpoint-5xx (Deployment failed: alarm in ALARM)"
+    )
+    results = happy_path(
+        DeployModel=[deployment("update")],
+        CheckEndpoint=[endpoint("canary"), endpoint("failed", reason)],
+    )
+    del results["AttachAutoscaling"], results["SummarizeRun"], results["ReleaseLock"]
+    results["ReleaseLock"] = [ok({"released": True})]
+    results["Rollback"] = [ok({"done": True, "action": "restored", "status": "InService"})]
+    results["RejectModel"] = [REJECTED]
+    execution, scripts = execute(results)
+    assert (execution.status, execution.error) == ("FAILED", "EndpointDeploymentFailed")
+    assert execution.cause == f"{reason} (rolled back)"
+    assert "image-classifier-endpoint-5xx" in scripts.inputs["RejectModel"][0]["failure"]["cause"]
+
+
+def test_an_approved_package_deploys_without_training() -> None:
+    run = copy.deepcopy(RUN)
+    run["mode"] = "deploy"
+    run["package"] = {
+        "training": {
+            "training_job_name": JOB,
+            "status": "Completed",
+            "metrics": {"valid_acc": 0.9},
+            "model_artifact": ARTIFACT,
+        },
+        "registry": {
+            "model_package_arn": PACKAGE,
+            "model_package_group": "image-classifier",
+            "approval_status": "Approved",
+            "created": False,
+            "model_artifact": ARTIFACT,
+        },
+    }
+    results = happy_path(PrepareRun=[prepared(run)])
+    for name in ("StartTraining", "CheckTraining", "QualityGate", "RegisterModel"):
+        del results[name]
+    event = {"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change"}
+    execution, scripts = execute(results, event)
+    assert execution.status == "SUCCEEDED"
+    assert "StartTraining" not in execution.entered()
+    assert scripts.inputs["DeployModel"][0]["model_package_arn"] == PACKAGE
+    assert scripts.inputs["SmokeTest"][0]["model_artifact"] == ARTIFACT
+
+
+def test_an_event_with_nothing_to_deploy_succeeds_without_doing_anything() -> None:
+    reason = "the package was approved by the pipeline run that registered it"
+    results = {
+        "PrepareRun": [ok({"accepted": False, "skipped": True, "reason": reason, "run": None})]
+    }
+    execution, _ = execute(results)
+    assert execution.status == "SUCCEEDED"
+    assert execution.entered() == ["PrepareRun", "IsRunAccepted", "NothingToDeploy"]

@@ -66,6 +66,17 @@ def _create_or_adopt(create: Any, **request: Any) -> bool:
     return True
 
 
+def serving_environment(run: Mapping[str, Any], *, region: str, log_level: int) -> dict[str, str]:
+    """The serving container's environment (also recorded in the model package)."""
+    return {
+        "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
+        "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR,
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": str(log_level),
+        "SAGEMAKER_REGION": region,
+        "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(run["model"]["server_timeout_seconds"]),
+    }
+
+
 def model_request(
     run: Mapping[str, Any],
     model_artifact: str,
@@ -74,31 +85,63 @@ def model_request(
     region: str,
     log_level: int,
     tags: list,
+    model_package_arn: str | None = None,
 ) -> dict[str, Any]:
+    """CreateModel: from the registered version when there is one (the endpoint config
+    then names exactly that version), else from the image and the artifact."""
     model = run["model"]
-    return {
+    request: dict[str, Any] = {
         "ModelName": model["model_name"],
-        "PrimaryContainer": {
-            "Image": model["image"],
-            "ModelDataUrl": model_artifact,
-            "Environment": {
-                "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
-                "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR,
-                "SAGEMAKER_CONTAINER_LOG_LEVEL": str(log_level),
-                "SAGEMAKER_REGION": region,
-                "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(model["server_timeout_seconds"]),
-            },
-        },
         "ExecutionRoleArn": role_arn,
         "Tags": tags,
     }
+    if model_package_arn:
+        request["Containers"] = [{"ModelPackageName": model_package_arn}]
+        return request
+    request["PrimaryContainer"] = {
+        "Image": model["image"],
+        "ModelDataUrl": model_artifact,
+        "Environment": serving_environment(run, region=region, log_level=log_level),
+    }
+    return request
+
+
+def deployment_config(policy: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """UpdateEndpoint's DeploymentConfig from the run's plan (``run["endpoint"]["rollout"]``).
+
+    Blue/green with CANARY (one instance first), LINEAR (one instance a step) or
+    ALL_AT_ONCE traffic shifting; the old fleet bakes ``baking_seconds`` before it goes;
+    any of the alarms in ALARM during the update rolls it back (AutoRollbackConfiguration).
+    """
+    if not policy:
+        return None
+    routing: dict[str, Any] = {
+        "Type": policy["type"],
+        "WaitIntervalInSeconds": policy["wait_seconds"],
+    }
+    if policy["type"] == "CANARY":
+        routing["CanarySize"] = {"Type": "INSTANCE_COUNT", "Value": 1}
+    elif policy["type"] == "LINEAR":
+        routing["LinearStepSize"] = {"Type": "INSTANCE_COUNT", "Value": 1}
+    config: dict[str, Any] = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": policy["baking_seconds"],
+            "MaximumExecutionTimeoutInSeconds": policy["max_seconds"],
+        }
+    }
+    if policy.get("alarms"):
+        config["AutoRollbackConfiguration"] = {
+            "Alarms": [{"AlarmName": name} for name in policy["alarms"]]
+        }
+    return config
 
 
 def endpoint_config_request(
     run: Mapping[str, Any], tags: list, replaces: str | None = None
 ) -> dict[str, Any]:
     endpoint = run["endpoint"]
-    return {
+    request: dict[str, Any] = {
         "EndpointConfigName": endpoint["endpoint_config_name"],
         "ProductionVariants": [
             {
@@ -111,6 +154,16 @@ def endpoint_config_request(
         ],
         "Tags": [*tags, {"Key": REPLACES_TAG, "Value": replaces or ""}],
     }
+    capture = endpoint.get("data_capture")
+    if capture:
+        # Requests and replies to S3, for the checks Model Monitor does not do for images.
+        request["DataCaptureConfig"] = {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": capture["percent"],
+            "DestinationS3Uri": capture["uri"],
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        }
+    return request
 
 
 def _variants(sagemaker: Any, config_name: str) -> dict[str, str]:
@@ -130,6 +183,8 @@ def _deployment(run: Mapping[str, Any], action: str, **extra: Any) -> dict[str, 
         "previous_endpoint_config_name": None,
         "created_endpoint": False,
         "reason": None,
+        "rollout": (endpoint.get("rollout") or {}).get("type", "ALL_AT_ONCE"),
+        "alarms": list((endpoint.get("rollout") or {}).get("alarms", [])),
         **extra,
     }
 
@@ -145,6 +200,7 @@ def deploy(
     tags: list,
     deadlines: Mapping[str, int],
     now: float,
+    model_package_arn: str | None = None,
 ) -> dict[str, Any]:
     """One deployment step. ``action`` says what happened:
 
@@ -184,7 +240,13 @@ def deploy(
     _create_or_adopt(
         sagemaker.create_model,
         **model_request(
-            run, model_artifact, role_arn=role_arn, region=region, log_level=log_level, tags=tags
+            run,
+            model_artifact,
+            role_arn=role_arn,
+            region=region,
+            log_level=log_level,
+            tags=tags,
+            model_package_arn=model_package_arn,
         ),
     )
     _create_or_adopt(
@@ -195,7 +257,8 @@ def deploy(
         return _deployment(run, "create", created_endpoint=True)
 
     assert previous is not None
-    if not _update(sagemaker, scaling, name, previous, config_name, endpoint):
+    rollout = deployment_config(endpoint.get("rollout"))
+    if not _update(sagemaker, scaling, name, previous, config_name, endpoint, rollout):
         _check_window(now, deadlines["deploy"], f"endpoint {name} stayed busy")
         return _deployment(run, "wait", reason=f"endpoint {name} became busy; trying again")
     return _deployment(run, "update", previous_endpoint_config_name=previous)
@@ -228,17 +291,24 @@ def _update(
     current: str,
     target: str,
     endpoint: Mapping[str, Any],
+    rollout: Mapping[str, Any] | None = None,
 ) -> bool:
     """UpdateEndpoint to ``target``; False if the endpoint turned busy first.
 
     Production never loses its scaling: targets that must go for the update are put back
-    exactly as they were when SageMaker does not accept it.
+    exactly as they were when SageMaker does not accept it. ``rollout`` is the
+    DeploymentConfig (None: SageMaker's default, blue/green all at once).
     """
     retain, removed = _prepare_variants(sagemaker, scaling, name, current, endpoint)
+    request: dict[str, Any] = {
+        "EndpointName": name,
+        "EndpointConfigName": target,
+        "RetainAllVariantProperties": retain,
+    }
+    if rollout:
+        request["DeploymentConfig"] = dict(rollout)
     try:
-        sagemaker.update_endpoint(
-            EndpointName=name, EndpointConfigName=target, RetainAllVariantProperties=retain
-        )
+        sagemaker.update_endpoint(**request)
     except ClientError as exc:
         autoscaling.restore(scaling, removed)
         if _endpoint_busy(exc):
@@ -265,13 +335,41 @@ def _prepare_variants(
     return False, saved
 
 
+def _canary(current: Mapping[str, Any], wanted: str) -> dict[str, Any] | None:
+    """The new fleet's share while a blue/green update of ``wanted`` shifts traffic."""
+    pending = current.get("PendingDeploymentSummary") or {}
+    if pending.get("EndpointConfigName") != wanted:
+        return None
+    for variant in pending.get("ProductionVariants", []):
+        statuses = {s.get("Status") for s in variant.get("VariantStatus", [])}
+        weight = variant.get("CurrentWeight")
+        if statuses & {"Baking", "ActivatingTraffic"} or (weight or 0) > 0:
+            return {"variant_name": variant.get("VariantName"), "weight": weight}
+    return None
+
+
+def alarms_in_alarm(cloudwatch: Any, names: list[str]) -> list[str]:
+    """Which of the update's rollback alarms are in ALARM (SageMaker's FailureReason is
+    kept beside them: an alarm that rolled an update back can be OK again by now)."""
+    if cloudwatch is None or not names:
+        return []
+    found = cloudwatch.describe_alarms(AlarmNames=names[:100]).get("MetricAlarms", [])
+    return [a["AlarmName"] for a in found if a.get("StateValue") == "ALARM"]
+
+
 def endpoint_state(
-    sagemaker: Any, deployment: Mapping[str, Any], deadlines: Mapping[str, int], now: float
+    sagemaker: Any,
+    deployment: Mapping[str, Any],
+    deadlines: Mapping[str, int],
+    now: float,
+    cloudwatch: Any = None,
 ) -> dict[str, Any]:
-    """``state``: ``in_service`` on the new config, ``pending``, or ``failed`` with a reason.
+    """``state``: ``in_service`` on the new config, ``canary`` (the new fleet takes its first
+    share of traffic while the old one serves the rest), ``pending``, or ``failed``.
 
     SageMaker can roll a failed update back by itself and report InService on the old
-    config with a FailureReason, so InService alone is not success.
+    config with a FailureReason, so InService alone is not success; a rollback by one of
+    the update's alarms names the alarm.
     """
     name, wanted = deployment["endpoint_name"], deployment["endpoint_config_name"]
     current = describe_endpoint(sagemaker, name)
@@ -293,14 +391,21 @@ def endpoint_state(
                 "reason": f"endpoint {name} was still {status} when the deployment window "
                 f"closed ({wanted} did not come up in time)",
             }
+        canary = _canary(current, wanted) if status == "Updating" else None
+        if canary is not None:
+            return {**result, "state": "canary", "canary": canary}
         return {**result, "state": "pending"}
     if status == "InService" and live == wanted:
         return {**result, "state": "in_service", "reason": None}
     if status == "InService":
+        alarms = alarms_in_alarm(cloudwatch, list(deployment.get("alarms") or []))
         why = failure or "the update was replaced or rolled back"
+        if alarms:
+            why = f"rolled back by alarm {', '.join(alarms)} ({why})"
         return {
             **result,
             "state": "failed",
+            "alarms": alarms,
             "reason": f"endpoint {name} is serving {live} instead of {wanted}: {why}",
         }
     return {

@@ -46,3 +46,7 @@ class QuotaExceededError(PipelineError):
     """An AWS service quota refused the call (SageMaker's ResourceLimitExceeded); the message
     names the quota to raise. The state machine retries these with backoff: capacity frees
     up when another job or endpoint ends."""
+
+
+class ModelPackageError(PipelineError):
+    """A model package cannot be deployed (not approved, another group, no model data)."""

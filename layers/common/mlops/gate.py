@@ -1,4 +1,12 @@
-"""The quality gate: a model is deployed only if its validation accuracy is high enough."""
+"""The quality gates: a model is deployed only if it is good enough and no worse than the live one.
+
+1. The absolute gate: the validation accuracy (``gate.metric``) reaches ``gate.min_value``.
+2. The champion gate: when the training job was given the live model (the ``champion``
+   channel), train.py evaluated both on the same held-out test split of the new data set;
+   the candidate's ``test_acc`` must reach the champion's ``champion_test_acc`` minus
+   ``gate.champion_margin``. Without a champion (the first model), or with a champion that
+   could not be compared (other classes), the absolute gate decides and the reason says so.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +14,24 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+TEST_METRIC = "test_acc"
+CHAMPION_METRIC = "champion_test_acc"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(float(value))
+
 
 def evaluate_gate(
-    metrics: Mapping[str, float], gate: Mapping[str, Any], job_name: str
+    metrics: Mapping[str, float],
+    gate: Mapping[str, Any],
+    job_name: str,
+    champion: str | None = None,
 ) -> dict[str, Any]:
-    """``passed`` and a ``reason`` that names both numbers (the execution's cause on failure)."""
+    """``passed`` and a ``reason`` naming the numbers (the execution's cause on failure).
+
+    ``champion`` is the live model's artifact the job was given (None: no champion).
+    """
     metric, threshold = gate["metric"], float(gate["min_value"])
     value = metrics.get(metric)
     result: dict[str, Any] = {
@@ -18,8 +39,9 @@ def evaluate_gate(
         "metric": metric,
         "value": value,
         "threshold": threshold,
+        "champion": _champion_fields(metrics, gate, champion),
     }
-    if value is None or not math.isfinite(float(value)):
+    if value is None or not _finite(value):
         reported = ", ".join(sorted(metrics)) or "none"
         result["reason"] = (
             f"training job {job_name} reported no {metric} metric (reported: {reported}); "
@@ -28,10 +50,54 @@ def evaluate_gate(
         result["value"] = None
         return result
     name = metric.replace("valid_acc", "validation accuracy")
-    if float(value) >= threshold:
-        result.update(
-            passed=True, reason=f"{name} {value:.4g} reaches the required {threshold:.4g}"
-        )
-    else:
+    if float(value) < threshold:
         result["reason"] = f"{name} {value:.4g} is below the required {threshold:.4g}"
+        return result
+    absolute = f"{name} {value:.4g} reaches the required {threshold:.4g}"
+    passed, comparison = _compare(metrics, result["champion"], job_name)
+    result.update(passed=passed, reason=f"{absolute}; {comparison}" if passed else comparison)
     return result
+
+
+def _champion_fields(
+    metrics: Mapping[str, float], gate: Mapping[str, Any], champion: str | None
+) -> dict[str, Any]:
+    score = metrics.get(CHAMPION_METRIC)
+    return {
+        "model_artifact": champion,
+        "test_acc": float(score) if champion and _finite(score) else None,
+        "candidate_test_acc": float(metrics[TEST_METRIC])
+        if _finite(metrics.get(TEST_METRIC))
+        else None,
+        "margin": float(gate.get("champion_margin", 0.0)),
+        "compared": False,
+    }
+
+
+def _compare(
+    metrics: Mapping[str, float], champion: dict[str, Any], job_name: str
+) -> tuple[bool, str]:
+    """(passed, what the champion comparison found)."""
+    if not champion["model_artifact"]:
+        return True, "no live model to compare with (first model): passed on the absolute gate"
+    if champion["test_acc"] is None:
+        return True, (
+            f"the live model {champion['model_artifact']} could not be evaluated on this data "
+            "set's test split (other classes, or no champion_test_acc metric): passed on the "
+            "absolute gate"
+        )
+    candidate = champion["candidate_test_acc"]
+    if candidate is None:
+        return False, (
+            f"training job {job_name} reported no {TEST_METRIC} metric, so it cannot be "
+            "compared with the live model"
+        )
+    champion["compared"] = True
+    floor = champion["test_acc"] - champion["margin"]
+    numbers = (
+        f"test accuracy {candidate:.4g} against the live model's {champion['test_acc']:.4g} "
+        f"on the same test split (margin {champion['margin']:.4g})"
+    )
+    if candidate >= floor:
+        return True, f"not worse than the live model: {numbers}"
+    return False, f"worse than the live model: {numbers}"

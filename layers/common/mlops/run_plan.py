@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+from mlops import approval
 from mlops.config import env_bool, env_float, env_int, env_json_object, env_str
 from mlops.errors import ConfigurationError
 from mlops.naming import check_endpoint_name, content_id, resource_name
@@ -25,6 +26,14 @@ from mlops.s3 import head_object, parse_s3_uri, s3_uri
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
 VARIANT_NAME = "AllTraffic"
 GATE_METRIC = "valid_acc"
+APPROVAL_MODES = ("auto", "manual")
+ROLLOUTS = ("CANARY", "LINEAR", "ALL_AT_ONCE")
+MAX_WAIT_SECONDS = 3600  # WaitIntervalInSeconds, TerminationWaitInSeconds
+MAX_ROLLBACK_ALARMS = 10
+MAX_LINEAR_INSTANCES = 10
+MIN_UPDATE_SECONDS = 900  # room to start the new fleet within MaximumExecutionTimeout
+MAX_UPDATE_SECONDS = 28800
+DATA_CAPTURE_PREFIX = "data-capture/"
 MAX_RUNTIME_LIMIT = 28 * 24 * 3600  # SageMaker's MaxRuntimeInSeconds maximum
 _HP_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,255}$")
 _HP_VALUE_MAX = 2500
@@ -60,6 +69,14 @@ class PlanSettings:
     target_invocations_per_instance: float
     scale_in_cooldown_seconds: int
     scale_out_cooldown_seconds: int
+    model_package_group: str = ""
+    approval_mode: str = "auto"
+    champion_margin: float = 0.0
+    rollout: str = "ALL_AT_ONCE"
+    rollout_wait_seconds: int = 0
+    rollout_baking_seconds: int = 0
+    rollback_alarms: tuple[str, ...] = ()
+    data_capture_percent: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PlanSettings:
@@ -93,7 +110,20 @@ class PlanSettings:
             target_invocations_per_instance=env_float("TARGET_INVOCATIONS_PER_INSTANCE", env),
             scale_in_cooldown_seconds=env_int("SCALE_IN_COOLDOWN_SECONDS", env),
             scale_out_cooldown_seconds=env_int("SCALE_OUT_COOLDOWN_SECONDS", env),
+            model_package_group=env_str("MODEL_PACKAGE_GROUP", env, default=""),
+            approval_mode=env_str("APPROVAL_MODE", env, default="auto"),
+            champion_margin=env_float("CHAMPION_MARGIN", env, default=0.0, maximum=1.0),
+            rollout=env_str("DEPLOYMENT_STRATEGY", env, default="ALL_AT_ONCE"),
+            rollout_wait_seconds=env_int("ROLLOUT_WAIT_SECONDS", env, default=0),
+            rollout_baking_seconds=env_int("ROLLOUT_BAKING_SECONDS", env, default=0),
+            rollback_alarms=tuple(
+                n.strip()
+                for n in env_str("ROLLBACK_ALARM_NAMES", env, default=" ").split(",")
+                if n.strip()
+            ),
+            data_capture_percent=env_int("DATA_CAPTURE_PERCENT", env, default=0),
         )
+        check_rollout(settings)
         try:
             check_endpoint_name(settings.endpoint_name)
         except ValueError as exc:
@@ -103,6 +133,74 @@ class PlanSettings:
         if settings.max_runtime_seconds > MAX_RUNTIME_LIMIT:
             raise ConfigurationError(f"MAX_TRAINING_RUNTIME_SECONDS exceeds {MAX_RUNTIME_LIMIT}")
         return settings
+
+
+def check_rollout(settings: PlanSettings) -> None:
+    """The approval mode and the deployment guardrails SageMaker would refuse, by name."""
+    if settings.approval_mode not in APPROVAL_MODES:
+        raise ConfigurationError(
+            f"APPROVAL_MODE={settings.approval_mode!r} must be one of {', '.join(APPROVAL_MODES)}"
+        )
+    strategy = settings.rollout
+    if strategy not in ROLLOUTS:
+        raise ConfigurationError(
+            f"DEPLOYMENT_STRATEGY={strategy!r} must be one of {', '.join(ROLLOUTS)}"
+        )
+    if settings.data_capture_percent > 100:
+        raise ConfigurationError(
+            f"DATA_CAPTURE_PERCENT={settings.data_capture_percent} must be at most 100"
+        )
+    for name, value in (
+        ("ROLLOUT_WAIT_SECONDS", settings.rollout_wait_seconds),
+        ("ROLLOUT_BAKING_SECONDS", settings.rollout_baking_seconds),
+    ):
+        if value > MAX_WAIT_SECONDS:
+            raise ConfigurationError(f"{name}={value} must be at most {MAX_WAIT_SECONDS}")
+    if len(settings.rollback_alarms) > MAX_ROLLBACK_ALARMS:
+        raise ConfigurationError(
+            f"ROLLBACK_ALARM_NAMES has {len(settings.rollback_alarms)} alarms; "
+            f"SageMaker's AutoRollbackConfiguration takes at most {MAX_ROLLBACK_ALARMS}"
+        )
+    counts = (
+        f"EndpointInitialInstanceCount is {settings.endpoint_initial_instance_count} and "
+        f"AutoscalingMinCapacity is {settings.autoscaling_min_capacity}"
+    )
+    smallest = min(settings.endpoint_initial_instance_count, settings.autoscaling_min_capacity)
+    if strategy in {"CANARY", "LINEAR"} and smallest < 2:
+        raise ConfigurationError(
+            f"DeploymentStrategy {strategy} shifts one instance's share first and SageMaker "
+            "allows at most half of the variant's instances in a step, so the endpoint needs "
+            f"at least 2 instances ({counts}); raise both to 2 or use ALL_AT_ONCE"
+        )
+    if strategy == "LINEAR" and settings.autoscaling_max_capacity > MAX_LINEAR_INSTANCES:
+        raise ConfigurationError(
+            "DeploymentStrategy LINEAR moves one instance a step and SageMaker's step is at "
+            f"least 10% of the instances, so AutoscalingMaxCapacity must be at most "
+            f"{MAX_LINEAR_INSTANCES} (it is {settings.autoscaling_max_capacity}); use CANARY"
+        )
+    rollout_policy(settings)  # the overall timeout
+
+
+def rollout_policy(settings: PlanSettings) -> dict[str, Any] | None:
+    """The plan's ``endpoint.rollout`` (mlops.deployment.deployment_config builds the call)."""
+    steps = {"CANARY": 1, "LINEAR": settings.autoscaling_max_capacity, "ALL_AT_ONCE": 0}
+    waits = (
+        settings.rollout_wait_seconds * steps[settings.rollout] + settings.rollout_baking_seconds
+    )
+    if waits + MIN_UPDATE_SECONDS > MAX_UPDATE_SECONDS:
+        raise ConfigurationError(
+            f"the {settings.rollout} update's waits add up to {waits} s; with "
+            f"{MIN_UPDATE_SECONDS} s to start the new fleet they exceed SageMaker's "
+            f"{MAX_UPDATE_SECONDS} s maximum: shorten ROLLOUT_WAIT_SECONDS or "
+            "ROLLOUT_BAKING_SECONDS"
+        )
+    return {
+        "type": settings.rollout,
+        "wait_seconds": settings.rollout_wait_seconds,
+        "baking_seconds": settings.rollout_baking_seconds,
+        "max_seconds": max(600, waits + MIN_UPDATE_SECONDS),
+        "alarms": list(settings.rollback_alarms),
+    }
 
 
 @dataclass(frozen=True)
@@ -275,6 +373,13 @@ def build_plan(
         "variant_name": VARIANT_NAME,
         "instance_type": settings.endpoint_instance_type,
         "initial_instance_count": settings.endpoint_initial_instance_count,
+        "rollout": rollout_policy(settings),
+        "data_capture": {
+            "percent": settings.data_capture_percent,
+            "uri": s3_uri(settings.data_bucket, DATA_CAPTURE_PREFIX),
+        }
+        if settings.data_capture_percent
+        else None,
     }
     model = {
         "image": settings.inference_image,
@@ -288,7 +393,16 @@ def build_plan(
         "source": request.source,
         "dataset": dict(dataset),
         "training": {"job_name": resource_name(settings.endpoint_name, run_id), **training},
-        "quality_gate": {"metric": GATE_METRIC, "min_value": settings.min_validation_accuracy},
+        "mode": "train",
+        "quality_gate": {
+            "metric": GATE_METRIC,
+            "min_value": settings.min_validation_accuracy,
+            "champion_margin": settings.champion_margin,
+        },
+        "registry": {
+            "group": settings.model_package_group,
+            "approval_mode": settings.approval_mode,
+        },
         "model": {"model_name": name, **model},
         "endpoint": {"endpoint_config_name": name, **endpoint},
         "autoscaling": {
@@ -302,11 +416,33 @@ def build_plan(
     }
 
 
-def prepare_run(trigger: Any, client: Any, settings: PlanSettings) -> dict[str, Any]:
-    """``{"accepted": true, "run": plan}`` or ``{"accepted": false, "reason": why}``."""
+def prepare_run(
+    trigger: Any, client: Any, settings: PlanSettings, sagemaker: Any = None
+) -> dict[str, Any]:
+    """``{"accepted": true, "run": plan}`` or ``{"accepted": false, "reason": why}``;
+    ``skipped`` is true for an event that is normal but asks for nothing (the run then
+    ends SUCCEEDED)."""
+    if isinstance(trigger, Mapping) and approval.is_approval_event(trigger):
+        return _deploy_only(trigger, settings, sagemaker)
     try:
         request = parse_trigger(trigger)
         dataset = locate_dataset(client, request, settings)
     except RunRejected as exc:
-        return {"accepted": False, "reason": str(exc), "run": None}
-    return {"accepted": True, "reason": None, "run": build_plan(request, dataset, settings)}
+        return {"accepted": False, "skipped": False, "reason": str(exc), "run": None}
+    plan = build_plan(request, dataset, settings)
+    return {"accepted": True, "skipped": False, "reason": None, "run": plan}
+
+
+def _deploy_only(
+    event: Mapping[str, Any], settings: PlanSettings, sagemaker: Any
+) -> dict[str, Any]:
+    if not settings.model_package_group:
+        raise ConfigurationError("MODEL_PACKAGE_GROUP is not set, so no package can deploy")
+    placeholder = RunRequest(settings.data_bucket, "", None, {}, "model-package-approval")
+    dataset = {"bucket": settings.data_bucket, "key": "", "uri": "-", "version": "-"}
+    trained = build_plan(placeholder, dataset, settings)
+    try:
+        plan = approval.deploy_plan(sagemaker, event, trained, settings.model_package_group)
+    except approval.NotDeployable as exc:
+        return {"accepted": False, "skipped": exc.skipped, "reason": str(exc), "run": None}
+    return {"accepted": True, "skipped": False, "reason": None, "run": plan}

@@ -76,6 +76,7 @@ QUALITY_GATE = _obj(
         "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
         "gate": _obj(["metric", "min_value"], {"metric": _STR, "min_value": {"type": "number"}}),
         "training_job_name": _STR,
+        "champion": {"type": ["string", "null"]},
         **_RUN_ID,
     },
 )
@@ -93,7 +94,21 @@ ACQUIRE_LOCK = _obj(
 RELEASE_LOCK = _obj(["endpoint_name", "execution_arn"], {**_ENDPOINT_NAME, **_EXEC})
 DEPLOY_MODEL = _obj(
     ["run", "model_artifact", "execution_arn", "deadlines"],
-    {"run": RUN, "model_artifact": _STR, **_DEADLINES, **_EXEC},
+    {
+        "run": RUN,
+        "model_artifact": _STR,
+        "model_package_arn": {"type": ["string", "null"]},
+        **_DEADLINES,
+        **_EXEC,
+    },
+)
+REGISTER_MODEL = _obj(
+    ["run", "training_job_name", "gate", "execution_arn"],
+    {"run": RUN, "training_job_name": _STR, "gate": {"type": "object"}, **_EXEC},
+)
+REJECT_MODEL = _obj(
+    ["model_package_arn", "failure"],
+    {"model_package_arn": _STR, "failure": {"type": "object"}},
 )
 CHECK_ENDPOINT = _obj(["deployment", "deadlines"], {"deployment": DEPLOYMENT, **_DEADLINES})
 ATTACH_AUTOSCALING = _obj(

@@ -22,6 +22,7 @@ from mlops.s3 import copy_object, head_object, put_if_absent, s3_uri
 from mlops.sourcedir import ENTRY_POINT, build_sourcedir
 
 CHANNEL = "training"
+CHAMPION_CHANNEL = "champion"
 CODE_PREFIX = "training-code"
 MODELS_PREFIX = "models"
 CHECKPOINTS_PREFIX = "checkpoints"
@@ -108,7 +109,10 @@ def training_job_request(
     execution_arn: str,
     log_level: int,
     dataset_uri: str,
+    champion_uri: str | None = None,
 ) -> dict[str, Any]:
+    """CreateTrainingJob; ``champion_uri`` (the live model's model.tar.gz) becomes the
+    ``champion`` channel, which train.py evaluates on the same test split as the candidate."""
     training = run["training"]
     job_name = training["job_name"]
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": training["max_runtime_seconds"]}
@@ -147,6 +151,19 @@ def training_job_request(
         "Environment": {"PYTHONUNBUFFERED": "1"},  # metric lines reach the log as printed
         "Tags": resource_tags(run, execution_arn),
     }
+    if champion_uri:
+        request["InputDataConfig"].append(
+            {
+                "ChannelName": CHAMPION_CHANNEL,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": champion_uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+        )
     if training["spot"]:
         # Spot: waiting for capacity counts against MaxWait; checkpoints survive interruptions.
         stopping["MaxWaitTimeInSeconds"] = 2 * training["max_runtime_seconds"]
@@ -218,9 +235,15 @@ def training_status(
     if status in TERMINAL_FAILURES:
         verb = "failed" if status == "Failed" else "was stopped"
         reason = f"training job {job_name} {verb}: {reason or job.get('SecondaryStatus', status)}"
+    champion = [
+        c["DataSource"]["S3DataSource"]["S3Uri"]
+        for c in job.get("InputDataConfig", [])
+        if c.get("ChannelName") == CHAMPION_CHANNEL
+    ]
     return {
         "training_job_name": job_name,
         "status": status,
+        "champion": champion[0] if champion else None,
         "secondary_status": job.get("SecondaryStatus"),
         "failure_reason": reason,
         "metrics": {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])},

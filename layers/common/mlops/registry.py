@@ -1,0 +1,268 @@
+"""The model registry: every trained model becomes a version of a SageMaker Model Package Group.
+
+A version records what serves (the inference image, the model data and the serving
+environment), how good it is (``ModelMetrics`` pointing at a JSON document in S3, and the
+numbers again as metadata) and where it came from (data set URI and version, training job,
+execution, code hash). Its approval status is the gate's verdict: ``Approved`` (the
+pipeline deploys it), ``PendingManualApproval`` (``ApprovalMode=manual``: a person approves
+it and the approval event deploys it) or ``Rejected`` (a gate failed, or the deployment
+failed and was rolled back). The endpoint's model is created from the package, so the
+endpoint config names exactly the registered version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from mlops.errors import ModelPackageError
+from mlops.s3 import parse_s3_uri, put_if_absent, s3_uri
+
+APPROVED = "Approved"
+PENDING = "PendingManualApproval"
+REJECTED = "Rejected"
+APPROVAL_MODES = ("auto", "manual")
+METADATA_VALUE_MAX = 256  # CustomerMetadataProperties: values up to 256 characters
+DESCRIPTION_MAX = 1000  # ApprovalDescription (ModelPackageDescription allows 1024)
+# A retried RegisterModel finds the version it already created among the newest ones.
+RECENT_VERSIONS = 10
+METRICS_PREFIX = "models/registry"
+CONTENT_TYPES = ["image/jpeg", "image/png", "application/json"]
+RESPONSE_TYPES = ["application/json"]
+
+
+def approval_status(gate_passed: bool, approval_mode: str) -> str:
+    if not gate_passed:
+        return REJECTED
+    return APPROVED if approval_mode == "auto" else PENDING
+
+
+def code_hash(submit_directory: str | None) -> str:
+    """The content hash in ``s3://bucket/training-code/<sha256>/sourcedir.tar.gz``."""
+    parts = (submit_directory or "").rstrip("/").split("/")
+    return parts[-2] if len(parts) >= 2 else "unknown"
+
+
+def _value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text[:METADATA_VALUE_MAX] if text else "-"
+
+
+def metadata(
+    run: Mapping[str, Any],
+    job: Mapping[str, Any],
+    gate: Mapping[str, Any],
+    *,
+    execution_arn: str,
+    approval_mode: str,
+) -> dict[str, str]:
+    """CustomerMetadataProperties: the version's lineage and numbers, as strings."""
+    champion = gate.get("champion") or {}
+    values = {
+        "run_id": run["run_id"],
+        "deployment_id": run["deployment_id"],
+        "dataset_uri": run["dataset"]["uri"],
+        "dataset_version": run["dataset"]["version"],
+        "training_job": job["TrainingJobName"],
+        "execution": execution_arn,
+        "code_hash": code_hash(_submit_directory(job)),
+        "code_version": run["training"].get("code_version", "-"),
+        "approval_mode": approval_mode,
+        "gate": gate.get("reason") or "-",
+        "champion_model": champion.get("model_artifact") or "none",
+    }
+    for name, metric in job.get("metrics", {}).items():
+        values[f"metric_{name}"] = f"{metric:.6g}"
+    return {key: _value(value) for key, value in values.items()}
+
+
+def _submit_directory(job: Mapping[str, Any]) -> str | None:
+    raw = (job.get("HyperParameters") or {}).get("sagemaker_submit_directory")
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return raw
+
+
+def package_request(
+    run: Mapping[str, Any],
+    job: Mapping[str, Any],
+    gate: Mapping[str, Any],
+    *,
+    group: str,
+    status: str,
+    environment: Mapping[str, str],
+    metrics_uri: str,
+    execution_arn: str,
+    approval_mode: str,
+) -> dict[str, Any]:
+    """The CreateModelPackage request of a run's model (a versioned package in ``group``)."""
+    return {
+        "ModelPackageGroupName": group,
+        # CreateModelPackage takes no ApprovalDescription: the gates' verdict goes here.
+        "ModelPackageDescription": _description(
+            f"run {run['run_id']} on {run['dataset']['uri']}: {gate.get('reason') or status}"
+        ),
+        "InferenceSpecification": {
+            "Containers": [
+                {
+                    "Image": run["model"]["image"],
+                    "ModelDataUrl": job["ModelArtifacts"]["S3ModelArtifacts"],
+                    "Environment": dict(environment),
+                }
+            ],
+            "SupportedContentTypes": CONTENT_TYPES,
+            "SupportedResponseMIMETypes": RESPONSE_TYPES,
+            "SupportedRealtimeInferenceInstanceTypes": [run["endpoint"]["instance_type"]],
+        },
+        "ModelApprovalStatus": status,
+        "MetadataProperties": {
+            "GeneratedBy": execution_arn[:1024],
+            "CommitId": code_hash(_submit_directory(job))[:1024],
+        },
+        "ModelMetrics": {
+            "ModelQuality": {
+                "Statistics": {"ContentType": "application/json", "S3Uri": metrics_uri}
+            }
+        },
+        "CustomerMetadataProperties": metadata(
+            run, job, gate, execution_arn=execution_arn, approval_mode=approval_mode
+        ),
+        "ClientToken": run["run_id"][:36],
+    }
+
+
+def _description(text: str) -> str:
+    return text[:DESCRIPTION_MAX]
+
+
+def write_metrics(
+    s3: Any, bucket: str, run: Mapping[str, Any], job: Mapping[str, Any], gate: Mapping[str, Any]
+) -> str:
+    """The ModelQuality statistics document (metrics and the gate's verdict); its S3 URI."""
+    key = f"{METRICS_PREFIX}/{run['run_id']}/{job['TrainingJobName']}/metrics.json"
+    document = {
+        "training_job": job["TrainingJobName"],
+        "metrics": dict(job.get("metrics", {})),
+        "gate": {k: gate.get(k) for k in ("passed", "reason", "metric", "value", "threshold")},
+        "champion": gate.get("champion"),
+    }
+    put_if_absent(s3, bucket, key, json.dumps(document, indent=1, sort_keys=True).encode())
+    return s3_uri(bucket, key)
+
+
+def find_version(sagemaker: Any, group: str, run_id: str) -> dict[str, Any] | None:
+    """The version this run registered already (a retried state), among the newest ones."""
+    listed = sagemaker.list_model_packages(
+        ModelPackageGroupName=group,
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        MaxResults=RECENT_VERSIONS,
+    ).get("ModelPackageSummaryList", [])
+    for summary in listed:
+        package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+        if (package.get("CustomerMetadataProperties") or {}).get("run_id") == run_id:
+            return package
+    return None
+
+
+def register(sagemaker: Any, request: Mapping[str, Any]) -> dict[str, Any]:
+    """Create the version (or find the one a previous attempt created); what was registered."""
+    group = request["ModelPackageGroupName"]
+    run_id = request["CustomerMetadataProperties"]["run_id"]
+    existing = find_version(sagemaker, group, run_id)
+    if existing is None:
+        arn = sagemaker.create_model_package(**request)["ModelPackageArn"]
+        status, created = request["ModelApprovalStatus"], True
+    else:
+        arn, status, created = existing["ModelPackageArn"], existing["ModelApprovalStatus"], False
+    return {
+        "model_package_arn": arn,
+        "model_package_group": group,
+        "approval_status": status,
+        "created": created,
+        "model_artifact": request["InferenceSpecification"]["Containers"][0]["ModelDataUrl"],
+    }
+
+
+def reject(sagemaker: Any, arn: str, reason: str) -> dict[str, Any]:
+    """Record a version that failed after approval (deployment, canary, smoke test)."""
+    sagemaker.update_model_package(
+        ModelPackageArn=arn,
+        ModelApprovalStatus=REJECTED,
+        ApprovalDescription=_description(reason or "the deployment failed"),
+    )
+    return {"model_package_arn": arn, "approval_status": REJECTED}
+
+
+def approved_package(sagemaker: Any, arn: str, group: str) -> dict[str, Any]:
+    """An approved version of ``group`` to deploy: its model data, image and lineage."""
+    try:
+        package = sagemaker.describe_model_package(ModelPackageName=arn)
+    except ClientError as exc:
+        message = exc.response.get("Error", {}).get("Message", str(exc))
+        raise ModelPackageError(f"model package {arn} cannot be read: {message}") from None
+    if package.get("ModelPackageGroupName") != group:
+        raise ModelPackageError(
+            f"model package {arn} belongs to group {package.get('ModelPackageGroupName')!r}, "
+            f"not to this pipeline's {group!r}"
+        )
+    status = package.get("ModelApprovalStatus")
+    if status != APPROVED:
+        raise ModelPackageError(f"model package {arn} is {status}; only Approved versions deploy")
+    containers = package.get("InferenceSpecification", {}).get("Containers") or [{}]
+    artifact = containers[0].get("ModelDataUrl")
+    if not artifact:
+        raise ModelPackageError(f"model package {arn} has no ModelDataUrl")
+    parse_s3_uri(artifact)
+    return {
+        "model_package_arn": package["ModelPackageArn"],
+        "model_artifact": artifact,
+        "image": containers[0].get("Image"),
+        "metadata": dict(package.get("CustomerMetadataProperties") or {}),
+        "version": package.get("ModelPackageVersion"),
+    }
+
+
+def live_model_artifact(sagemaker: Any, endpoint_name: str, variant_name: str) -> str | None:
+    """The model data the endpoint serves now (the champion), or None if nothing serves."""
+    try:
+        endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
+    except ClientError as exc:
+        if "Could not find" in exc.response.get("Error", {}).get("Message", ""):
+            return None
+        raise
+    # Updating or RollingBack still serve the current config; a Failed endpoint serves nothing.
+    if endpoint.get("EndpointStatus") == "Failed" or not endpoint.get("EndpointConfigName"):
+        return None
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    variants = {v["VariantName"]: v for v in config.get("ProductionVariants", [])}
+    variant = variants.get(variant_name)
+    if variant is None:
+        return None
+    model = sagemaker.describe_model(ModelName=variant["ModelName"])
+    container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
+    if container.get("ModelDataUrl"):
+        return str(container["ModelDataUrl"])
+    if container.get("ModelPackageName"):
+        package = sagemaker.describe_model_package(ModelPackageName=container["ModelPackageName"])
+        specs = package.get("InferenceSpecification", {}).get("Containers") or [{}]
+        return specs[0].get("ModelDataUrl")
+    return None
+
+
+def outcome_message(registered: Mapping[str, Any]) -> str:
+    """What the run's output says about the version (the manual-approval run ends here)."""
+    arn, status = registered["model_package_arn"], registered["approval_status"]
+    if status == PENDING:
+        return (
+            f"registered {arn} as PendingManualApproval; approve it to deploy it "
+            f"(aws sagemaker update-model-package --model-package-arn {arn} "
+            "--model-approval-status Approved, or python -m localcloud approve ARN)"
+        )
+    if status == REJECTED:
+        return f"registered {arn} as Rejected: it is not deployed"
+    return f"registered {arn} as Approved; deploying it"

@@ -1,0 +1,124 @@
+"""RegisterModel: every trained model becomes a version of the group, with its verdict."""
+
+from __future__ import annotations
+
+import copy
+import json
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import AwsRecorder, load_event, load_handler
+from tests.template_support import BUCKET, SAGEMAKER_ROLE_ARN, set_function_environment
+
+FUNCTION = "RegisterModelFunction"
+RUN = load_event("start_training/run.json")["run"]
+JOB = RUN["training"]["job_name"]
+GROUP = "mlops-models"
+EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:mlops-train-deploy:run-1"
+PASSED = {
+    "passed": True,
+    "reason": "validation accuracy 0.84 reaches the required 0.7; no live model to compare with",
+    "metric": "valid_acc",
+    "value": 0.84,
+    "threshold": 0.7,
+    "champion": {"model_artifact": None, "test_acc": None, "compared": False},
+}
+
+
+@pytest.fixture
+def app(aws: AwsRecorder, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    set_function_environment(monkeypatch, FUNCTION)
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+    sagemaker.create_training_job(
+        TrainingJobName=JOB,
+        RoleArn=SAGEMAKER_ROLE_ARN,
+        AlgorithmSpecification={"TrainingImage": "training:1", "TrainingInputMode": "File"},
+        HyperParameters={
+            "sagemaker_submit_directory": json.dumps(
+                f"s3://{BUCKET}/training-code/abc123/sourcedir.tar.gz"
+            )
+        },
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/models/"},
+        ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600},
+    )
+    return load_handler("register_model")
+
+
+def event(mode: str = "auto", gate: dict[str, Any] | None = None) -> dict[str, Any]:
+    run = copy.deepcopy(RUN)
+    run["registry"] = {"group": GROUP, "approval_mode": mode}
+    return {
+        "run": run,
+        "gate": gate or PASSED,
+        "training_job_name": JOB,
+        "run_id": run["run_id"],
+        "execution_arn": EXECUTION,
+    }
+
+
+@pytest.mark.parametrize(
+    ("mode", "passed", "status"),
+    [
+        ("auto", True, "Approved"),
+        ("manual", True, "PendingManualApproval"),
+        ("auto", False, "Rejected"),
+        ("manual", False, "Rejected"),
+    ],
+)
+def test_the_version_records_the_verdict(app, aws, mode: str, passed: bool, status: str) -> None:
+    result = aws.invoke(app, event(mode, {**PASSED, "passed": passed}))
+    assert result["approval_status"] == status
+    package = boto3.client("sagemaker").describe_model_package(
+        ModelPackageName=result["model_package_arn"]
+    )
+    assert package["ModelApprovalStatus"] == status
+    assert package["ModelPackageGroupName"] == GROUP
+    if status == "PendingManualApproval":
+        assert "update-model-package" in result["message"]
+        assert "python -m localcloud approve" in result["message"]
+
+
+def test_the_version_is_traceable_and_names_what_serves(app, aws) -> None:
+    result = aws.invoke(app, event())
+    sagemaker = boto3.client("sagemaker")
+    package = sagemaker.describe_model_package(ModelPackageName=result["model_package_arn"])
+    meta = package["CustomerMetadataProperties"]
+    assert meta["run_id"] == RUN["run_id"]
+    assert meta["dataset_uri"] == RUN["dataset"]["uri"]
+    assert meta["dataset_version"] == RUN["dataset"]["version"]
+    assert meta["training_job"] == JOB
+    assert meta["execution"] == EXECUTION
+    assert meta["code_hash"] == "abc123"
+    assert meta["approval_mode"] == "auto"
+    assert all(len(v) <= 256 for v in meta.values())
+    container = package["InferenceSpecification"]["Containers"][0]
+    assert container["Image"] == RUN["model"]["image"]
+    assert container["ModelDataUrl"] == f"s3://{BUCKET}/models/{JOB}/output/model.tar.gz"
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    statistics = package["ModelMetrics"]["ModelQuality"]["Statistics"]
+    key = statistics["S3Uri"].split("/", 3)[3]
+    document = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert document["gate"]["passed"] is True and document["training_job"] == JOB
+
+
+def test_a_retried_registration_finds_its_version(app, aws) -> None:
+    first = aws.invoke(app, event())
+    second = aws.invoke(app, event())
+    assert (first["created"], second["created"]) == (True, False)
+    assert second["model_package_arn"] == first["model_package_arn"]
+    listed = boto3.client("sagemaker").list_model_packages(ModelPackageGroupName=GROUP)
+    assert len(listed["ModelPackageSummaryList"]) == 1
+
+
+def test_without_a_group_the_error_says_so(app, aws) -> None:
+    bad = event()
+    bad["run"]["registry"]["group"] = ""
+    with pytest.raises(Exception, match="MODEL_PACKAGE_GROUP is not set") as raised:
+        aws.invoke(app, bad)
+    assert type(raised.value).__name__ == "ConfigurationError"

@@ -1,0 +1,37 @@
+"""RejectModel: a version whose deployment failed is recorded as Rejected, with the cause."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from tests.conftest import AwsRecorder, load_handler
+from tests.template_support import set_function_environment
+
+FUNCTION = "RejectModelFunction"
+
+
+def test_the_failed_version_is_rejected_with_the_cause(
+    aws: AwsRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_function_environment(monkeypatch, FUNCTION)
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_model_package_group(ModelPackageGroupName="mlops-models")
+    arn = sagemaker.create_model_package(
+        ModelPackageGroupName="mlops-models",
+        ModelApprovalStatus="Approved",
+        InferenceSpecification={
+            "Containers": [{"Image": "inference:1", "ModelDataUrl": "s3://b/m.tar.gz"}],
+            "SupportedContentTypes": ["image/jpeg"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+    )["ModelPackageArn"]
+    cause = "endpoint x is serving old instead of new: rolled back by alarm mlops-endpoint-5xx"
+    failure = {"error": "EndpointDeploymentFailed", "cause": cause}
+    result = aws.invoke(
+        load_handler("reject_model"), {"model_package_arn": arn, "failure": failure}
+    )
+    assert result == {"model_package_arn": arn, "approval_status": "Rejected"}
+    package = sagemaker.describe_model_package(ModelPackageName=arn)
+    assert package["ModelApprovalStatus"] == "Rejected"
+    assert package["ApprovalDescription"] == f"EndpointDeploymentFailed: {cause}"
