@@ -7,6 +7,8 @@ upload PATH         upload a data set (folder or archive) to the bucket: starts 
 executions          list the state machine's executions
 history [EXECUTION] one execution, state by state (default: the latest)
 classify URL|FILE   classify an image through the HTTP API
+approve [PACKAGE]   approve a model package version (default: the newest pending one),
+                    which starts a deploy-only run; --reject records it Rejected
 """
 
 from __future__ import annotations
@@ -188,6 +190,36 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0 if status == 200 else 1
 
 
+def _pending_version(conn: Connection, state_dir: Path) -> str:
+    group = (read_state(state_dir).get("outputs") or {}).get("ModelPackageGroupName")
+    if not group:
+        raise CliError("the stack has no ModelPackageGroupName output; name the package ARN")
+    listed = conn.client("sagemaker").list_model_packages(
+        ModelPackageGroupName=group,
+        ModelApprovalStatus="PendingManualApproval",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        MaxResults=1,
+    )["ModelPackageSummaryList"]
+    if not listed:
+        raise CliError(f"no version of {group} is PendingManualApproval")
+    return str(listed[0]["ModelPackageArn"])
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    conn = _connection(args)
+    arn = args.package if args.package != "pending" else _pending_version(conn, args.state_dir)
+    status = "Rejected" if args.reject else "Approved"
+    sagemaker = conn.client("sagemaker")
+    sagemaker.update_model_package(
+        ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=args.description
+    )
+    print(f"{arn} is {status}")
+    if status == "Approved":
+        print("the approval event starts a deploy-only run: `python -m localcloud executions`")
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("which local cloud")
@@ -274,6 +306,20 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--top-k", type=int, default=5, help="predictions to return")
     _add_connection_arguments(classify)
     classify.set_defaults(handler=cmd_classify)
+
+    approve = sub.add_parser("approve", help="approve (or reject) a registered model version",
+                             description="UpdateModelPackage to Approved, as the console or "
+                             "`aws sagemaker update-model-package` would: the \"SageMaker Model "
+                             "Package State Change\" event starts a deploy-only run of the "
+                             "state machine (ApprovalMode=manual).")  # fmt: skip
+    approve.add_argument("package", nargs="?", default="pending",
+                         help="model package version ARN (default: the newest "
+                         "PendingManualApproval version of the stack's group)")  # fmt: skip
+    approve.add_argument("--reject", action="store_true", help="record it Rejected instead")
+    approve.add_argument("--description", default="approved with python -m localcloud approve",
+                         help="ApprovalDescription to record")  # fmt: skip
+    _add_connection_arguments(approve)
+    approve.set_defaults(handler=cmd_approve)
     return parser
 
 

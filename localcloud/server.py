@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from localcloud import moto_patches, processes
+from localcloud import model_registry, moto_patches, processes
 from localcloud.config import Settings, add_settings_arguments, settings_from_args
 from localcloud.deploy import clients_for, deploy
 from localcloud.httpapi import HttpApi
@@ -104,6 +104,7 @@ class LocalCloud:
         self._stops.append(runtime.close)
         moto_patches.install_lambda(runtime)
         moto_patches.install_trigger()
+        model_registry.install()  # package events, CreateModel from a package
         moto_patches.install_history_archive(s.state_dir / "executions")
         self._install_sagemaker(profile)
 

@@ -228,5 +228,10 @@ def test_the_project_template_resolves_for_local_runs() -> None:
     (machine,) = stack.state_machines
     assert machine.name == "imgcls-train-deploy"
     assert "${" not in machine.definition
-    (rule,) = stack.rules
-    assert rule.target_arn == machine.arn
+    # the data-set upload and the model package approval both start the state machine
+    uploads, approvals = stack.rules
+    assert uploads.target_arn == approvals.target_arn == machine.arn
+    assert approvals.pattern["detail"]["ModelPackageGroupName"] == ["imgcls-models"]
+    assert [r.type for r in stack.resources if r.type.startswith("AWS::SageMaker")] == [
+        "AWS::SageMaker::ModelPackageGroup"
+    ]

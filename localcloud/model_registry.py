@@ -1,0 +1,156 @@
+"""The model registry's local behaviour, where moto 5.2.5 differs from SageMaker.
+
+- A model created from a package (``Containers=[{"ModelPackageName": arn}]``) serves the
+  package's image, model data and environment: SageMaker resolves the version at
+  CreateModel (DescribeModel then shows them beside ``ModelPackageName``), and refuses a
+  version that is not Approved. moto stores the bare reference, which the local hosting
+  could not serve.
+- UpdateModelPackage keeps the metadata and approval description it is not given (moto
+  replaced them with nothing).
+- Creating a version in a group, or changing its approval status, sends the "SageMaker
+  Model Package State Change" event to EventBridge, where the template's rule starts the
+  state machine (a deploy-only run), as on AWS. moto sends no SageMaker events at all.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import uuid
+from typing import Any
+
+from moto.events.models import events_backends
+from moto.sagemaker.exceptions import ValidationError
+from moto.sagemaker.models import SageMakerModelBackend
+from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+from localcloud import trigger
+
+log = logging.getLogger(__name__)
+DETAIL_TYPE = "SageMaker Model Package State Change"
+
+
+def state_change_event(package: Any, account_id: str, region: str) -> dict[str, Any]:
+    """The event as EventBridge delivers it (source aws.sagemaker)."""
+    created = package.creation_time
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": DETAIL_TYPE,
+        "source": "aws.sagemaker",
+        "account": account_id,
+        "time": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [package.arn],
+        "detail": {
+            "ModelPackageGroupName": package.model_package_group_name,
+            "ModelPackageVersion": package.model_package_version,
+            "ModelPackageArn": package.arn,
+            "ModelPackageDescription": package.model_package_description,
+            "CreationTime": str(created),
+            "ModelPackageStatus": "Completed",
+            "ModelApprovalStatus": package.model_approval_status,
+            "ApprovalDescription": package.approval_description,
+            "CustomerMetadataProperties": dict(package.customer_metadata_properties or {}),
+        },
+    }
+
+
+def publish(backend: SageMakerModelBackend, package: Any) -> list[str]:
+    """Deliver the package's state-change event to the default bus's rules."""
+    account_id, region = backend.account_id, backend.region_name
+    if not package.model_package_group_name:
+        return []  # unversioned packages belong to no group and send nothing here
+    bus = events_backends[account_id][region].event_buses.get("default")
+    if bus is None:
+        return []
+    sfn = stepfunctions_parser_backends[account_id][region]
+
+    def start(state_machine_arn: str, name: str, execution_input: str) -> str:
+        return sfn.start_execution(state_machine_arn, name, execution_input).exec_arn
+
+    event = state_change_event(package, account_id, region)
+    try:
+        started = trigger.deliver(event, list(bus.rules.values()), start)
+    except Exception:  # asynchronous on AWS: never fail the SageMaker request
+        log.exception("delivering the model package event for %s failed", package.arn)
+        return []
+    for arn in started:
+        log.info("%s (%s) started %s", package.arn, package.model_approval_status, arn)
+    return started
+
+
+def resolve_containers(
+    backend: SageMakerModelBackend, containers: list[dict[str, Any]] | None
+) -> list[dict[str, Any]] | None:
+    """Containers naming a package, filled in from the package (as SageMaker does)."""
+    if not containers:
+        return containers
+    resolved = []
+    for container in containers:
+        arn = container.get("ModelPackageName")
+        if not arn:
+            resolved.append(container)
+            continue
+        package = backend.describe_model_package(arn)
+        if package.model_approval_status != "Approved":
+            raise ValidationError(
+                f"Model package {arn} is {package.model_approval_status}: "
+                "only an Approved model package can be deployed"
+            )
+        spec = (package.inference_specification or {}).get("Containers") or [{}]
+        merged = {k: v for k, v in spec[0].items() if k in ("Image", "ModelDataUrl")}
+        merged["Environment"] = {
+            **(spec[0].get("Environment") or {}),
+            **(container.get("Environment") or {}),
+        }
+        resolved.append({**merged, **container, "Environment": merged["Environment"]})
+    return resolved
+
+
+def install() -> None:
+    original_create_model = SageMakerModelBackend.create_model
+    original_create = SageMakerModelBackend.create_model_package
+    original_update = SageMakerModelBackend.update_model_package
+
+    def create_model(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
+        if "containers" in kwargs:
+            kwargs["containers"] = resolve_containers(self, kwargs["containers"])
+        return original_create_model(self, *args, **kwargs)
+
+    def create_model_package(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> str:
+        arn = original_create(self, *args, **kwargs)
+        publish(self, self.describe_model_package(arn))
+        return arn
+
+    def update_model_package(
+        self: SageMakerModelBackend,
+        model_package_arn: str,
+        model_approval_status: str | None = None,
+        approval_description: str | None = None,
+        customer_metadata_properties: dict[str, str] | None = None,
+        **rest: Any,
+    ) -> str:
+        package = self.describe_model_package(model_package_arn)
+        before = package.model_approval_status
+        metadata = dict(package.customer_metadata_properties or {})
+        metadata.update(customer_metadata_properties or {})
+        description = approval_description
+        if description is None:
+            description = package.approval_description
+        arn = original_update(
+            self,
+            model_package_arn=model_package_arn,
+            model_approval_status=model_approval_status,
+            approval_description=description,
+            customer_metadata_properties=metadata,
+            **rest,
+        )
+        if model_approval_status and model_approval_status != before:
+            publish(self, package)
+        return arn
+
+    create_model.__wrapped__ = original_create_model  # type: ignore[attr-defined]
+    SageMakerModelBackend.create_model = create_model  # type: ignore[method-assign]
+    SageMakerModelBackend.create_model_package = create_model_package  # type: ignore[method-assign]
+    SageMakerModelBackend.update_model_package = update_model_package  # type: ignore[method-assign]
