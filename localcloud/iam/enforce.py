@@ -169,7 +169,7 @@ class Enforcer:
             bucket = f"arn:aws:s3:::{call.params.get('Bucket', '')}"
             denial = self.allowed(principal, "s3:ListBucket", bucket)
             if denial is not None:
-                log.warning("IAM: missing key answered 403: %s", denial.s3_message)
+                log.info("IAM: missing key answered 403: %s", denial.s3_message)
                 self.denials.append(denial.s3_message)
                 return _reply(
                     start_response, access_denied(call, denial.s3_message, head=method == "HEAD")
