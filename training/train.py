@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 import imgcls  # noqa: F401  (first: its __init__ makes torchvision importable)
-from imgcls import artifacts, checkpoint, distributed, engine
+from imgcls import artifacts, champion, checkpoint, distributed, engine
 from imgcls.data import DatasetError, DataSplits, ImageList, eval_loader, locate, scan, train_loader
 from imgcls.model import ARCHITECTURES, FINE_TUNE, WeightsError, set_trainable
 from imgcls.model import build_model as build_network
@@ -163,6 +164,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="where metrics.json is written; env SM_OUTPUT_DATA_DIR",
     )
     paths.add_argument(
+        "--champion-dir",
+        default=env.get("SM_CHANNEL_CHAMPION"),
+        help="the live model (a model directory or its model.tar.gz), scored on the same "
+        "test split after training: the champion_test_acc metric; env SM_CHANNEL_CHAMPION",
+    )
+    paths.add_argument(
         "--checkpoint-dir",
         default=str(SAGEMAKER_CHECKPOINT_DIR) if SAGEMAKER_CHECKPOINT_DIR.is_dir() else None,
         help="save a checkpoint here every epoch and resume from it when present "
@@ -194,6 +201,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     train.add_argument("--learning-rate", type=_positive_float, default=1e-3, help="AdamW lr")
     train.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    train.add_argument(
+        "--lr-schedule",
+        default="constant",
+        choices=("constant", "cosine"),
+        help="cosine: the learning rate falls from --learning-rate to 0 along a half cosine "
+        "over --epochs (set per epoch)",
+    )
     train.add_argument(
         "--early-stopping-patience",
         type=_int_at_least(0),
@@ -329,6 +343,13 @@ def build_model(
     return net.to(device), trainable
 
 
+def learning_rate(args: argparse.Namespace, epoch: int) -> float:
+    """The learning rate of ``epoch`` (1-based) under ``--lr-schedule``."""
+    if args.lr_schedule == "constant":
+        return args.learning_rate
+    return args.learning_rate * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / args.epochs))
+
+
 def build_optimizer(args: argparse.Namespace, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
 
@@ -448,6 +469,8 @@ def run_epoch(
     # Seeding from (seed, epoch, rank) makes a resumed run augment exactly as an
     # uninterrupted one would, and gives every rank its own augmentation stream.
     torch.manual_seed(args.seed + 10_000 * epoch + cfg.rank)
+    for group in optimizer.param_groups:  # a function of the epoch: resuming needs no state
+        group["lr"] = learning_rate(args, epoch)
     loaders["train"].sampler.set_epoch(epoch)
     criterion = nn.CrossEntropyLoss()
     amp = use_amp(args, device)
@@ -531,6 +554,13 @@ def finish(
         "test_loss": test.loss,
         "test_acc": test.acc,
     }
+    if cfg.is_main and args.champion_dir:
+        # Before the [final] line: both are on the test split; the gate compares them.
+        with tempfile.TemporaryDirectory(prefix="imgcls-champion-") as scratch:
+            score = champion.evaluate(
+                Path(args.champion_dir), splits.samples["test"], splits.classes, Path(scratch)
+            )
+        metrics_log.info(score.line())
     metrics_log.info(metric_line("final", metrics, FINAL_KEYS))
     log.info(
         "best epoch %d: valid loss %.6f acc %.6f, test loss %.6f acc %.6f",

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.training.conftest import REPO, clean_env, train_command
-from training.train import get_args_parser
+from training.train import get_args_parser, learning_rate
 
 ALL_FLAGS = (
     "--data-dir", "--model-dir", "--output-dir", "--checkpoint-dir", "--arch", "--weights",
     "--fine-tune", "--image-size", "--epochs", "--batch-size", "--learning-rate",
     "--weight-decay", "--early-stopping-patience", "--seed", "--num-workers", "--smoke-images",
-    "--log-interval", "--amp", "--augment", "--crop-scale", "--flip",
+    "--log-interval", "--amp", "--augment", "--crop-scale", "--flip", "--lr-schedule",
 )  # fmt: skip
 
 
@@ -133,3 +133,15 @@ def test_help_explains_every_flag() -> None:
         assert flag in result.stdout
     for env_var in ("SM_CHANNEL_TRAINING", "SM_MODEL_DIR", "SM_OUTPUT_DATA_DIR"):
         assert env_var in result.stdout
+
+
+def test_the_learning_rate_schedule() -> None:
+    parse = get_args_parser().parse_args
+    constant = parse(["--data-dir", "d", "--learning-rate", "0.002", "--epochs", "4"])
+    assert [learning_rate(constant, e) for e in (1, 2, 3, 4)] == [0.002] * 4
+    cosine = parse(["--data-dir", "d", "--learning_rate", "0.002", "--epochs", "4",
+                    "--lr_schedule", "cosine"])  # fmt: skip
+    rates = [learning_rate(cosine, e) for e in (1, 2, 3, 4)]
+    assert rates == pytest.approx(
+        [0.002, 0.002 * (2 + 2**0.5) / 4, 0.001, 0.002 * (2 - 2**0.5) / 4]
+    )
