@@ -139,7 +139,8 @@ def enforced_cloud() -> Iterator[EnforcedCloud]:
 DATASET = "datasets/digits.tar.gz"
 CODE = "training-code/0123/sourcedir.tar.gz"
 MODEL = "models/image-classifier-0123456789abcdef/output/model.tar.gz"
-EXISTING_KEYS = (DATASET, CODE, MODEL)
+METRICS = "models/registry/image-classifier-0123456789abcdef/metrics.json"
+EXISTING_KEYS = (DATASET, CODE, MODEL, METRICS)
 
 
 def bucket(stack: Stack) -> str:
@@ -160,6 +161,9 @@ def pipeline_calls(stack: Stack, version: str = "v1") -> dict[str, list[Call]]:
     execution = machine.arn.replace(":stateMachine:", ":execution:") + ":run-1"
     config_arn = f"arn:aws:sagemaker:{REGION}:{stack.account_id}:endpoint-config/{name}"
     tags = [{"Key": "run-id", "Value": "0123456789abcdef"}]
+    group = f"{stack.name}-models"
+    package = f"arn:aws:sagemaker:{REGION}:{stack.account_id}:model-package/{group}/1"
+    alarms = ("cloudwatch", "DescribeAlarms", {"AlarmNames": [f"{stack.name}-endpoint-5xx"]})
     dataset, code = DATASET, CODE
     target = {
         "ServiceNamespace": "sagemaker",
@@ -191,6 +195,7 @@ def pipeline_calls(stack: Stack, version: str = "v1") -> dict[str, list[Call]]:
     ]
     calls: dict[str, list[Call]] = {
         "PrepareRunFunction": [
+            ("sagemaker", "DescribeModelPackage", {"ModelPackageName": package}),
             ("s3", "HeadObject", {"Bucket": b, "Key": dataset}),
             ("s3", "HeadObject", {"Bucket": b, "Key": dataset, "VersionId": version}),
             ("s3", "ListObjectsV2", {"Bucket": b, "Prefix": dataset, "MaxKeys": 2}),
@@ -216,6 +221,25 @@ def pipeline_calls(stack: Stack, version: str = "v1") -> dict[str, list[Call]]:
                 {"TrainingJobName": name, "RoleArn": sm_role, "Tags": tags},
             ),
             ("sagemaker", "DescribeTrainingJob", {"TrainingJobName": name}),
+            *endpoint_reads,
+            ("sagemaker", "DescribeModel", {"ModelName": name}),
+            ("sagemaker", "DescribeModelPackage", {"ModelPackageName": package}),
+        ],
+        "RegisterModelFunction": [
+            ("sagemaker", "DescribeTrainingJob", {"TrainingJobName": name}),
+            ("sagemaker", "ListModelPackages", {"ModelPackageGroupName": group}),
+            ("sagemaker", "DescribeModelPackage", {"ModelPackageName": package}),
+            ("sagemaker", "CreateModelPackage", {"ModelPackageGroupName": group}),
+            ("s3", "ListObjectsV2", {"Bucket": b, "Prefix": METRICS, "MaxKeys": 1}),
+            ("s3", "HeadObject", {"Bucket": b, "Key": METRICS}),
+            ("s3", "PutObject", {"Bucket": b, "Key": METRICS, "Body": b"{}"}),
+        ],
+        "RejectModelFunction": [
+            (
+                "sagemaker",
+                "UpdateModelPackage",
+                {"ModelPackageArn": package, "ModelApprovalStatus": "Rejected"},
+            ),
         ],
         "CheckTrainingFunction": [
             ("sagemaker", "DescribeTrainingJob", {"TrainingJobName": name}),
@@ -243,10 +267,15 @@ def pipeline_calls(stack: Stack, version: str = "v1") -> dict[str, list[Call]]:
             ),
             *endpoint_writes,
             ("sagemaker", "ListTags", {"ResourceArn": config_arn}),
+            ("sagemaker", "DescribeModelPackage", {"ModelPackageName": package}),
+            alarms,
             *autoscaling_reads,
             *restore_scaling,
         ],
-        "CheckEndpointFunction": [("sagemaker", "DescribeEndpoint", {"EndpointName": endpoint})],
+        "CheckEndpointFunction": [
+            ("sagemaker", "DescribeEndpoint", {"EndpointName": endpoint}),
+            alarms,
+        ],
         "AttachAutoscalingFunction": [
             ("application-autoscaling", "RegisterScalableTarget", {**target, "MinCapacity": 1}),
             ("application-autoscaling", "PutScalingPolicy", tracking),
@@ -274,7 +303,7 @@ def pipeline_calls(stack: Stack, version: str = "v1") -> dict[str, list[Call]]:
 
 
 # What no call of the local pipeline exercises, and why (the removal test skips these).
-NOT_EXERCISED = {
+NOT_EXERCISED: dict[tuple[str, ...], str] = {
     # Application Auto Scaling checks these as the caller on AWS: once per account for the
     # service-linked role, and the endpoint config behind the variant.
     ("AttachAutoscalingFunction", "iam:CreateServiceLinkedRole"): "once per account on AWS",
@@ -283,4 +312,7 @@ NOT_EXERCISED = {
     ("AttachAutoscalingFunction", "cloudwatch:DeleteAlarms"): "replacing a policy only",
     # Step Functions delivers execution logs to CloudWatch Logs as its role.
     (STATE_MACHINE, "logs:*"): "log delivery is not emulated",
+    # A new package's ARN (group/version) exists only after the call: locally the request is
+    # for "*", which either of the two statements granting it allows.
+    ("RegisterModelFunction", "sagemaker:CreateModelPackage"): "ARN known after creation",
 }

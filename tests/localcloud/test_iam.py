@@ -220,6 +220,8 @@ def sagemaker_denials(cloud: EnforcedCloud, tmp: Path) -> list[str]:
         lambda: s3.download_prefix(f"s3://{b}/training-input/r/digits.tar.gz", tmp / "in"),
         lambda: s3.download(f"s3://{b}/training-code/c/sourcedir.tar.gz", tmp / "code"),
         lambda: s3.download_prefix(f"s3://{b}/checkpoints/j/", tmp / "ckpt"),
+        # the champion channel: the live model's artifact, for the champion gate
+        lambda: s3.download_prefix(f"s3://{b}/models/j/output/model.tar.gz", tmp / "champion"),
         lambda: s3.upload(tmp / "upload.bin", f"s3://{b}/checkpoints/j/epoch.pt"),
         lambda: s3.upload(tmp / "upload.bin", f"s3://{b}/models/j/output/model.tar.gz"),
         lambda: s3.pull_image(env["INFERENCE_IMAGE"]),
