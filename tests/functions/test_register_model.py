@@ -51,15 +51,9 @@ def app(aws: AwsRecorder, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 
 
 def event(mode: str = "auto", gate: dict[str, Any] | None = None) -> dict[str, Any]:
-    run = copy.deepcopy(RUN)
-    run["registry"] = {"group": GROUP, "approval_mode": mode}
-    return {
-        "run": run,
-        "gate": gate or PASSED,
-        "training_job_name": JOB,
-        "run_id": run["run_id"],
-        "execution_arn": EXECUTION,
-    }
+    sample = copy.deepcopy(load_event("register_model/passed.json"))
+    sample["run"]["registry"] = {"group": GROUP, "approval_mode": mode}
+    return {**sample, "gate": gate or PASSED, "training_job_name": JOB, "execution_arn": EXECUTION}
 
 
 @pytest.mark.parametrize(

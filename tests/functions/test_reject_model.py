@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from tests.conftest import AwsRecorder, load_handler
+from tests.conftest import AwsRecorder, load_event, load_handler
 from tests.template_support import set_function_environment
 
 FUNCTION = "RejectModelFunction"
@@ -26,11 +26,9 @@ def test_the_failed_version_is_rejected_with_the_cause(
             "SupportedResponseMIMETypes": ["application/json"],
         },
     )["ModelPackageArn"]
-    cause = "endpoint x is serving old instead of new: rolled back by alarm mlops-endpoint-5xx"
-    failure = {"error": "EndpointDeploymentFailed", "cause": cause}
-    result = aws.invoke(
-        load_handler("reject_model"), {"model_package_arn": arn, "failure": failure}
-    )
+    event = {**load_event("reject_model/failed.json"), "model_package_arn": arn}
+    cause = event["failure"]["cause"]
+    result = aws.invoke(load_handler("reject_model"), event)
     assert result == {"model_package_arn": arn, "approval_status": "Rejected"}
     package = sagemaker.describe_model_package(ModelPackageName=arn)
     assert package["ModelApprovalStatus"] == "Rejected"

@@ -35,3 +35,13 @@ def test_duplicate_run(aws: AwsRecorder) -> None:
     assert summary["already_deployed"] is True
     assert summary["smoke_test"] is None and summary["autoscaling"] is None
     assert summary["message"].startswith("endpoint image-classifier already serves ")
+
+
+def test_the_output_names_the_registered_version_and_the_rollout(aws: AwsRecorder) -> None:
+    event = load_event("summarize_run/deployed.json")
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlops-models/4"
+    event["state"]["registry"] = {"model_package_arn": arn, "approval_status": "Approved"}
+    event["state"]["deployment"]["rollout"] = "CANARY"
+    summary = aws.invoke(load_handler("summarize_run"), event)
+    assert summary["model_package_arn"] == arn
+    assert summary["rollout"] == "CANARY"

@@ -34,4 +34,7 @@ def summarize(state: Mapping[str, Any]) -> dict[str, Any]:
         if not scaling
         else {k: scaling.get(k) for k in ("resource_id", "min_capacity", "max_capacity")},
         "message": deployment.get("reason") if already else "deployed and smoke-tested",
+        "model_package_arn": (state.get("registry") or {}).get("model_package_arn"),
+        "rollout": deployment.get("rollout"),
+        "champion": gate.get("champion"),
     }
