@@ -94,14 +94,14 @@ def test_a_canary_taking_its_share_of_traffic_is_reported(aws: AwsRecorder) -> N
         )
         result = aws.invoke(load_handler("check_endpoint"), EVENT)
     assert result["state"] == "canary"
-    assert result["canary"] == {"variant_name": "AllTraffic", "weight": 0.5}
+    assert result["canary"] == {"variant_name": "AllTraffic", "stage": "Baking"}
 
 
 def test_an_update_still_starting_its_new_fleet_is_pending(aws: AwsRecorder) -> None:
     pending = {
         "EndpointConfigName": NEW,
         "ProductionVariants": [
-            {"VariantName": "AllTraffic", "CurrentWeight": 0.0, "VariantStatus": [
+            {"VariantName": "AllTraffic", "CurrentWeight": 1.0, "VariantStatus": [
                 {"Status": "Creating", "StartTime": "2026-11-24T10:07:00Z"}
             ]}
         ],

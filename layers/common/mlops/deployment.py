@@ -341,10 +341,11 @@ def _canary(current: Mapping[str, Any], wanted: str) -> dict[str, Any] | None:
     if pending.get("EndpointConfigName") != wanted:
         return None
     for variant in pending.get("ProductionVariants", []):
+        # The new fleet is up and takes its share; CurrentWeight is the variant's configured
+        # weight from the start (not the traffic share), so only the status says so.
         statuses = {s.get("Status") for s in variant.get("VariantStatus", [])}
-        weight = variant.get("CurrentWeight")
-        if statuses & {"Baking", "ActivatingTraffic"} or (weight or 0) > 0:
-            return {"variant_name": variant.get("VariantName"), "weight": weight}
+        if statuses & {"Baking", "ActivatingTraffic"}:
+            return {"variant_name": variant.get("VariantName"), "stage": sorted(statuses)[0]}
     return None
 
 
