@@ -66,6 +66,7 @@ def deploy(stack: Stack, client: Clients, profile: AccountProfile | None = None)
         "AWS::SNS::Topic": _topic,
         "AWS::SQS::Queue": _queue,
         "AWS::SageMaker::ModelPackageGroup": _model_package_group,
+        "AWS::CloudWatch::Alarm": _alarm,
     }
     try:
         for resource in sorted(stack.resources, key=lambda r: r.type != "AWS::IAM::Role"):
@@ -250,6 +251,31 @@ def _model_package_group(resource: Resource, client: Clients) -> list[str]:
         **({"ModelPackageGroupDescription": str(description)} if description else {}),
     )
     return _ignored(resource, {"ModelPackageGroupName", "ModelPackageGroupDescription", "Tags"})
+
+
+_ALARM_PROPERTIES = (
+    "AlarmDescription", "Namespace", "MetricName", "Dimensions", "Statistic", "Period",
+    "EvaluationPeriods", "DatapointsToAlarm", "Threshold", "ComparisonOperator",
+    "TreatMissingData", "AlarmActions", "OKActions", "InsufficientDataActions", "Unit",
+    "ActionsEnabled", "ExtendedStatistic",
+)  # fmt: skip
+_ALARM_NUMBERS = {"Period": int, "EvaluationPeriods": int, "DatapointsToAlarm": int,
+                  "Threshold": float}  # fmt: skip
+
+
+def _alarm(resource: Resource, client: Clients) -> list[str]:
+    """The template's metric alarms, stored in the local CloudWatch (a blue/green update's
+    AutoRollbackConfiguration names them, and the local evaluator reads them)."""
+    props = resource.properties
+    request: dict[str, Any] = {"AlarmName": resource.name}
+    for key in _ALARM_PROPERTIES:
+        if key in props:
+            value = props[key]
+            request[key] = _ALARM_NUMBERS[key](value) if key in _ALARM_NUMBERS else value
+    if isinstance(request.get("ActionsEnabled"), str):
+        request["ActionsEnabled"] = request["ActionsEnabled"].lower() == "true"
+    client("cloudwatch").put_metric_alarm(**request)
+    return _ignored(resource, {"AlarmName", "Tags", *_ALARM_PROPERTIES})
 
 
 def _layer(layer: Layer, client: Clients) -> str:

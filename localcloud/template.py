@@ -38,6 +38,7 @@ DEPLOYED = {
     "AWS::SQS::Queue",
     "AWS::Events::Rule",
     "AWS::SageMaker::ModelPackageGroup",
+    "AWS::CloudWatch::Alarm",
     SAM_FUNCTION,
     SAM_LAYER,
     SAM_STATE_MACHINE,
@@ -52,7 +53,6 @@ NO_LOCAL_EFFECT = {
     "AWS::S3::BucketPolicy",
     "AWS::SNS::TopicPolicy",
     "AWS::SQS::QueuePolicy",
-    "AWS::CloudWatch::Alarm",
     "AWS::CloudWatch::Dashboard",
 }
 
@@ -274,6 +274,8 @@ class _Names:
             return self._arn("events", f"rule/{name}")
         if kind == "AWS::IAM::ManagedPolicy":
             return self._arn("iam", f"policy/{name}", region=False)
+        if kind == "AWS::CloudWatch::Alarm":
+            return self._arn("cloudwatch", f"alarm:{name}")
         if kind == "AWS::SageMaker::ModelPackageGroup":
             return self._arn("sagemaker", f"model-package-group/{name.lower()}")
         raise TemplateError(f"{logical_id} ({kind}) has no ARN in the local cloud")
@@ -330,6 +332,7 @@ _NAME_PROPERTY = {
     "AWS::SQS::Queue": "QueueName",
     "AWS::Events::Rule": "Name",
     "AWS::SageMaker::ModelPackageGroup": "ModelPackageGroupName",
+    "AWS::CloudWatch::Alarm": "AlarmName",
     SAM_FUNCTION: "FunctionName",
     SAM_LAYER: "LayerName",
     SAM_STATE_MACHINE: "Name",

@@ -235,3 +235,13 @@ def test_the_project_template_resolves_for_local_runs() -> None:
     assert [r.type for r in stack.resources if r.type.startswith("AWS::SageMaker")] == [
         "AWS::SageMaker::ModelPackageGroup"
     ]
+    # the canary's rollback alarms exist locally (UpdateEndpoint checks them)
+    alarms = {r.name: r.properties for r in stack.resources if r.type == "AWS::CloudWatch::Alarm"}
+    assert {"imgcls-endpoint-5xx", "imgcls-model-latency", "imgcls-classify-errors"} <= set(alarms)
+    assert alarms["imgcls-model-latency"]["Threshold"] == "2000000"  # microseconds
+    rollback = stack.function("PrepareRunFunction").environment
+    assert rollback["ROLLBACK_ALARM_NAMES"].split(",") == [
+        "imgcls-endpoint-5xx",
+        "imgcls-model-latency",
+        "imgcls-classify-errors",
+    ]
