@@ -1,12 +1,13 @@
-"""The network in its fastest verified form for inference (docs/serving.md, "Speed").
+"""The network in its fastest verified form for inference (docs/serving.md, "The optimised
+network").
 
 At load, :func:`optimise` builds candidates in order of speed and keeps the first one that
 agrees with the eager network on a probe batch (the model's own held-out smoke images):
 
 - ``jit-bf16``: traced, frozen and ``optimize_for_inference``-d TorchScript with bf16
   weights and activations. About 2x less CPU per image than eager on a CPU with
-  AVX512-BF16, but not the same answers: it changed the top-1 class of 1 of the 270
-  digits test images. Opt-in only (and only sensible where the CPU computes bf16).
+  AVX512-BF16, but not always the same answers: in one digits model it changed the top-1
+  class of 1 of the 270 test images. Opt-in only (and only sensible where the CPU computes bf16).
 - ``jit``: the same graph in fp32, about 1.4x less CPU than eager here, the same top-1
   on every test image: the "auto" choice on CPUs.
 - ``eager``: the plain ``nn.Module``; always the last resort, and the "auto" choice on
