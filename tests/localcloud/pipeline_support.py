@@ -69,8 +69,24 @@ def local_cloud(state_dir: Path, **overrides: str) -> Iterator[LocalCloudProcess
             [process.proc.pid, *processes.descendants(process.proc.pid)] if process.proc else []
         )
         process.stop()
-        leaked = [pid for pid in started if Path(f"/proc/{pid}").exists()]
-        assert leaked == [], f"processes left after the local cloud stopped: {leaked}"
+        leaked = {pid: _cmdline(pid) for pid in started if _running(pid)}
+        assert leaked == {}, f"processes left after the local cloud stopped: {leaked}"
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited orphan that init has yet to reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    except OSError:
+        return "?"
 
 
 def data_set(root: Path, swap: str | None = None, seed: int = 0) -> Path:

@@ -24,6 +24,7 @@ import pytest
 from localcloud import processes
 from localcloud.client import Connection
 from localcloud.launcher import LocalCloudProcess
+from localcloud.report import execution_events
 from localcloud.runner import classify_file, upload
 from tests.localcloud.pipeline_support import (
     ENDPOINT,
@@ -122,13 +123,40 @@ def test_smoke_test_fails_while_the_endpoint_scales(
     serving = live_config(conn)
     arn = start_upload(conn, archive_of(root), "datasets/swapped-test.tar.gz")
     wait_for_state(conn, arn, "SmokeTest", EXECUTION_TIMEOUT_S)
-    conn.client("sagemaker").update_endpoint_weights_and_capacities(
-        EndpointName=ENDPOINT,
-        DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 2}],
-    )
+    sagemaker = conn.client("sagemaker")
+    capacity = [{"VariantName": "AllTraffic", "DesiredInstanceCount": 3}]
+
+    def scaled() -> bool:  # the canary may still be moving traffic: scale once it is done
+        try:
+            sagemaker.update_endpoint_weights_and_capacities(
+                EndpointName=ENDPOINT, DesiredWeightsAndCapacities=capacity
+            )
+        except sagemaker.exceptions.ClientError as exc:
+            if "in-progress" not in str(exc):
+                raise
+            return sfn_status(conn, arn) != "RUNNING"
+        return True
+
+    assert processes.wait_until(scaled, EXECUTION_TIMEOUT_S, interval=0.1)
     description = finish(conn, arn)
     survived(conn, deployed, description, "SmokeTestFailed", serving)
     assert "(rolled back)" in description["cause"]
+    # The rollback met a busy endpoint (the canary's update or the resize) and waited.
+    assert "waiting" in [step.get("action") for step in rollback_steps(conn, arn)]
+
+
+def sfn_status(conn: Connection, arn: str) -> str:
+    return conn.client("stepfunctions").describe_execution(executionArn=arn)["status"]
+
+
+def rollback_steps(conn: Connection, arn: str) -> list[dict[str, Any]]:
+    """What each RollBack step returned (its ResultPath is $.rollback), in order."""
+    steps = []
+    for event in execution_events(conn, arn):
+        exited = event.get("stateExitedEventDetails") or {}
+        if exited.get("name") == "RollBack":
+            steps.append(json.loads(exited.get("output") or "{}").get("rollback") or {})
+    return steps
 
 
 def model_servers(cloud: LocalCloudProcess) -> list[int]:
@@ -162,11 +190,13 @@ def test_a_model_server_killed_under_traffic(
         servers = model_servers(cloud)
         assert servers, "no model server found"
         os.kill(servers[0], signal.SIGKILL)
-        replaced = processes.wait_until(
-            lambda: (live := model_servers(cloud)) != [] and servers[0] not in live,
-            60,
-            interval=0.5,
-        )
+
+        def healed() -> bool:  # as many servers as before, the killed one replaced
+            live = model_servers(cloud)
+            whole = len(live) == len(servers) and servers[0] not in live
+            return whole and endpoint(conn)["EndpointStatus"] == "InService"
+
+        replaced = processes.wait_until(healed, 120, interval=0.5)
         assert replaced, "the killed model server was not replaced"
         assert processes.wait_until(
             lambda: classify_file(conn, deployed["image"])[0] == 200, 60, interval=0.5
