@@ -314,16 +314,19 @@ def test_throttling_and_lambda_service_errors_are_retried() -> None:
         StartTraining=[
             throw("AwsThrottlingError", "start_training: AWS throttled the call"),
             throw("Lambda.TooManyRequestsException", "Rate exceeded"),
+            # the invoke's own client-side timeout (audit finding 6): retried too
+            throw("Lambda.ClientExecutionTimeoutException", "Client execution timed out"),
             ok({**STARTED, "adopted": True}),
         ]
     )
     execution, scripts = execute(results)
     assert execution.status == "SUCCEEDED"
-    assert len(scripts.inputs["StartTraining"]) == 3
+    assert len(scripts.inputs["StartTraining"]) == 4
     failed = [e for e in execution.history if e["type"] == "LambdaFunctionFailed"]
     assert [e["lambdaFunctionFailedEventDetails"]["error"] for e in failed] == [
         "AwsThrottlingError",
         "Lambda.TooManyRequestsException",
+        "Lambda.ClientExecutionTimeoutException",
     ]
 
 
