@@ -190,6 +190,13 @@ def record_activity(
         rows.appendleft(row)
 
 
+def forget_activities(account_id: str, region: str) -> None:
+    """An account reset forgets its scaling activities, like the rest of its state."""
+    with _activities_lock:
+        for key in [k for k in ACTIVITIES if k[:2] == (account_id, region)]:
+            del ACTIVITIES[key]
+
+
 def describe_scaling_activities(self: Any) -> str:
     """``DescribeScalingActivities`` (moto has none): the activities of this account and
     region, newest first, filtered by ``ResourceId``/``ScalableDimension`` when given."""

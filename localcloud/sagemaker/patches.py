@@ -27,7 +27,7 @@ from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
 from . import guardrails, quota, sdk_shapes, settings
-from .autoscaling import deregister_endpoint, describe_scaling_activities
+from .autoscaling import deregister_endpoint, describe_scaling_activities, forget_activities
 from .hosting import ENDPOINTS, EndpointRuntime, InvokeError, not_found
 from .training import TRAINING_RUNS, TrainingRun, check_metric_definitions
 
@@ -233,6 +233,7 @@ def invoke_endpoint(self: SageMakerRuntimeResponse) -> TYPE_RESPONSE:
 def reset(self: SageMakerModelBackend) -> None:
     """An account reset (end of ``mock_aws``, ``/moto-api/reset``) also stops its processes."""
     stop_processes(self.account_id, self.region_name)
+    forget_activities(self.account_id, self.region_name)
     _original(SageMakerModelBackend, "reset")(self)
 
 
