@@ -27,6 +27,7 @@ from localcloud.history import readable_cause
 from localcloud.progress import wait_for_execution
 from localcloud.runner import upload
 from tests.data_helpers import make_archive, write_image_folder
+from tests.localcloud.pipeline_support import finish
 
 pytestmark = pytest.mark.e2e
 
@@ -152,17 +153,6 @@ def runs(up: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[s
     return {"good": good, "bad": bad}
 
 
-def finish(conn: Connection, arn: str) -> dict[str, Any]:
-    sfn = conn.client("stepfunctions")
-    done = processes.wait_until(
-        lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING",
-        EXECUTION_TIMEOUT_S,
-        interval=1,
-    )
-    assert done, f"{arn} still running after {EXECUTION_TIMEOUT_S} s"
-    return sfn.describe_execution(executionArn=arn)
-
-
 @pytest.fixture(scope="module")
 def browser(up: dict[str, Any]) -> Iterator[Any]:
     """Headless Chromium; after it closes, nothing it started may be left (the local
@@ -225,7 +215,7 @@ def test_a_live_run_progresses_on_the_page_and_ends_as_its_history_says(
     ):
         page.wait_for_selector('#graph .node[data-status="running"]')
         page.screenshot(path=str(ARTIFACTS / "execution-running.png"), full_page=False)
-    description = finish(conn, runs["good"])
+    description = finish(conn, runs["good"], EXECUTION_TIMEOUT_S)
     assert description["status"] == "SUCCEEDED", description.get("cause")
     # the page follows by itself (no reload) until the execution ends
     page.wait_for_selector('h1 .badge[data-status="SUCCEEDED"]')
@@ -256,7 +246,7 @@ def test_the_failed_state_is_marked_failed_with_its_cause(
     up: dict[str, Any], runs: dict[str, Any], page: Any
 ) -> None:
     conn: Connection = up["conn"]
-    description = finish(conn, runs["bad"])
+    description = finish(conn, runs["bad"], EXECUTION_TIMEOUT_S)
     assert description["status"] == "FAILED"
     history = conn.client("stepfunctions").get_execution_history(executionArn=runs["bad"])["events"]
     failed_state = [e for e in history if e["type"] == "FailStateEntered"][-1][
@@ -277,7 +267,7 @@ def test_training_plot_has_one_point_per_epoch_and_a_png_in_the_state_dir(
     up: dict[str, Any], runs: dict[str, Any], page: Any
 ) -> None:
     conn: Connection = up["conn"]
-    finish(conn, runs["good"])
+    finish(conn, runs["good"], EXECUTION_TIMEOUT_S)
     job = conn.client("sagemaker").list_training_jobs()["TrainingJobSummaries"][0]
     name = job["TrainingJobName"]
     page.goto(f"{up['url']}#/training")
@@ -301,7 +291,7 @@ def test_endpoint_page_shows_its_instances(
     up: dict[str, Any], runs: dict[str, Any], page: Any
 ) -> None:
     conn: Connection = up["conn"]
-    finish(conn, runs["good"])
+    finish(conn, runs["good"], EXECUTION_TIMEOUT_S)
     live = conn.client("sagemaker").describe_endpoint(EndpointName="image-classifier")
     page.goto(f"{up['url']}#/endpoints")
     page.wait_for_selector("#variants")

@@ -117,14 +117,15 @@ def run_upload(conn: Connection, archive: Path, key: str) -> dict[str, Any]:
     return finish(conn, start_upload(conn, archive, key))
 
 
-def finish(conn: Connection, arn: str) -> dict[str, Any]:
+def finish(conn: Connection, arn: str, timeout: float = EXECUTION_TIMEOUT_S) -> dict[str, Any]:
+    """The execution's description once it has ended (bounded by ``timeout``)."""
     sfn = conn.client("stepfunctions")
     done = processes.wait_until(
         lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING",
-        EXECUTION_TIMEOUT_S,
+        timeout,
         interval=1,
     )
-    assert done, f"{arn} still running after {EXECUTION_TIMEOUT_S} s"
+    assert done, f"{arn} still running after {timeout} s"
     return sfn.describe_execution(executionArn=arn)
 
 
