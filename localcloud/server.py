@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from localcloud import model_registry, moto_patches, processes
+from localcloud import model_registry, moto_patches, processes, wake
 from localcloud.config import Settings, add_settings_arguments, settings_from_args
 from localcloud.deploy import clients_for, deploy
 from localcloud.httpapi import HttpApi
@@ -33,6 +33,15 @@ from localcloud.statefile import STATE_FILE, write_state
 from localcloud.template import Function, Stack, resolve_stack
 
 log = logging.getLogger("localcloud")
+
+
+def pipeline_order(stack: Stack) -> list[str]:
+    """The stack's function names in the order its state machines' definitions first
+    name them (the states are written in the order they run), the others after."""
+    definitions = "\n".join(m.definition for m in stack.state_machines)
+    found = {f.name: definitions.find(f'"{f.arn}"') for f in stack.functions}
+    named = sorted((at, name) for name, at in found.items() if at >= 0)
+    return [name for _, name in named] + [name for name, at in found.items() if at < 0]
 
 
 class FunctionLogs:
@@ -102,9 +111,17 @@ class LocalCloud:
             credentials=enforcer.function_credentials if enforcer else None,
         )
         self._stops.append(runtime.close)
+        # Warm environments now, the first states' first and two at a time, while the
+        # template deploys and the data set uploads: no state waits for a cold start
+        # (handlers only create clients at import; nothing calls AWS before a request).
+        threading.Thread(
+            target=runtime.prewarm, args=(pipeline_order(stack),), name="prewarm", daemon=True
+        ).start()
         moto_patches.install_lambda(runtime)
         moto_patches.install_trigger()
         model_registry.install()  # package events, CreateModel from a package
+        wake.install()  # a Wait polling a training job ends when the job does
+        self._stops.append(wake.uninstall)
         moto_patches.install_history_archive(s.state_dir / "executions")
         self._install_sagemaker(profile)
 
@@ -118,8 +135,6 @@ class LocalCloud:
         )
         self.api.start()
         self._stops.append(self.api.stop)
-        # in the background: "ready" need not wait for a dozen interpreters to start
-        threading.Thread(target=runtime.prewarm, name="prewarm", daemon=True).start()
         state = {
             "pid": os.getpid(),
             "endpoint_url": self.endpoint_url,

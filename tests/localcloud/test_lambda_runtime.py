@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -115,6 +116,37 @@ def test_prewarm_starts_one_environment_that_the_first_invoke_uses(
     assert error is None
     assert runtime.pool(worker.name).size == 1  # the warm one served it
     assert invoke(runtime, worker, {"action": "env"})[0]["cold_start"] == first["cold_start"]
+
+
+def _process_start(pid: int) -> float:
+    """When process ``pid`` started (epoch seconds, 10 ms resolution), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def test_prewarm_starts_the_named_functions_first_and_bounds_the_inits_at_once(
+    runtime: LambdaRuntime, stack: Stack
+) -> None:
+    worker, hello = stack.function("WorkerFunction"), stack.function("HelloFunction")
+    assert runtime.prewarm(first=[hello.name, worker.name], parallel=1) == [
+        hello.name,
+        worker.name,
+    ]
+    runtime.close()
+    rt = LambdaRuntime(
+        stack.functions, region="eu-west-1", endpoint_url="http://127.0.0.1:9", sink=Lines()
+    )
+    try:
+        assert rt.prewarm(first=[worker.name], parallel=1) == [worker.name, hello.name]
+        reply, error = invoke(rt, worker, {"action": "env"})
+        assert error is None
+        (hello_pid,) = rt.pool(hello.name).pids
+        # one init at a time: hello's environment started after the worker's had imported
+        # its handler (its module-level clock), not alongside it
+        assert _process_start(hello_pid) >= reply["cold_start"] - 0.02
+    finally:
+        rt.close()
 
 
 def test_exception_surfaces_as_lambda_function_error(
