@@ -22,8 +22,17 @@ class LaunchError(RuntimeError):
     pass
 
 
+def port_not_free(option: str, port: int, exc: OSError) -> str:
+    """The one-line error for a taken port (here and in the server itself)."""
+    return (
+        f"{option} {port}: the port is not free ({exc.strerror}); "
+        "pick another or leave it out for a free one"
+    )
+
+
 def _check_port_free(option: str, port: int) -> None:
-    """A fixed port that is taken fails here, in one line, rather than in the server."""
+    """A fixed port that is taken fails here, in one line, before the server starts (the
+    server reports the same line if the port is taken between this check and its bind)."""
     if not port:
         return
     with socket.socket() as probe:
@@ -31,10 +40,7 @@ def _check_port_free(option: str, port: int) -> None:
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:
-            raise LaunchError(
-                f"{option} {port}: the port is not free ({exc.strerror}); "
-                "pick another or leave it out for a free one"
-            ) from None
+            raise LaunchError(port_not_free(option, port, exc)) from None
 
 
 class LocalCloudProcess:

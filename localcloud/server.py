@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -28,11 +29,57 @@ from localcloud.deploy import clients_for, deploy
 from localcloud.httpapi import HttpApi
 from localcloud.intrinsics import TemplateError
 from localcloud.lambda_runtime import LambdaRuntime
+from localcloud.launcher import port_not_free
 from localcloud.quotas import AccountProfile, load_profile
 from localcloud.statefile import STATE_FILE, write_state
 from localcloud.template import Function, Stack, resolve_stack
 
 log = logging.getLogger("localcloud")
+
+
+class StartError(Exception):
+    """The local cloud cannot start (a port is taken): one line for the user."""
+
+
+class MotoServer:
+    """moto's threaded server on 127.0.0.1, bound in the caller's thread.
+
+    ``moto.server.ThreadedMotoServer`` binds in its own thread and waits, unbounded, for
+    that thread to say it is ready; on a port that is taken, werkzeug ends that thread
+    (``sys.exit``) and the wait never ends. Here the socket is bound first and handed to
+    werkzeug, so a taken port raises at once. The app is looked up on moto's module now,
+    so a dispatcher the IAM enforcer installed there is the one that serves."""
+
+    def __init__(self, port: int) -> None:
+        from moto.moto_server import threaded_moto_server as moto_server
+
+        listener = socket.socket()
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug does
+            listener.bind(("127.0.0.1", port))
+            listener.listen(128)
+            self._server = moto_server.make_server(
+                "127.0.0.1",
+                port,
+                moto_server.DomainDispatcherApplication(moto_server.create_backend_app),
+                True,
+                request_handler=moto_server.MotoRequestHandler,
+                fd=listener.fileno(),  # the server listens on its own duplicate of it
+            )
+        except OSError as exc:
+            raise StartError(port_not_free("--port", port, exc)) from None
+        finally:
+            listener.close()
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="moto-server", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+        self._server.server_close()
 
 
 def pipeline_order(stack: Stack) -> list[str]:
@@ -82,8 +129,6 @@ class LocalCloud:
         self.containers = ""  # how SageMaker hosts run (sandbox or plain processes)
 
     def start(self) -> dict[str, Any]:
-        from moto.server import ThreadedMotoServer
-
         s = self.settings
         moto_patches.check_moto_version()
         stack = resolve_stack(
@@ -94,10 +139,9 @@ class LocalCloud:
         moto_patches.configure()
         moto_patches.install_lambda_quota(profile)
         enforcer = self._install_iam(stack)  # before the server starts: it wraps its app
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=s.port, verbose=False)
-        server.start()
+        server = MotoServer(s.port)
         self._stops.append(server.stop)
-        port = server.get_host_and_port()[1]
+        port = server.port
         # moto's state-machine interpreter calls Lambda etc. at localhost:$MOTO_PORT
         os.environ["MOTO_PORT"] = str(port)
         self.endpoint_url = f"http://127.0.0.1:{port}"
@@ -126,13 +170,16 @@ class LocalCloud:
         self._install_sagemaker(profile)
 
         notes = deploy(stack, clients_for(self.endpoint_url, stack.region), profile)
-        self.api = HttpApi(
-            stack.functions,
-            runtime.invoke,
-            account_id=stack.account_id,
-            region=stack.region,
-            port=s.api_port,
-        )
+        try:
+            self.api = HttpApi(
+                stack.functions,
+                runtime.invoke,
+                account_id=stack.account_id,
+                region=stack.region,
+                port=s.api_port,
+            )
+        except OSError as exc:
+            raise StartError(port_not_free("--api-port", s.api_port, exc)) from None
         self.api.start()
         self._stops.append(self.api.stop)
         state = {
@@ -216,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     cloud = LocalCloud(settings)
     try:
         state = cloud.start()
-    except TemplateError as exc:
+    except (TemplateError, StartError) as exc:
         print(f"localcloud: {exc}", file=sys.stderr, flush=True)
         cloud.stop()
         return 2

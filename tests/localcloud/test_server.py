@@ -4,7 +4,11 @@ function logs in CloudWatch Logs, and a clean stop."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +17,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from localcloud import processes
+from localcloud import launcher, processes
 from localcloud.client import Connection
 from localcloud.config import Settings
 from localcloud.launcher import LaunchError, LocalCloudProcess
@@ -201,3 +205,55 @@ def test_stop_leaves_no_process_and_no_state_file(tmp_path: Path) -> None:
     assert read_state(tmp_path) is None
     assert not (tmp_path / "localcloud.json").exists()
     assert [pid for pid in started if Path(f"/proc/{pid}").exists()] == []
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+@pytest.mark.parametrize("option", ["--port", "--api-port"])
+def test_server_on_a_taken_port_exits_at_once_naming_it(
+    option: str, held_port: int, tmp_path: Path
+) -> None:
+    # before: moto's server thread died on the bind and the server waited for it forever
+    ports = {"port": held_port} if option == "--port" else {"api_port": held_port}
+    argv = dataclasses.replace(settings(tmp_path), **ports).server_argv()
+    proc = processes.spawn(
+        [sys.executable, "-m", "localcloud.server", *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],  # the repository
+    )
+    try:
+        _, err = proc.communicate(timeout=90)
+    finally:
+        processes.stop(proc)
+    lines = err.decode(errors="replace").splitlines()
+    assert proc.returncode == 2, lines[-20:]
+    assert "Traceback" not in "\n".join(lines)
+    assert lines[-1] == (
+        f"localcloud: {option} {held_port}: the port is not free (Address already in use); "
+        "pick another or leave it out for a free one"
+    )
+    assert read_state(tmp_path) is None
+
+
+def test_launcher_reports_the_servers_port_error(
+    held_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the port taken after the launcher's own check (a race): the server's line comes through
+    monkeypatch.setattr(launcher, "_check_port_free", lambda option, port: None)
+    process = LocalCloudProcess(dataclasses.replace(settings(tmp_path), port=held_port))
+    try:
+        with pytest.raises(LaunchError) as raised:
+            process.start(timeout=90)
+    finally:
+        process.stop()
+    assert str(raised.value).startswith(
+        f"the local cloud exited (2): --port {held_port}: the port is not free"
+    )
