@@ -120,16 +120,28 @@ class Follower:
             self._endpoint_status = status
             self._say(f"endpoint {self.endpoint_name}: {status} ({endpoint['EndpointConfigName']})")
 
-    def follow(self, timeout: float, interval: float = 1.0) -> dict[str, Any]:
-        """Poll until the execution ends (or ``timeout`` seconds); returns its description."""
+    def follow(
+        self, timeout: float, interval: float = 1.0, end_check: float = 0.25
+    ) -> dict[str, Any]:
+        """Poll until the execution ends (or ``timeout`` seconds); returns its description.
+
+        A full round of updates (history, job, logs, endpoint) every ``interval`` s; in
+        between, only the execution's status every ``end_check`` s (one cheap call), so
+        the end is noticed within that, not within a whole interval."""
         deadline = time.monotonic() + timeout
+        sfn = self.conn.client("stepfunctions")
         while True:
             description = self.poll()
             if description["status"] != "RUNNING":
                 return description
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"{self.execution_arn} still running after {timeout:.0f} s")
-            time.sleep(interval)
+            next_round = time.monotonic() + interval
+            while (remaining := next_round - time.monotonic()) > 0:
+                time.sleep(min(end_check, remaining))
+                status = sfn.describe_execution(executionArn=self.execution_arn)["status"]
+                if status != "RUNNING":
+                    break  # a last full round shows how it ended
 
 
 def wait_for_execution(

@@ -92,6 +92,56 @@ def timings(
     return Timings(total_seconds, training, endpoint_s, smoke)
 
 
+def _seconds(start: datetime.datetime | None, end: datetime.datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def orchestration_parts(
+    marks: Mapping[str, datetime.datetime],
+    description: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]],
+    job: Mapping[str, Any] | None,
+    endpoint: Mapping[str, Any] | None,
+) -> list[tuple[str, float]]:
+    """Where the time outside training, the endpoint start and the smoke test went, in
+    the order it was spent: the run's own marks (``began``, ``cloud_up``, ``data_ready``,
+    ``uploaded``, ``followed``, ``classified``, ``summarised``: wall-clock times) joined
+    to the execution's events and the job's and endpoint's times. A part whose times are
+    missing (no job, a failed run) is left out."""
+    spans = state_spans(events)
+
+    def entered(state: str) -> datetime.datetime | None:
+        return spans[state][0][0] if spans.get(state) else None
+
+    def exited(state: str) -> datetime.datetime | None:
+        return spans[state][-1][1] if spans.get(state) else None
+
+    job = job or {}
+    in_service = (endpoint or {}).get("LastModifiedTime")
+    if (endpoint or {}).get("EndpointStatus") != "InService":
+        in_service = None
+    ready = max(marks["cloud_up"], marks.get("data_ready", marks["cloud_up"]))
+    parts = [
+        ("local cloud start", _seconds(marks["began"], marks["cloud_up"])),
+        ("data set (after the start)", _seconds(marks["cloud_up"], ready)),
+        ("upload and trigger", _seconds(ready, description["startDate"])),
+        ("to the job's start (PrepareRun, StartTraining)",
+         _seconds(description["startDate"], job.get("TrainingStartTime"))),
+        ("job's end noticed", _seconds(job.get("TrainingEndTime"), entered("QualityGate"))),
+        ("gate, registry, lock, deploy call",
+         _seconds(entered("QualityGate"), exited("DeployModel"))),
+        ("endpoint InService noticed", _seconds(in_service, entered("SmokeTest"))),
+        ("autoscaling, lock release, summary",
+         _seconds(exited("SmokeTest"), description.get("stopDate"))),
+        ("execution end noticed", _seconds(description.get("stopDate"), marks.get("followed"))),
+        ("classification", _seconds(marks.get("followed"), marks.get("classified"))),
+        ("summary", _seconds(marks.get("classified"), marks.get("summarised"))),
+    ]  # fmt: skip
+    return [(name, seconds) for name, seconds in parts if seconds is not None]
+
+
 def describe_endpoint(conn: Connection, name: str) -> dict[str, Any] | None:
     sm = conn.client("sagemaker")
     try:

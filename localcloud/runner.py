@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,14 @@ from localcloud.console.server import Console
 from localcloud.history import build_view, duration, render
 from localcloud.launcher import LocalCloudProcess
 from localcloud.progress import Follower, wait_for_execution
-from localcloud.report import Timings, execution_events, summary
+from localcloud.report import (
+    Timings,
+    describe_endpoint,
+    execution_events,
+    orchestration_parts,
+    summary,
+    training_job_of,
+)
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
 TRIGGER_WAIT_S = 30.0
@@ -107,6 +114,10 @@ class RunOutcome:
     description: dict[str, Any]
     timings: Timings
     classified: tuple[int, int]
+    # where the orchestration's time went (report.orchestration_parts), stop excluded
+    parts: tuple[tuple[str, float], ...] = ()
+    # wall-clock times of the run's steps (began, cloud_up, ..., summarised)
+    marks: dict[str, datetime.datetime] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -126,6 +137,7 @@ def run_pipeline(
     """``console_port`` (0: a free port) serves the console page during the run;
     ``keep_open`` keeps the local cloud and the page up after the summary until Ctrl-C."""
     began = time.monotonic()
+    marks = {"began": _now()}
     cloud = LocalCloudProcess(settings)
     console = None
     with (
@@ -136,11 +148,14 @@ def run_pipeline(
         prepared = pool.submit(prepare_dataset, settings, data, Path(tmp), out)
         out(f"Starting the local cloud (state in {settings.state_dir})...")
         conn = cloud.start()
+        marks["cloud_up"] = _now()
         try:
             if console_port is not None or keep_open:
                 console = start_console(conn, settings, console_port or 0)
                 out(f"  Console page: {console.url}")
-            outcome = _run(cloud, conn, prepared.result(), began, classify, timeout, out)
+            dataset = prepared.result()
+            marks["data_ready"] = max(_now(), marks["cloud_up"])
+            outcome = _run(cloud, conn, dataset, began, marks, classify, timeout, out)
             if console is not None:
                 for path in console.write_plots():
                     out(f"Training curves: {path}")
@@ -152,6 +167,10 @@ def run_pipeline(
             if console is not None:
                 console.stop()
             cloud.stop()
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _stay_open(cloud: LocalCloudProcess, console: Console | None, out: Out) -> None:
@@ -185,6 +204,7 @@ def _run(
     conn: Connection,
     dataset: tuple[Path, Path | None],
     began: float,
+    marks: dict[str, datetime.datetime],
     classify: int,
     timeout: float,
     out: Out,
@@ -206,6 +226,7 @@ def _run(
     endpoint_name = (state.get("parameters") or {}).get("EndpointName")
     follower = Follower(conn, execution_arn, endpoint_name=endpoint_name, out=out)
     description = follower.follow(timeout=timeout)
+    marks["followed"] = _now()
     events = execution_events(conn, execution_arn)
     out("")
     out(render(build_view(events, description)))
@@ -213,7 +234,12 @@ def _run(
     if description["status"] == "SUCCEEDED" and data_dir is not None and classify > 0:
         out("")
         classified = classify_samples(conn, data_dir / "test", classify, out)
+    marks["classified"] = _now()
     out("")
     text, timings = summary(conn, description, events, endpoint_name, time.monotonic() - began)
     out(text)
-    return RunOutcome(execution_arn, description, timings, classified)
+    marks["summarised"] = _now()
+    job = training_job_of(conn, description)
+    endpoint = describe_endpoint(conn, endpoint_name) if endpoint_name else None
+    parts = orchestration_parts(marks, description, events, job, endpoint)
+    return RunOutcome(execution_arn, description, timings, classified, tuple(parts), marks)

@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,10 @@ from localcloud.statefile import STATE_FILE, write_state
 from localcloud.template import Function, Stack, resolve_stack
 
 log = logging.getLogger("localcloud")
+# Functions whose environments start before the deploy: a run's first two states.
+EARLY_FUNCTIONS = 2
+# A step of the stop that takes this long is logged.
+SLOW_STOP_S = 0.3
 
 
 class StartError(Exception):
@@ -155,11 +160,17 @@ class LocalCloud:
             credentials=enforcer.function_credentials if enforcer else None,
         )
         self._stops.append(runtime.close)
-        # Warm environments now, the first states' first and two at a time, while the
-        # template deploys and the data set uploads: no state waits for a cold start
-        # (handlers only create clients at import; nothing calls AWS before a request).
+        # The first states' environments start now, while the template deploys (handlers
+        # only create clients at import: nothing calls AWS before a request), the others
+        # once ready, two at a time in the state machine's order: no state of a run waits
+        # for a cold start, and the deploy does not share the cores with a dozen inits.
+        order = pipeline_order(stack)
         threading.Thread(
-            target=runtime.prewarm, args=(pipeline_order(stack),), name="prewarm", daemon=True
+            target=runtime.prewarm,
+            args=(order[:EARLY_FUNCTIONS],),
+            kwargs={"rest": False},
+            name="prewarm-first",
+            daemon=True,
         ).start()
         moto_patches.install_lambda(runtime)
         moto_patches.install_trigger()
@@ -182,6 +193,7 @@ class LocalCloud:
             raise StartError(port_not_free("--api-port", s.api_port, exc)) from None
         self.api.start()
         self._stops.append(self.api.stop)
+        threading.Thread(target=runtime.prewarm, args=(order,), name="prewarm", daemon=True).start()
         state = {
             "pid": os.getpid(),
             "endpoint_url": self.endpoint_url,
@@ -239,10 +251,14 @@ class LocalCloud:
     def stop(self) -> None:
         while self._stops:
             stop = self._stops.pop()
+            began = time.monotonic()
             try:
                 stop()
             except Exception:  # keep stopping the rest
                 log.exception("stopping %s failed", stop)
+            took = time.monotonic() - began
+            if took >= SLOW_STOP_S:  # where a slow stop goes (bench.pipeline's "stop")
+                log.info("stopping: %s took %.1f s", getattr(stop, "__qualname__", stop), took)
 
 
 def main(argv: list[str] | None = None) -> int:

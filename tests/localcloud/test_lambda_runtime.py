@@ -15,6 +15,7 @@ import pytest
 
 from localcloud import processes
 from localcloud.lambda_runtime import LambdaRuntime, Throttled
+from localcloud.server import pipeline_order
 from localcloud.template import Function, Stack, resolve_stack
 
 FIXTURE = Path(__file__).parent / "fixtures" / "stack"
@@ -147,6 +148,18 @@ def test_prewarm_starts_the_named_functions_first_and_bounds_the_inits_at_once(
         assert _process_start(hello_pid) >= reply["cold_start"] - 0.02
     finally:
         rt.close()
+
+
+def test_prewarm_of_the_first_only_and_the_state_machine_order(
+    runtime: LambdaRuntime, stack: Stack
+) -> None:
+    worker, hello = stack.function("WorkerFunction"), stack.function("HelloFunction")
+    # the fixture's state machine runs the worker; the HTTP function comes after
+    assert pipeline_order(stack) == [worker.name, hello.name]
+    assert runtime.prewarm(first=[worker.name], rest=False) == [worker.name]
+    assert runtime.pool(hello.name).size == 0
+    assert runtime.prewarm(first=pipeline_order(stack)) == [hello.name]  # worker's is warm
+    assert runtime.pool(worker.name).size == runtime.pool(hello.name).size == 1
 
 
 def test_exception_surfaces_as_lambda_function_error(

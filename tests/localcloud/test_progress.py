@@ -1,0 +1,56 @@
+"""localcloud.progress.Follower: the end of an execution is noticed within the cheap
+status check's period, not a whole round of updates later."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from moto.core.config import default_user_config
+from moto.server import ThreadedMotoServer
+
+from localcloud.client import Connection
+from localcloud.progress import Follower
+
+ROLE = "arn:aws:iam::123456789012:role/sfn"
+
+
+@pytest.fixture
+def conn() -> Iterator[Connection]:
+    saved = default_user_config.get("stepfunctions")
+    default_user_config["stepfunctions"] = {"execute_state_machine": True}
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        yield Connection(f"http://127.0.0.1:{server.get_host_and_port()[1]}", "us-east-1")
+    finally:
+        server.stop()
+        if saved is None:
+            default_user_config.pop("stepfunctions", None)
+        else:
+            default_user_config["stepfunctions"] = saved
+
+
+def test_the_end_is_noticed_between_full_rounds(conn: Connection) -> None:
+    sfn = conn.client("stepfunctions")
+    definition = {
+        "StartAt": "Pause",
+        "States": {
+            "Pause": {"Type": "Wait", "Seconds": 1, "Next": "Done"},
+            "Done": {"Type": "Pass", "End": True},
+        },
+    }
+    arn = sfn.create_state_machine(name="follow", definition=json.dumps(definition), roleArn=ROLE)[
+        "stateMachineArn"
+    ]
+    execution = sfn.start_execution(stateMachineArn=arn)["executionArn"]
+    lines: list[str] = []
+    began = time.monotonic()
+    description = Follower(conn, execution, endpoint_name=None, out=lines.append).follow(
+        timeout=120, interval=60, end_check=0.1
+    )
+    assert description["status"] == "SUCCEEDED"
+    assert time.monotonic() - began < 30  # the 1 s wait, not the 60 s round
+    assert any("-> Done" in line for line in lines)  # the last full round showed the end
