@@ -9,6 +9,8 @@ history [EXECUTION] one execution, state by state (default: the latest)
 classify URL|FILE   classify an image through the HTTP API
 approve [PACKAGE]   approve a model package version (default: the newest pending one),
                     which starts a deploy-only run; --reject records it Rejected
+demo canary         models A, B (good) and C (faulty) through the canary under traffic:
+                    B takes all traffic, an alarm rolls C back; then stop
 """
 
 from __future__ import annotations
@@ -220,6 +222,12 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from localcloud import demo
+
+    return 0 if demo.as_expected(demo.run_demo(settings_from_args(args), data=args.data)) else 1
+
+
 # ---------------------------------------------------------------------------- parser
 def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("which local cloud")
@@ -320,6 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
                          help="ApprovalDescription to record")  # fmt: skip
     _add_connection_arguments(approve)
     approve.set_defaults(handler=cmd_approve)
+
+    demo = sub.add_parser("demo", help="show the canary and its alarm rollback, then stop",
+                          description="canary: start a local cloud, train and deploy model A, "
+                          "then, under traffic through the HTTP API, retrain model B (it goes "
+                          "through the canary and takes all traffic) and deploy model C (A's "
+                          "weights with a code/inference.py that decodes only JPEG: it fails "
+                          "PNG requests, the endpoint's 5XX alarm rolls it back). Prints the "
+                          "states, the endpoint, the alarms and which model answered as it "
+                          "happens, then a summary; stops everything (also on Ctrl-C). Exits 1 "
+                          "unless it went that way.")  # fmt: skip
+    demo.add_argument("scenario", choices=["canary"], help="what to show")
+    add_settings_arguments(demo)
+    demo.add_argument("--data", type=Path, help="data set folder (default: the digits sample)")
+    demo.set_defaults(handler=cmd_demo)
     return parser
 
 
