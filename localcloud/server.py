@@ -11,6 +11,7 @@ localcloud`` (which ties it to its own lifetime); see docs/local-mode.md.
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime
 import json
 import logging
@@ -292,8 +293,20 @@ def main(argv: list[str] | None = None) -> int:
             pass
     finally:
         cloud.stop()
+    log.info("stopped")
     return 0
 
 
+def exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown: once everything is stopped, freeing moto's
+    state and botocore's models object by object took seconds of ``run``'s wall time. The
+    exit handlers still run (the IAM evaluator's helper is stopped and reaped)."""
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -162,6 +162,18 @@ def test_prewarm_of_the_first_only_and_the_state_machine_order(
     assert runtime.pool(worker.name).size == runtime.pool(hello.name).size == 1
 
 
+def test_close_ends_every_environment_of_every_function(
+    runtime: LambdaRuntime, stack: Stack
+) -> None:
+    runtime.prewarm(parallel=2)
+    pids = [pid for fn in stack.functions for pid in runtime.pool(fn.name).pids]
+    assert len(pids) == len(stack.functions)
+    runtime.close()
+    assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []  # killed and reaped
+    with pytest.raises(Throttled):
+        runtime.invoke(stack.function("WorkerFunction").name, b"{}")
+
+
 def test_exception_surfaces_as_lambda_function_error(
     runtime: LambdaRuntime, stack: Stack, logs: Lines
 ) -> None:

@@ -201,10 +201,14 @@ def test_stop_leaves_no_process_and_no_state_file(tmp_path: Path) -> None:
         started = [process.proc.pid, *processes.descendants(process.proc.pid)]
         assert len(started) > 1  # the server and its worker(s)
     finally:
+        server = process.proc
         process.stop()
     assert read_state(tmp_path) is None
     assert not (tmp_path / "localcloud.json").exists()
     assert [pid for pid in started if Path(f"/proc/{pid}").exists()] == []
+    # a clean exit without the interpreter's teardown, its log written to the end
+    assert server is not None and server.returncode == 0
+    assert process.log_path.read_text().rstrip().endswith("localcloud stopped")
 
 
 @pytest.fixture
