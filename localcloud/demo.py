@@ -38,7 +38,8 @@ from localcloud.runner import CliError, dataset_prefix, prepare_dataset, upload
 Out = Callable[[str], None]
 RUN_TIMEOUT_S = 1800.0
 TRIGGER_WAIT_S = 30.0
-SHARE_EVERY_S = 3.0
+SHARE_EVERY_S = 3.0  # while the endpoint deploys
+QUIET_SHARE_EVERY_S = 15.0  # otherwise
 FOLLOW_EVERY_S = 1.0  # the execution's history and training logs
 QUICK_EVERY_S = 0.2  # the endpoint's deployment stage and the alarms
 PROBE_IMAGES = 3
@@ -81,6 +82,7 @@ class Watch:
         self._stage: str | None = None
         self._alarms: dict[str, str] = {}
         self.tripped: list[str] = []
+        self.deploying_since: float | None = None  # the endpoint's update began
         self.started = time.monotonic()
         self._shares_at = self.started
 
@@ -105,7 +107,8 @@ class Watch:
         while True:
             self._deployment()
             self._alarm_changes()
-            if self.flow is not None and time.monotonic() - self._shares_at >= SHARE_EVERY_S:
+            every = SHARE_EVERY_S if self._stage else QUIET_SHARE_EVERY_S
+            if self.flow is not None and time.monotonic() - self._shares_at >= every:
                 self._shares()
             if description["status"] != "RUNNING" or time.monotonic() >= until:
                 return description
@@ -113,7 +116,10 @@ class Watch:
 
     def _deployment(self) -> None:
         sm = self.conn.client("sagemaker")
-        endpoint = sm.describe_endpoint(EndpointName=self.endpoint_name)
+        try:
+            endpoint = sm.describe_endpoint(EndpointName=self.endpoint_name)
+        except sm.exceptions.ClientError:  # not created yet
+            return
         pending = endpoint.get("PendingDeploymentSummary") or {}
         stage = None
         for variant in pending.get("ProductionVariants", []):
@@ -123,6 +129,8 @@ class Watch:
             stage = "RollingBack"
         if stage and stage != self._stage:
             self.say(f"deployment: {stage}")
+            if self.deploying_since is None:
+                self.deploying_since = time.monotonic()
         self._stage = stage
 
     def _alarm_changes(self) -> None:
@@ -140,9 +148,9 @@ class Watch:
         assert self.flow is not None
         now = time.monotonic()
         window = self.flow.answers(since=self._shares_at, until=now)
-        self._shares_at = now
+        seconds, self._shares_at = now - self._shares_at, now
         counts = self.prints.shares(window, unknown_as=self.candidate)
-        self.say(f"traffic, last {SHARE_EVERY_S:.0f} s: {traffic.describe_shares(counts)}")
+        self.say(f"answered, last {seconds:.0f} s: {traffic.describe_shares(counts)}")
 
     def follow(self, timeout: float = RUN_TIMEOUT_S) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -293,7 +301,7 @@ def _finish(phase: Phase, watch: Watch, conn: Connection, endpoint_name: str) ->
     endpoint = conn.client("sagemaker").describe_endpoint(EndpointName=endpoint_name)
     phase.endpoint_config = endpoint["EndpointConfigName"]
     if watch.flow is not None:
-        answers = watch.flow.answers(since=began)
+        answers = watch.flow.answers(since=watch.deploying_since or began)
         phase.shares = watch.prints.shares(answers, unknown_as=watch.candidate)
     ending = f"{phase.status}" + (f": {phase.cause}" if phase.cause else "")
     watch.say(f"model {phase.label}: {ending}")
@@ -318,7 +326,7 @@ def summary(phases: Sequence[Phase], flow: traffic.Traffic | None) -> str:
     for phase in phases:
         shares = traffic.describe_shares(phase.shares) if phase.shares else "-"
         lines.append(f"  model {phase.label} ({phase.what}): {phase.status}")
-        lines.append(f"    answers during its run: {shares}")
+        lines.append(f"    answers while it deployed: {shares}")
         if phase.alarms:
             lines.append(f"    alarms that went into ALARM: {', '.join(phase.alarms)}")
         if phase.cause:
