@@ -3,12 +3,15 @@
 ``write_image_folder(root)`` writes train/valid/test/<class>/ JPEGs whose classes differ in
 colour (plus noise), so a small network learns them in an epoch or two. ``make_archive``
 (from training.sample_data) packs such a folder as a .tar.gz/.tgz/.zip, optionally under
-a top folder. ``free_port()`` gives a TCP port for servers and process groups.
+a top folder. ``free_port()`` gives a TCP port for servers and process groups;
+``held_port()`` one that stays taken while it is open.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,7 @@ from PIL import Image
 from training.sample_data import make_archive
 from training.server_process import free_port
 
-__all__ = ["free_port", "make_archive", "write_image_folder"]
+__all__ = ["free_port", "held_port", "make_archive", "write_image_folder"]
 
 DEFAULT_CLASSES = ("cat", "dog", "owl")
 DEFAULT_COUNTS = {"train": 8, "valid": 4, "test": 4}
@@ -46,3 +49,13 @@ def write_image_folder(
                 pixels = np.clip(colour + noise, 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(folder / f"{name}_{i:03d}.jpg", quality=90)
     return root
+
+
+@contextmanager
+def held_port() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that is bound and listening until the block ends: a server
+    started on it must find it taken."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]

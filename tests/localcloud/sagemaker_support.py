@@ -1,20 +1,30 @@
-"""Helpers for the local SageMaker tests: archives, bounded waits, leak checks."""
+"""Helpers for the local SageMaker tests: archives, bounded waits, leak checks, the
+local SageMaker under ``mock_aws``, and the requests the tests send it."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from moto import mock_aws
+
+import localcloud.sagemaker as local_sagemaker
 from localcloud import processes
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
 TERMINAL_JOB = ("Completed", "Failed", "Stopped")
+PYTORCH_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6"
+VALID_ACC = [{"Name": "valid_acc", "Regex": "valid_acc=([0-9.]+)"}]
+VARIANT = "AllTraffic"
+INSTANCE_COUNT = "sagemaker:variant:DesiredInstanceCount"  # a variant's scalable dimension
 
 
 def tgz(files: Mapping[str, bytes | str]) -> bytes:
@@ -86,3 +96,117 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+
+
+@contextmanager
+def local_sagemaker_in(state: Path, **install: Any) -> Iterator[str]:
+    """``mock_aws`` with the local SageMaker installed in ``state`` (``install``: its
+    options); yields its one-line description. On exit it is uninstalled and every process
+    it started is gone (bounded wait)."""
+    before = children()
+    try:
+        with mock_aws():
+            yield local_sagemaker.install(state, **install)
+    finally:
+        local_sagemaker.uninstall()
+        assert_no_new_children(before)
+
+
+def training_job_request(
+    name: str,
+    *,
+    algorithm: Mapping[str, Any],
+    channels: Mapping[str, str],
+    output: str,
+    hosts: int = 1,
+    volume_gb: int = 10,
+    max_runtime: int = 60,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A CreateTrainingJob request: ``channels`` (name -> S3 prefix URI) in File mode on
+    ``hosts`` ml.m5.xlarge hosts, the model under ``output``; ``extra`` adds or replaces
+    top-level fields."""
+    return {
+        "TrainingJobName": name,
+        "RoleArn": ROLE,
+        "AlgorithmSpecification": {"TrainingInputMode": "File", **algorithm},
+        "InputDataConfig": [
+            {
+                "ChannelName": channel,
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri}},
+            }
+            for channel, uri in channels.items()
+        ],
+        "OutputDataConfig": {"S3OutputPath": output},
+        "ResourceConfig": {
+            "InstanceType": "ml.m5.xlarge",
+            "InstanceCount": hosts,
+            "VolumeSizeInGB": volume_gb,
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime},
+        **extra,
+    }
+
+
+def script_job_request(
+    name: str,
+    bucket: str,
+    *,
+    hosts: int = 2,
+    hyperparameters: Mapping[str, str] | None = None,
+    program: str = "train.py",
+    code: str = "code/sourcedir.tar.gz",
+    data: str = "data/",
+    output: str = "jobs",
+    image: str = PYTORCH_IMAGE,
+    metric_definitions: list[dict[str, str]] | None = VALID_ACC,
+    **options: Any,
+) -> dict[str, Any]:
+    """A script-mode training job: ``program`` from the source archive ``s3://bucket/code``
+    with ``hyperparameters``, the ``training`` channel at ``s3://bucket/data``, the model
+    under ``s3://bucket/output``; ``options`` as for ``training_job_request``."""
+    algorithm: dict[str, Any] = {"TrainingImage": image}
+    if metric_definitions is not None:
+        algorithm["MetricDefinitions"] = metric_definitions
+    return training_job_request(
+        name,
+        algorithm=algorithm,
+        channels={"training": f"s3://{bucket}/{data}"},
+        output=f"s3://{bucket}/{output}",
+        hosts=hosts,
+        HyperParameters={
+            "sagemaker_program": json.dumps(program),
+            "sagemaker_submit_directory": json.dumps(f"s3://{bucket}/{code}"),
+            **(hyperparameters or {}),
+        },
+        **options,
+    )
+
+
+def scale_on_invocations(
+    scaling: Any, endpoint: str, *, max_capacity: int, scale_in_cooldown: int
+) -> str:
+    """Let Application Auto Scaling size ``endpoint``'s variant between 1 and
+    ``max_capacity`` instances, tracking 5 invocations per instance (10 s scale-out
+    cooldown); returns the scalable target's resource id."""
+    resource = f"endpoint/{endpoint}/variant/{VARIANT}"
+    scaling.register_scalable_target(
+        ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=INSTANCE_COUNT,
+        MinCapacity=1, MaxCapacity=max_capacity,
+    )  # fmt: skip
+    scaling.put_scaling_policy(
+        PolicyName="invocations",
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension=INSTANCE_COUNT,
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": 5.0,
+            "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+            },
+            "ScaleOutCooldown": 10,
+            "ScaleInCooldown": scale_in_cooldown,
+        },
+    )
+    return resource

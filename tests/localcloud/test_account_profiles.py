@@ -16,8 +16,9 @@ from botocore.exceptions import ClientError
 
 from localcloud.client import Connection
 from localcloud.config import DEFAULT_PARAMETERS, Settings
-from localcloud.launcher import LaunchError, LocalCloudProcess
+from localcloud.launcher import LocalCloudProcess
 from tests.conftest import REPO
+from tests.localcloud.cloud_support import start_error, started
 from tests.localcloud.test_quotas import job_request
 
 
@@ -34,12 +35,8 @@ def settings(state_dir: Path, profile: str, **parameters: str) -> Settings:
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloudProcess]:
-    process = LocalCloudProcess(settings(tmp_path_factory.mktemp("new"), "new-account"))
-    try:
-        process.start()
+    with started(settings(tmp_path_factory.mktemp("new"), "new-account")) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +46,7 @@ def new_account(cloud: LocalCloudProcess) -> Connection:
 
 
 def test_a_reservation_fails_the_deployment_like_cloudformation(tmp_path: Path) -> None:
-    process = LocalCloudProcess(settings(tmp_path, "new-account", InferenceReservedConcurrency="3"))
-    try:
-        with pytest.raises(LaunchError) as info:
-            process.start()
-    finally:
-        process.stop()
-    message = str(info.value)
+    message = start_error(settings(tmp_path, "new-account", InferenceReservedConcurrency="3"))
     assert "ClassifyFunction CREATE_FAILED" in message
     assert "UnreservedConcurrentExecution below its minimum value of [10]" in message
     assert "quota 'Concurrent executions'" in message

@@ -19,6 +19,7 @@ import pytest
 
 from localcloud.cli_errors import one_line
 from localcloud.statefile import STATE_FILE
+from tests.data_helpers import held_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -121,10 +122,8 @@ def test_missing_files_are_one_line(files: dict[str, Path], nowhere: list[str]) 
 
 @pytest.fixture
 def taken_port() -> Iterator[int]:
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        yield holder.getsockname()[1]
+    with held_port() as port:
+        yield port
 
 
 @pytest.mark.parametrize("option", ["--port", "--api-port"])

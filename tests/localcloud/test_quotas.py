@@ -3,7 +3,6 @@ unreserved-concurrency floor, the template's Rules, and what a new account refus
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -24,14 +23,16 @@ from tests.conftest import REPO
 from tests.localcloud.sagemaker_support import (
     REGION,
     ROLE,
-    assert_no_new_children,
-    children,
+    VARIANT,
+    local_sagemaker_in,
+    scale_on_invocations,
+    script_job_request,
     tgz,
     wait_endpoint,
     wait_for,
     wait_job,
 )
-from tests.localcloud.test_sagemaker import VARIANT, Local, add_model, aws  # noqa: F401 (a fixture)
+from tests.localcloud.test_sagemaker import Local, add_model, aws  # noqa: F401 (a fixture)
 
 BUCKET = "quota-bucket"
 STOP_FILE = Path("/nonexistent")  # each test's own (the fixture sets it)
@@ -178,49 +179,29 @@ def install(state: Path, profile: AccountProfile) -> None:
 
 @pytest.fixture
 def sagemaker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    before = children()
     monkeypatch.setattr(f"{__name__}.STOP_FILE", tmp_path / "stop")
-    try:
-        with mock_aws():
-            install(tmp_path / "state", load_profile("new-account"))
+    with local_sagemaker_in(tmp_path / "state", quotas=load_profile("new-account")):
+        try:
             s3 = boto3.client("s3", region_name=REGION)
             s3.create_bucket(Bucket=BUCKET)
             s3.put_object(Bucket=BUCKET, Key="code.tar.gz", Body=tgz({"train.py": SLOW_TRAIN}))
             s3.put_object(Bucket=BUCKET, Key="data/train/a/1.jpg", Body=b"jpeg")
             yield boto3.client("sagemaker", region_name=REGION)
-    finally:
-        (tmp_path / "stop").touch()
-        local_sagemaker.uninstall()
-        assert_no_new_children(before)
+        finally:
+            (tmp_path / "stop").touch()  # before the uninstall: the slow jobs end by themselves
 
 
 def job_request(name: str, count: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "TrainingJobName": name,
-        "RoleArn": ROLE,
-        "AlgorithmSpecification": {"TrainingImage": "img", "TrainingInputMode": "File"},
-        "HyperParameters": {
-            "sagemaker_program": json.dumps("train.py"),
-            "sagemaker_submit_directory": json.dumps(f"s3://{BUCKET}/code.tar.gz"),
-        },
-        "InputDataConfig": [
-            {
-                "ChannelName": "training",
-                "DataSource": {
-                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data/"}
-                },
-            }
-        ],
-        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/out"},
-        "ResourceConfig": {
-            "InstanceType": "ml.m5.xlarge",
-            "InstanceCount": count,
-            "VolumeSizeInGB": 5,
-        },
+    """A job on ``count`` hosts of SLOW_TRAIN (InProgress until the test's STOP_FILE)."""
+    fields = {
         "StoppingCondition": {"MaxRuntimeInSeconds": 60, "MaxWaitTimeInSeconds": 120},
         "Environment": {"STOP_FILE": str(STOP_FILE)},
         **extra,
     }
+    return script_job_request(
+        name, BUCKET, hosts=count, code="code.tar.gz", output="out", image="img",
+        metric_definitions=None, volume_gb=5, **fields,
+    )  # fmt: skip
 
 
 def refused(call: Any, **request: Any) -> str:
@@ -323,27 +304,7 @@ def test_autoscaling_beyond_the_quota_is_a_failed_scaling_activity(aws: Local) -
         EndpointName="ep", EndpointConfigName=add_model(aws, "v1", instances=2)
     )
     wait_endpoint(aws.sagemaker, "ep")
-    resource = f"endpoint/ep/variant/{VARIANT}"
-    dimension = "sagemaker:variant:DesiredInstanceCount"
-    aws.scaling.register_scalable_target(
-        ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=dimension,
-        MinCapacity=1, MaxCapacity=4,
-    )  # fmt: skip
-    aws.scaling.put_scaling_policy(
-        PolicyName="invocations",
-        ServiceNamespace="sagemaker",
-        ResourceId=resource,
-        ScalableDimension=dimension,
-        PolicyType="TargetTrackingScaling",
-        TargetTrackingScalingPolicyConfiguration={
-            "TargetValue": 5.0,
-            "PredefinedMetricSpecification": {
-                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
-            },
-            "ScaleOutCooldown": 10,
-            "ScaleInCooldown": 600,
-        },
-    )
+    resource = scale_on_invocations(aws.scaling, "ep", max_capacity=4, scale_in_cooldown=600)
 
     def failed() -> list[dict[str, Any]]:  # traffic far above 5 calls per instance per "minute"
         aws.runtime.invoke_endpoint(EndpointName="ep", Body=b"\xff\xd8 jpeg")

@@ -27,11 +27,16 @@ from localcloud.sagemaker.autoscaling import Limits, Policy, desired_count
 from localcloud.sagemaker.storage import S3
 from tests.data_helpers import free_port
 from tests.localcloud.sagemaker_support import (
+    INSTANCE_COUNT,
     REGION,
     ROLE,
+    VARIANT,
     assert_no_new_children,
     children,
+    local_sagemaker_in,
     pid_alive,
+    scale_on_invocations,
+    script_job_request,
     tgz,
     untar,
     wait_endpoint,
@@ -40,7 +45,6 @@ from tests.localcloud.sagemaker_support import (
 )
 
 BUCKET = "local-sagemaker"
-VARIANT = "AllTraffic"
 
 # The training program: records what its host saw, prints metric lines, writes the model
 # (algo-1 only), and on request fails (with or without the failure file) or waits to be
@@ -135,66 +139,42 @@ class Local:
     logs: Any
     state: Path
 
+    @classmethod
+    def clients(cls, state: Path, endpoint_url: str | None = None) -> Local:
+        """Clients of the fields' services (in process under mock_aws, or at a server)."""
+        services = ("s3", "sagemaker", "sagemaker-runtime", "application-autoscaling", "logs")
+        clients = (
+            boto3.client(name, region_name=REGION, endpoint_url=endpoint_url) for name in services
+        )
+        return cls(*clients, state=state)
+
+    def upload_fakes(self, splits: tuple[str, ...] = ("train", "valid")) -> None:
+        """The bucket with FAKE_TRAIN as the source archive and one image per split."""
+        self.s3.create_bucket(Bucket=BUCKET)
+        self.s3.put_object(
+            Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=tgz({"train.py": FAKE_TRAIN})
+        )
+        for split in splits:
+            self.s3.put_object(Bucket=BUCKET, Key=f"data/{split}/a/1.jpg", Body=b"jpeg")
+
 
 @pytest.fixture
 def aws(tmp_path: Path) -> Iterator[Local]:
-    before = children()
     serve = tmp_path / "fake_serve.py"
     serve.write_text(FAKE_SERVE)
     state = tmp_path / "state"
-    try:
-        with mock_aws():
-            # time_scale 0.02: an autoscaling "minute" is 1.2 s, a 10 s cooldown 0.2 s
-            local_sagemaker.install(state, serve_command=(str(serve),), time_scale=0.02)
-            s3 = boto3.client("s3", region_name=REGION)
-            s3.create_bucket(Bucket=BUCKET)
-            s3.put_object(
-                Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=tgz({"train.py": FAKE_TRAIN})
-            )
-            for split in ("train", "valid"):
-                s3.put_object(Bucket=BUCKET, Key=f"data/{split}/a/1.jpg", Body=b"jpeg")
-            yield Local(
-                s3=s3,
-                sagemaker=boto3.client("sagemaker", region_name=REGION),
-                runtime=boto3.client("sagemaker-runtime", region_name=REGION),
-                scaling=boto3.client("application-autoscaling", region_name=REGION),
-                logs=boto3.client("logs", region_name=REGION),
-                state=state,
-            )
-    finally:
-        local_sagemaker.uninstall()
-        assert_no_new_children(before)
+    # time_scale 0.02: an autoscaling "minute" is 1.2 s, a 10 s cooldown 0.2 s
+    with local_sagemaker_in(state, serve_command=(str(serve),), time_scale=0.02):
+        local = Local.clients(state)
+        local.upload_fakes()
+        yield local
 
 
 def start_job(aws: Local, name: str, *, hosts: int = 2, max_runtime: int = 60, **hps: str) -> None:
     aws.sagemaker.create_training_job(
-        TrainingJobName=name,
-        RoleArn=ROLE,
-        AlgorithmSpecification={
-            "TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6",
-            "TrainingInputMode": "File",
-            "MetricDefinitions": [{"Name": "valid_acc", "Regex": "valid_acc=([0-9.]+)"}],
-        },
-        HyperParameters={
-            "sagemaker_program": json.dumps("train.py"),
-            "sagemaker_submit_directory": json.dumps(f"s3://{BUCKET}/code/sourcedir.tar.gz"),
-            **hps,
-        },
-        InputDataConfig=[
-            {
-                "ChannelName": "training",
-                "DataSource": {
-                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data/"}
-                },
-            }
-        ],
-        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/jobs"},
-        ResourceConfig={
-            "InstanceType": "ml.m5.xlarge",
-            "InstanceCount": hosts,
-            "VolumeSizeInGB": 10,
-        },
-        StoppingCondition={"MaxRuntimeInSeconds": max_runtime},
+        **script_job_request(
+            name, BUCKET, hosts=hosts, hyperparameters=hps, max_runtime=max_runtime
+        )
     )
 
 
@@ -506,27 +486,7 @@ def test_capacity_changes_and_target_tracking_resize_the_fleet(aws: Local) -> No
     )["Datapoints"]
     assert sum(point["Sum"] for point in per_minute) >= 1
 
-    resource = f"endpoint/ep/variant/{VARIANT}"
-    dimension = "sagemaker:variant:DesiredInstanceCount"
-    aws.scaling.register_scalable_target(
-        ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=dimension,
-        MinCapacity=1, MaxCapacity=3,
-    )  # fmt: skip
-    aws.scaling.put_scaling_policy(
-        PolicyName="invocations",
-        ServiceNamespace="sagemaker",
-        ResourceId=resource,
-        ScalableDimension=dimension,
-        PolicyType="TargetTrackingScaling",
-        TargetTrackingScalingPolicyConfiguration={
-            "TargetValue": 5.0,
-            "PredefinedMetricSpecification": {
-                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
-            },
-            "ScaleOutCooldown": 10,
-            "ScaleInCooldown": 10,
-        },
-    )
+    resource = scale_on_invocations(aws.scaling, "ep", max_capacity=3, scale_in_cooldown=10)
 
     def busy_count() -> int:  # steady traffic far above 5 calls per instance per "minute"
         invoke(aws)
@@ -541,7 +501,7 @@ def test_capacity_changes_and_target_tracking_resize_the_fleet(aws: Local) -> No
     )
 
     aws.scaling.register_scalable_target(
-        ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=dimension,
+        ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=INSTANCE_COUNT,
         MinCapacity=2,
     )  # fmt: skip
     wait_for(lambda: wait_endpoint(aws.sagemaker, "ep"), lambda e: variant(e) == (2, 2), 30)
@@ -596,16 +556,8 @@ def test_works_inside_the_moto_server(tmp_path: Path, monkeypatch: pytest.Monkey
     try:
         local_sagemaker.install(tmp_path / "state", serve_command=(str(serve),))
         url = f"http://127.0.0.1:{port}"
-        clients = {
-            name: boto3.client(name, region_name=REGION, endpoint_url=url)
-            for name in ("s3", "sagemaker", "sagemaker-runtime", "application-autoscaling", "logs")
-        }
-        aws = Local(*clients.values(), state=tmp_path / "state")
-        aws.s3.create_bucket(Bucket=BUCKET)
-        aws.s3.put_object(
-            Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=tgz({"train.py": FAKE_TRAIN})
-        )
-        aws.s3.put_object(Bucket=BUCKET, Key="data/train/a/1.jpg", Body=b"jpeg")
+        aws = Local.clients(tmp_path / "state", endpoint_url=url)
+        aws.upload_fakes(splits=("train",))
         start_job(aws, "served", hosts=1)
         assert wait_job(aws.sagemaker, "served")["TrainingJobStatus"] == "Completed"
         aws.sagemaker.create_endpoint(

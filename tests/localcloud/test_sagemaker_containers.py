@@ -16,16 +16,16 @@ import boto3
 import pytest
 from moto import mock_aws
 
-import localcloud.sagemaker as local_sagemaker
 from localcloud.sagemaker import container
 from localcloud.sagemaker.storage import S3
 from tests.data_helpers import write_image_folder
 from tests.localcloud.sagemaker_support import (
     REGION,
     ROLE,
-    assert_no_new_children,
-    children,
+    local_sagemaker_in,
+    script_job_request,
     tgz_dir,
+    training_job_request,
     untar,
     wait_endpoint,
     wait_job,
@@ -74,22 +74,26 @@ def sandboxed() -> None:
 
 @pytest.fixture
 def aws(sandboxed: None, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    before = children()
-    try:
-        with mock_aws():
-            line = local_sagemaker.install(tmp_path / "state", sandbox=True)
-            assert line.startswith("each host runs in a bubblewrap sandbox"), line
-            s3 = boto3.client("s3", region_name=REGION)
-            s3.create_bucket(Bucket=BUCKET)
-            yield {
-                "s3": s3,
-                "sagemaker": boto3.client("sagemaker", region_name=REGION),
-                "runtime": boto3.client("sagemaker-runtime", region_name=REGION),
-                "state": tmp_path / "state",
-            }
-    finally:
-        local_sagemaker.uninstall()
-        assert_no_new_children(before)
+    with local_sagemaker_in(tmp_path / "state", sandbox=True) as line:
+        assert line.startswith("each host runs in a bubblewrap sandbox"), line
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        yield {
+            "s3": s3,
+            "sagemaker": boto3.client("sagemaker", region_name=REGION),
+            "runtime": boto3.client("sagemaker-runtime", region_name=REGION),
+            "state": tmp_path / "state",
+        }
+
+
+def entrypoint(script: str) -> dict[str, Any]:
+    """A ContainerEntrypoint job's algorithm (what the SDK's ModelTrainer submits): bash
+    running ``script`` in the PyTorch training container."""
+    return {
+        "TrainingImage": "pytorch-training:local",
+        "ContainerEntrypoint": ["/bin/bash"],
+        "ContainerArguments": ["-c", script],
+    }
 
 
 def _upload_dir(s3: Any, folder: Path, prefix: str) -> str:
@@ -172,32 +176,17 @@ def test_script_mode_jobs_run_the_training_toolkit_in_the_sandbox(
     )
     s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=tgz_dir(code))
     s3.put_object(Bucket=BUCKET, Key="data/x.txt", Body=b"x")
-    hyperparameters = {
-        "epochs": "2",
-        "sagemaker_program": '"entry.py"',
-        "sagemaker_submit_directory": f'"s3://{BUCKET}/code/sourcedir.tar.gz"',
-        "sagemaker_torch_distributed_enabled": "true",
-    }
     sagemaker.create_training_job(
-        TrainingJobName="toolkit",
-        RoleArn=ROLE,
-        AlgorithmSpecification={
-            "TrainingImage": "pytorch-training:local",
-            "TrainingInputMode": "File",
-            "MetricDefinitions": [{"Name": "valid_acc", "Regex": "valid_acc=([0-9.]+)"}],
-        },
-        HyperParameters=hyperparameters,
-        InputDataConfig=[
-            {
-                "ChannelName": "training",
-                "DataSource": {
-                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data/"}
-                },
-            }
-        ],
-        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/models/"},
-        ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 1},
-        StoppingCondition={"MaxRuntimeInSeconds": 300},
+        **script_job_request(
+            "toolkit",
+            BUCKET,
+            program="entry.py",
+            hyperparameters={"epochs": "2", "sagemaker_torch_distributed_enabled": "true"},
+            image="pytorch-training:local",
+            output="models/",
+            volume_gb=1,
+            max_runtime=300,
+        )
     )
     job = wait_job(sagemaker, "toolkit", timeout=JOB_TIMEOUT_S)
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
@@ -274,47 +263,22 @@ def test_without_the_sandbox_a_container_entrypoint_job_fails_with_a_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(container.DISABLE_VARIABLE, "0")
-    before = children()
-    try:
-        with mock_aws():
-            line = local_sagemaker.install(tmp_path / "state", sandbox=True)
-            assert line.startswith("hosts run as plain processes: the sandbox is turned off")
-            s3 = boto3.client("s3", region_name=REGION)
-            s3.create_bucket(Bucket=BUCKET)
-            s3.put_object(Bucket=BUCKET, Key="drivers/sm_train.sh", Body=b"exit 0")
-            sagemaker = boto3.client("sagemaker", region_name=REGION)
-            sagemaker.create_training_job(
-                TrainingJobName="entrypoint",
-                RoleArn=ROLE,
-                AlgorithmSpecification={
-                    "TrainingImage": "pytorch-training:local",
-                    "TrainingInputMode": "File",
-                    "ContainerEntrypoint": ["/bin/bash"],
-                    "ContainerArguments": ["-c", "/opt/ml/input/data/sm_drivers/sm_train.sh"],
-                },
-                InputDataConfig=[
-                    {
-                        "ChannelName": "sm_drivers",
-                        "DataSource": {
-                            "S3DataSource": {
-                                "S3DataType": "S3Prefix",
-                                "S3Uri": f"s3://{BUCKET}/drivers",
-                            }
-                        },
-                    }
-                ],
-                OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/models/"},
-                ResourceConfig={
-                    "InstanceType": "ml.m5.xlarge",
-                    "InstanceCount": 1,
-                    "VolumeSizeInGB": 1,
-                },
-                StoppingCondition={"MaxRuntimeInSeconds": 60},
+    with local_sagemaker_in(tmp_path / "state", sandbox=True) as line:
+        assert line.startswith("hosts run as plain processes: the sandbox is turned off")
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_object(Bucket=BUCKET, Key="drivers/sm_train.sh", Body=b"exit 0")
+        sagemaker = boto3.client("sagemaker", region_name=REGION)
+        sagemaker.create_training_job(
+            **training_job_request(
+                "entrypoint",
+                algorithm=entrypoint("/opt/ml/input/data/sm_drivers/sm_train.sh"),
+                channels={"sm_drivers": f"s3://{BUCKET}/drivers"},
+                output=f"s3://{BUCKET}/models/",
+                volume_gb=1,
             )
-            job = wait_job(sagemaker, "entrypoint")
-    finally:
-        local_sagemaker.uninstall()
-        assert_no_new_children(before)
+        )
+        job = wait_job(sagemaker, "entrypoint")
     assert job["TrainingJobStatus"] == "Failed"
     assert "bubblewrap sandbox: the sandbox is turned off" in job["FailureReason"]
     assert os.environ[container.DISABLE_VARIABLE] == "0"
@@ -329,26 +293,14 @@ def test_checkpoints_start_from_s3_and_go_back_to_it(aws: dict[str, Any]) -> Non
         "echo epoch 2 > /opt/ml/checkpoints/epoch-2.txt && hostname > /opt/ml/model/host.txt"
     )
     sagemaker.create_training_job(
-        TrainingJobName="checkpoints",
-        RoleArn=ROLE,
-        AlgorithmSpecification={
-            "TrainingImage": "pytorch-training:local",
-            "TrainingInputMode": "File",
-            "ContainerEntrypoint": ["/bin/bash"],
-            "ContainerArguments": ["-c", script],
-        },
-        InputDataConfig=[
-            {
-                "ChannelName": "training",
-                "DataSource": {
-                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data/"}
-                },
-            }
-        ],
-        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/models/"},
-        ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 1},
-        StoppingCondition={"MaxRuntimeInSeconds": 60},
-        CheckpointConfig={"S3Uri": f"s3://{BUCKET}/checkpoints/job/"},
+        **training_job_request(
+            "checkpoints",
+            algorithm=entrypoint(script),
+            channels={"training": f"s3://{BUCKET}/data/"},
+            output=f"s3://{BUCKET}/models/",
+            volume_gb=1,
+            CheckpointConfig={"S3Uri": f"s3://{BUCKET}/checkpoints/job/"},
+        )
     )
     job = wait_job(sagemaker, "checkpoints")
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")

@@ -10,15 +10,13 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
-import localcloud.sagemaker as local_sagemaker
 from tests.data_helpers import write_image_folder
 from tests.localcloud.sagemaker_support import (
     REGION,
     ROLE,
-    assert_no_new_children,
-    children,
+    local_sagemaker_in,
+    script_job_request,
     tgz_dir,
     untar,
     wait_endpoint,
@@ -35,17 +33,11 @@ HYPERPARAMETERS = {
 
 @pytest.fixture
 def aws(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    before = children()
-    try:
-        with mock_aws():
-            local_sagemaker.install(tmp_path / "state")
-            yield {
-                name: boto3.client(name, region_name=REGION)
-                for name in ("s3", "sagemaker", "sagemaker-runtime")
-            }
-    finally:
-        local_sagemaker.uninstall()
-        assert_no_new_children(before)
+    with local_sagemaker_in(tmp_path / "state"):
+        yield {
+            name: boto3.client(name, region_name=REGION)
+            for name in ("s3", "sagemaker", "sagemaker-runtime")
+        }
 
 
 def test_train_py_on_two_hosts_then_serve_py_behind_an_endpoint(
@@ -61,31 +53,16 @@ def test_train_py_on_two_hosts_then_serve_py_behind_an_endpoint(
         )
     metric_definitions = json.loads((REPO / "training/metric_definitions.json").read_text())
 
+    hyperparameters = {key: json.dumps(value) for key, value in HYPERPARAMETERS.items()}
     sagemaker.create_training_job(
-        TrainingJobName="real",
-        RoleArn=ROLE,
-        AlgorithmSpecification={
-            "TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6",
-            "TrainingInputMode": "File",
-            "MetricDefinitions": metric_definitions,
-        },
-        HyperParameters={
-            "sagemaker_program": json.dumps("train.py"),
-            "sagemaker_submit_directory": json.dumps(f"s3://{BUCKET}/code/sourcedir.tar.gz"),
-            "sagemaker_torch_distributed_enabled": "true",
-            **{key: json.dumps(value) for key, value in HYPERPARAMETERS.items()},
-        },
-        InputDataConfig=[
-            {
-                "ChannelName": "training",
-                "DataSource": {
-                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data"}
-                },
-            }
-        ],
-        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/jobs"},
-        ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 10},
-        StoppingCondition={"MaxRuntimeInSeconds": 300},
+        **script_job_request(
+            "real",
+            BUCKET,
+            hyperparameters={"sagemaker_torch_distributed_enabled": "true", **hyperparameters},
+            data="data",
+            metric_definitions=metric_definitions,
+            max_runtime=300,
+        )
     )
     job = wait_job(sagemaker, "real", timeout=300)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from localcloud.client import Connection
 from localcloud.config import Settings
 from localcloud.launcher import LaunchError, LocalCloudProcess
 from localcloud.statefile import read_state
+from tests.data_helpers import held_port
+from tests.localcloud.cloud_support import start_error, started
 
 FIXTURE = Path(__file__).parent / "fixtures" / "stack"
 
@@ -38,12 +39,8 @@ def settings(state_dir: Path, **parameters: str) -> Settings:
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloudProcess]:
-    process = LocalCloudProcess(settings(tmp_path_factory.mktemp("cloud")))
-    try:
-        process.start()
+    with started(settings(tmp_path_factory.mktemp("cloud"))) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -212,19 +209,17 @@ def test_stop_leaves_no_process_and_no_state_file(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def held_port() -> Iterator[int]:
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        yield holder.getsockname()[1]
+def taken_port() -> Iterator[int]:
+    with held_port() as port:
+        yield port
 
 
 @pytest.mark.parametrize("option", ["--port", "--api-port"])
 def test_server_on_a_taken_port_exits_at_once_naming_it(
-    option: str, held_port: int, tmp_path: Path
+    option: str, taken_port: int, tmp_path: Path
 ) -> None:
     # before: moto's server thread died on the bind and the server waited for it forever
-    ports = {"port": held_port} if option == "--port" else {"api_port": held_port}
+    ports = {"port": taken_port} if option == "--port" else {"api_port": taken_port}
     argv = dataclasses.replace(settings(tmp_path), **ports).server_argv()
     proc = processes.spawn(
         [sys.executable, "-m", "localcloud.server", *argv],
@@ -240,24 +235,20 @@ def test_server_on_a_taken_port_exits_at_once_naming_it(
     lines = err.decode(errors="replace").splitlines()
     assert proc.returncode == 2, lines[-20:]
     assert "Traceback" not in "\n".join(lines)
-    assert lines[-1] == (
-        f"localcloud: {option} {held_port}: the port is not free (Address already in use); "
+    reasons = [line for line in lines if line.startswith("localcloud: ")]  # what people read
+    assert reasons == [
+        f"localcloud: {option} {taken_port}: the port is not free (Address already in use); "
         "pick another or leave it out for a free one"
-    )
+    ]
     assert read_state(tmp_path) is None
 
 
 def test_launcher_reports_the_servers_port_error(
-    held_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    taken_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the port taken after the launcher's own check (a race): the server's line comes through
     monkeypatch.setattr(launcher, "_check_port_free", lambda option, port: None)
-    process = LocalCloudProcess(dataclasses.replace(settings(tmp_path), port=held_port))
-    try:
-        with pytest.raises(LaunchError) as raised:
-            process.start(timeout=90)
-    finally:
-        process.stop()
-    assert str(raised.value).startswith(
-        f"the local cloud exited (2): --port {held_port}: the port is not free"
+    message = start_error(dataclasses.replace(settings(tmp_path), port=taken_port), timeout=90)
+    assert message.startswith(
+        f"the local cloud exited (2): --port {taken_port}: the port is not free"
     )
