@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,16 @@ from PIL import Image
 from torch import nn
 
 from imgcls import optimize
-from imgcls.model import load_model
-from imgcls.optimize import TOLERANCE, OptimiseError, candidates, compare, optimise
+from imgcls.model import build_model, load_model
+from imgcls.optimize import (
+    INT8_MIN_GFLOPS,
+    TOLERANCE,
+    Guarded,
+    OptimiseError,
+    candidates,
+    compare,
+    optimise,
+)
 from imgcls.predict import load_classifier, predict_batch, probe_batch
 from imgcls.transforms import eval_transform
 from tests.training.serving_helpers import image_bytes, make_model_dir
@@ -74,16 +83,99 @@ def test_a_candidate_that_fails_to_build_falls_back_with_one_line(
     ]
 
 
-@pytest.mark.parametrize("mode", ["jit", "jit-bf16"])
-def test_each_optimised_form_matches_eager_within_its_tolerance(net: nn.Module, mode: str) -> None:
-    result = optimise(net, probe(), real_images=False, mode=mode)
-    assert result.mode == mode and result.check is not None
+def calibration() -> torch.Tensor:
+    """Stand-in for a model's smoke images: int8 refuses to calibrate on nothing."""
+    return torch.randn(8, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(3))
+
+
+def test_the_fp32_graph_matches_eager_within_its_tolerance(net: nn.Module) -> None:
+    result = optimise(net, calibration(), real_images=True, mode="jit")
+    assert result.mode == "jit" and result.check is not None
     assert result.check.top1_equal == result.check.images
     batch = torch.randn(6, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(5))
     with torch.inference_mode():
         check = compare(net(batch), result.net(batch), real_images=False)
-    assert check.max_error <= TOLERANCE[mode]
-    assert result.net(batch).dtype == torch.float32
+        assert check.max_error <= TOLERANCE["jit"]
+        assert result.net(batch).dtype == torch.float32
+    # the lossy forms on a trained network: test_augmentation.py (digits)
+
+
+@pytest.mark.parametrize("mode", ["jit-int8", "jit-bf16"])
+def test_a_lossy_form_whose_guard_would_rerun_most_calls_is_dropped(
+    net: nn.Module, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Random weights: the lossy logits' error is of the size of the gaps between them."""
+    with caplog.at_level(logging.WARNING, "imgcls.optimize"):
+        result = optimise(net, calibration(), real_images=True, mode=mode)
+    assert result.mode == "jit"
+    [message] = [r.getMessage() for r in caplog.records]
+    assert re.fullmatch(
+        rf"inference: {mode} failed \(ValueError: its guard would re-run \d/8 probe images "
+        r"\(top-2 gaps under [\d.e-]+, its error\): slower than the fp32 graph alone\); "
+        r"trying the next form",
+        message,
+    ), message
+
+
+def test_int8_needs_images_to_calibrate_on(
+    net: nn.Module, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, "imgcls.optimize"):
+        result = optimise(net, probe(), real_images=False, mode="jit-int8")
+    assert result.mode == "jit"
+    assert [r.getMessage() for r in caplog.records] == [
+        "inference: jit-int8 failed (ValueError: int8 calibrates on the model's smoke images; "
+        "it has none); trying the next form"
+    ]
+
+
+class Offset(nn.Module):
+    """A 'lossy' network: eager's logits with the first class raised by ``by``."""
+
+    def __init__(self, net: nn.Module, by: float) -> None:
+        super().__init__()
+        self.net, self.by = net, by
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.net(x)
+        logits[:, 0] += self.by
+        return logits
+
+
+def identity() -> nn.Module:
+    """A "network" whose logits are its input: tests choose the gaps between them."""
+    net = nn.Linear(3, 3, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.eye(3))
+    return net
+
+
+def test_the_guard_reruns_close_calls_through_the_exact_network() -> None:
+    exact = identity()
+    guarded = Guarded(Offset(exact, 0.3), exact, margin=0.5)
+    x = torch.tensor([[0.0, 2.0, 0.0], [0.0, 0.2, 0.0], [5.0, 1.0, 0.0]])
+    with torch.inference_mode():
+        out = guarded(x)
+    # row 1 (0.3 against 0.2 after the offset: a gap of 0.1) is re-run and keeps eager's
+    # class 1; rows 0 and 2 are clear calls and keep the lossy logits
+    assert out.argmax(dim=1).tolist() == [1, 1, 0]
+    assert torch.equal(out[1], x[1]) and out[0, 0] == pytest.approx(0.3)
+    assert (guarded.images, guarded.rerun) == (3, 1)
+    unguarded = Offset(exact, 0.3)(x)
+    assert unguarded.argmax(dim=1).tolist() == [1, 0, 0]  # what the guard prevents
+
+
+def test_a_guard_is_sized_by_the_error_the_probe_shows() -> None:
+    exact = identity()
+    clear = torch.tensor([[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 9.0], [0.0, 5.0, 0.0]])
+    with torch.no_grad():
+        built = optimize.guard(Offset(exact, 0.25), exact, clear, exact(clear))
+        assert built.margin == pytest.approx(2 * optimize.GUARD_FACTOR * 0.25)
+        close = clear * 0.2  # lossy gaps of 2.05 (class 0: +0.25), 1.8, 1.8 and 1.0
+        with pytest.raises(ValueError, match="its guard would re-run 3/4 probe images"):
+            optimize.guard(Offset(exact, 0.25), exact, close, exact(close))
+        with pytest.raises(ValueError, match="the fp32 graph a guard re-runs differs from eager"):
+            optimize.guard(Offset(exact, 0.25), Shifted(exact), clear, exact(clear))
 
 
 def test_the_check_measures_scaled_logit_error_and_top1() -> None:
@@ -97,12 +189,25 @@ def test_the_check_measures_scaled_logit_error_and_top1() -> None:
     assert swapped.top1_equal == 0
 
 
-def test_auto_is_fp32_on_cpus_and_eager_on_gpus_bf16_only_on_request() -> None:
-    cpu = torch.device("cpu")
-    assert candidates("auto", cpu) == ["jit", "eager"]
-    assert candidates("auto", torch.device("cuda")) == ["eager"]
+def test_auto_is_int8_for_large_networks_on_x86_fp32_for_small_and_eager_on_gpus() -> None:
+    cpu, big = torch.device("cpu"), INT8_MIN_GFLOPS
+    if optimize.int8_supported():
+        assert candidates("auto", cpu, big, calibrated=True) == ["jit-int8", "jit", "eager"]
+    assert candidates("auto", cpu, big, calibrated=False) == [
+        "jit",
+        "eager",
+    ]  # nothing to calibrate on
+    assert candidates("auto", cpu, big / 2, calibrated=True) == ["jit", "eager"]
+    assert candidates("auto", torch.device("cuda"), big, calibrated=True) == ["eager"]
     assert candidates("jit-bf16", cpu) == ["jit-bf16", "jit", "eager"]
+    assert candidates("jit-int8", cpu) == ["jit-int8", "jit", "eager"]
     assert candidates("eager", cpu) == ["eager"]
+
+
+def test_the_cost_that_steers_auto_counts_the_networks_flops() -> None:
+    small = build_model("resnet18", 4).eval()  # 0.07 GFLOPs at 32 px, 3.6 at 224
+    assert optimize.gflops_per_image(small, torch.zeros(1, 3, 32, 32)) < INT8_MIN_GFLOPS
+    assert optimize.gflops_per_image(small, torch.zeros(2, 3, 224, 224)) > INT8_MIN_GFLOPS
 
 
 def test_the_mode_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

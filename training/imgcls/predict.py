@@ -22,6 +22,7 @@ from imgcls.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 DEFAULT_TOP_K = 5
 PROBE_IMAGES = 8  # smoke images the optimised network is checked on at load
+CALIBRATION_IMAGES = 32  # smoke images int8 calibrates on (the probe's among them)
 
 log = logging.getLogger("imgcls.predict")
 
@@ -54,20 +55,23 @@ def load_classifier(model_dir: str | Path, mode: str | None = None) -> Classifie
     _check_preprocessing(meta, preprocess)
     classes = tuple(meta["classes"])
     if mode != "eager":
-        probe, real = probe_batch(model_dir, preprocess)
-        optimised = optimise(net, probe, real, mode)
+        smoke, real = probe_batch(model_dir, preprocess, CALIBRATION_IMAGES)
+        calibration = smoke if real else None
+        optimised = optimise(net, smoke[:PROBE_IMAGES], real, mode, calibration)
         net, mode = optimised.net, optimised.mode
     return Classifier(net, classes, preprocess, device, default_top_k(), mode)
 
 
-def probe_batch(model_dir: str | Path, preprocess: Preprocessor) -> tuple[torch.Tensor, bool]:
-    """Up to ``PROBE_IMAGES`` of the model's smoke images (one per class first), and True;
+def probe_batch(
+    model_dir: str | Path, preprocess: Preprocessor, limit: int = PROBE_IMAGES
+) -> tuple[torch.Tensor, bool]:
+    """Up to ``limit`` of the model's smoke images (one per class first), and True;
     seeded noise and False when the model has none that decode."""
     path = Path(model_dir) / SMOKE_FILE
     tensors = []
     try:
         items = json.loads(path.read_text())["items"] if path.is_file() else []
-        for item in items[:PROBE_IMAGES]:
+        for item in items[:limit]:
             tensors.append(preprocess(base64.b64decode(item["image"])))
     except (ValueError, KeyError, TypeError, OSError) as exc:
         log.warning("cannot read probe images from %s (%s); probing with noise", path, exc)
