@@ -193,7 +193,9 @@ def probe_images(test_dir: Path, count: int = PROBE_IMAGES) -> list[Path]:
     return picks
 
 
-def learn(conn: Connection, prints: traffic.Fingerprints, label: str, probes: Sequence) -> None:
+def learn(
+    conn: Connection, prints: traffic.Fingerprints, label: str, probes: Sequence[traffic.Probe]
+) -> None:
     """Ask the endpoint once per probe image while only ``label`` serves."""
     answers = [traffic.ask(conn, p) for p in probes if p.kind == "jpeg"]
     failed = [a for a in answers if not a.ok]
