@@ -163,8 +163,9 @@ class LocalCloud:
         self._stops.append(runtime.close)
         # The first states' environments start now, while the template deploys (handlers
         # only create clients at import: nothing calls AWS before a request), the others
-        # once ready, two at a time in the state machine's order: no state of a run waits
-        # for a cold start, and the deploy does not share the cores with a dozen inits.
+        # once ready, one at a time in the state machine's order: no state of a run waits
+        # for a cold start, and neither the deploy nor the run's first states share the
+        # cores with a dozen inits.
         order = pipeline_order(stack)
         threading.Thread(
             target=runtime.prewarm,
@@ -194,7 +195,9 @@ class LocalCloud:
             raise StartError(port_not_free("--api-port", s.api_port, exc)) from None
         self.api.start()
         self._stops.append(self.api.stop)
-        threading.Thread(target=runtime.prewarm, args=(order,), name="prewarm", daemon=True).start()
+        threading.Thread(
+            target=runtime.prewarm, args=(order, 1), name="prewarm", daemon=True
+        ).start()
         state = {
             "pid": os.getpid(),
             "endpoint_url": self.endpoint_url,
