@@ -6,7 +6,8 @@
 - S3 -> EventBridge: the bucket's EventBridge notifications are rebuilt like AWS's and
   delivered to rules with Step Functions targets (``localcloud.trigger``).
 - Step Functions: each finished execution's description and history are written to the
-  state directory, so they survive the local cloud.
+  state directory, so they survive the local cloud; an execution started without a name
+  gets a UUID, as on AWS (moto would name it "None", and a second one would clash).
 - Lambda quotas: ``PutFunctionConcurrency`` keeps the account profile's unreserved floor.
 """
 
@@ -17,6 +18,7 @@ import datetime
 import json
 import logging
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +197,25 @@ def install_history_archive(directory: Path) -> None:
             log.exception("archiving the history of %s failed", execution.exec_arn)
 
     sfn_execution.BaseExecutionWorkerCommunication.terminated = terminated
+
+
+def install_execution_names() -> None:
+    """StartExecution without ``name``: Step Functions names the execution with a UUID."""
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original = getattr(
+        StepFunctionsParserBackend.start_execution,
+        "__wrapped__",
+        StepFunctionsParserBackend.start_execution,
+    )
+
+    def start_execution(
+        self: Any, state_machine_arn: str, name: str | None = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        return original(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
+
+    start_execution.__wrapped__ = original  # type: ignore[attr-defined]
+    StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[method-assign]
 
 
 def install_lambda_quota(profile: AccountProfile) -> None:

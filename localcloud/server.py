@@ -180,6 +180,7 @@ class LocalCloud:
         wake.install()  # a Wait polling a training job ends when the job does
         self._stops.append(wake.uninstall)
         moto_patches.install_history_archive(s.state_dir / "executions")
+        moto_patches.install_execution_names()
         self._install_sagemaker(profile)
 
         notes = deploy(stack, clients_for(self.endpoint_url, stack.region), profile)
