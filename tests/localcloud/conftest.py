@@ -4,10 +4,12 @@ with the first model already deployed."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from localcloud import traffic
 from localcloud.client import Connection
 from localcloud.launcher import LocalCloudProcess
 from tests.localcloud.pipeline_support import deploy_first_model, local_cloud
@@ -28,3 +30,11 @@ def conn(cloud: LocalCloudProcess) -> Connection:
 def deployed(conn: Connection, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The first, successful run: its execution and what it deployed."""
     return deploy_first_model(conn, tmp_path_factory.mktemp("good"))
+
+
+@pytest.fixture(scope="module")
+def probes(deployed: dict[str, Any]) -> list[traffic.Probe]:
+    """A cat and a dog of the first model's test set, each as JPEG and as PNG (the
+    canary tests' traffic)."""
+    test_dir = Path(deployed["image"]).parents[1]
+    return traffic.probes([max((test_dir / label).iterdir()) for label in ("cat", "dog")])

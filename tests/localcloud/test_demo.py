@@ -1,6 +1,7 @@
 """The pieces of ``python -m localcloud demo canary`` that need no local cloud: the model
 version with other handlers, recognising a model by its answers, the summary, the command
-line. The demo's watcher, traffic and repackaging run for real in test_canary_e2e.py."""
+line. The demo's watcher, traffic and repackaging run for real in the canary tests of
+test_pipeline_e2e.py and test_faults.py."""
 
 from __future__ import annotations
 

@@ -6,13 +6,15 @@ module's local cloud stops) no process is left. ``python -m bench.faults`` print
 
 The faults are injected the way they happen: through AWS's own APIs (a function's
 concurrency set to 0, the endpoint scaled while a rollback needs it, a second upload to the
-same key), by damaging what S3 holds, or by killing a model server's process.
+same key), by damaging what S3 holds, by killing a model server's process, or by approving
+a model version whose handlers fail some requests (localcloud.candidates) under traffic.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -21,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from localcloud import processes
+from localcloud import candidates, demo, processes, traffic
 from localcloud.client import Connection
 from localcloud.launcher import LocalCloudProcess
 from localcloud.report import execution_events
@@ -311,3 +313,93 @@ def job_name(conn: Connection, arn: str) -> str:
 
     assert processes.wait_until(started, EXECUTION_TIMEOUT_S, interval=0.2), "no training job"
     return found[0]
+
+
+SERVER_FAILURE = "POST /invocations failed"  # serve.py's log line for a 500
+
+
+def _server_failures(cloud: LocalCloudProcess, config_name: str) -> int:
+    """The 500s the model servers of ``config_name`` logged (every instance it ever had)."""
+    folders = list(cloud.settings.state_dir.rglob(f"endpoints/{ENDPOINT}/{config_name}"))
+    assert folders, f"no instance logs of {config_name}"
+    return sum(
+        log.read_text(errors="replace").count(SERVER_FAILURE)
+        for folder in folders
+        for log in folder.rglob("*.log")
+    )
+
+
+def test_a_candidate_failing_under_traffic_is_rolled_back_by_the_alarm(
+    conn: Connection, cloud: LocalCloudProcess, probes: list[traffic.Probe]
+) -> None:
+    live = endpoint(conn)["EndpointConfigName"]
+    source = candidates.live_package(conn, ENDPOINT)
+    lines: list[str] = []
+    with traffic.Traffic(conn, probes) as flow:
+        package, arn = demo.deploy_repackaged(
+            conn, source, candidates.JPEG_ONLY_HANDLERS, "jpeg-only", "JPEG-only decoding"
+        )
+        watch = demo.Watch(
+            conn,
+            arn,
+            endpoint_name=ENDPOINT,
+            stack_name="e2e",
+            flow=flow,
+            prints=traffic.Fingerprints(),
+            candidate="C",
+            out=lines.append,
+        )
+        watch.prime()
+        description = watch.follow(timeout=300)
+        time.sleep(1.0)
+    candidate_config = json.loads(
+        next(
+            e["stateExitedEventDetails"]["output"]
+            for e in execution_events(conn, arn)
+            if e.get("stateExitedEventDetails", {}).get("name") == "DeployModel"
+        )
+    )["deployment"]["endpoint_config_name"]
+
+    # The run fails with one sentence naming the alarm and the rollback.
+    assert (description["status"], description["error"]) == ("FAILED", "EndpointDeploymentFailed")
+    cause = description["cause"]
+    assert "e2e-endpoint-5xx" in cause and "rolled back" in cause, cause
+    assert "\n" not in cause and not any(marker in cause for marker in NOT_IN_A_CAUSE)
+    # SageMaker rolled back by itself: InService on the old config, the alarm named.
+    after = endpoint(conn)
+    assert (after["EndpointStatus"], after["EndpointConfigName"]) == ("InService", live)
+    assert "CloudWatch alarm e2e-endpoint-5xx went into ALARM" in after["FailureReason"]
+    version = conn.client("sagemaker").describe_model_package(ModelPackageName=package)
+    assert version["ModelApprovalStatus"] == "Rejected"
+    # What the traffic saw. The old fleet's model answers every probe (JPEG and PNG); the
+    # candidate answers JPEGs and fails PNGs with a 500. Asserted: (1) every JPEG request
+    # was answered, whichever fleet took it; (2) every failed request was a PNG; (3) the
+    # failures are exactly the 500s the candidate's servers logged, and the old config's
+    # servers logged none: no request failed except those routed to the canary, and every
+    # request that reached the old fleet was answered, before, during and after the
+    # rollback; (4) some requests did fail (the canary really took traffic).
+    answers = flow.answers()
+    failed = [a for a in answers if not a.ok]
+    assert all(a.ok for a in answers if a.probe.kind == "jpeg")
+    assert failed and {a.probe.kind for a in failed} == {"png"}
+    assert all(a.status >= 500 for a in failed), {a.status for a in failed}
+    assert _server_failures(cloud, candidate_config) == len(failed)
+    assert _server_failures(cloud, live) == 0
+    # after the run the old model answers PNGs again
+    assert all(traffic.ask(conn, p).ok for p in probes)
+    # The alarm's SNS notification is recorded (the local stand-in for the topic's e-mail).
+    (notifications,) = cloud.settings.state_dir.rglob("alarm-notifications.jsonl")
+    sent = [json.loads(line) for line in notifications.read_text().splitlines()]
+    assert any(
+        n["message"]["AlarmName"] == "e2e-endpoint-5xx"
+        and n["message"]["NewStateValue"] == "ALARM"
+        and n["topic"].startswith("arn:aws:sns:")
+        for n in sent
+    ), sent
+    # What the demo prints as it happens: the alarm and the rollback's outcome (the canary
+    # stage and the rollback may each last less than the watcher's poll: the first PNG
+    # routed to the canary trips the alarm, and the old fleet is still up).
+    text = "\n".join(lines)
+    assert re.search(r"alarm e2e-endpoint-5xx: \w+ -> ALARM", text), text
+    assert "rolled back by alarm e2e-endpoint-5xx" in text, text
+    assert lock_holders(conn) == []

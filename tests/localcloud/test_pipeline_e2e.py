@@ -1,23 +1,29 @@
 """The real pipeline end to end in the local cloud (template.yaml, the ASL, the functions,
 train.py on two hosts, serve.py endpoints), on a tiny two-colour data set (see
-pipeline_support.py). The faults a run can meet are in test_faults.py.
+pipeline_support.py), and a retrained model through the canary under traffic through the
+HTTP API. The faults a run can meet, a model failing under traffic among them, are in
+test_faults.py.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 
+from localcloud import demo, traffic
 from localcloud.client import Connection
 from localcloud.launcher import LocalCloudProcess
-from localcloud.report import training_job_of
+from localcloud.report import execution_events, training_job_of
 from tests.localcloud.pipeline_support import (
     classify,
     endpoint,
     entered,
     finish,
+    lock_holders,
+    wait_for_state,
 )
 
 pytestmark = pytest.mark.e2e
@@ -89,3 +95,61 @@ def test_state_dir_keeps_logs_models_and_histories(
     assert list((state / "logs" / "lambda").glob("*PrepareRun*.log"))
     assert len(list((state / "executions").rglob("*.json"))) >= 2
     assert any(p.name == "model.tar.gz" for p in (state / "sagemaker").rglob("*"))
+
+
+ROLLBACK_ALARMS = ["e2e-endpoint-5xx", "e2e-model-latency", "e2e-classify-errors"]
+
+
+def _check_endpoint_states(conn: Connection, arn: str) -> list[str]:
+    """The ``endpoint.state`` each CheckEndpoint returned, and SmokeTest entries, in order."""
+    seen = []
+    for event in execution_events(conn, arn):
+        details = event.get("stateEnteredEventDetails")
+        if details and details["name"] == "SmokeTest":
+            seen.append("SmokeTest")
+        exited = event.get("stateExitedEventDetails")
+        if exited and exited["name"] == "CheckEndpoint":
+            seen.append(json.loads(exited["output"])["endpoint"]["state"])
+    return seen
+
+
+def test_a_retrained_model_goes_through_the_canary_and_takes_all_traffic(
+    conn: Connection, deployed: dict[str, Any], probes: list[traffic.Probe]
+) -> None:
+    prints = traffic.Fingerprints()
+    demo.learn(conn, prints, "A", probes)
+    dataset = f"s3://{conn.the_bucket()}/datasets/colours.tar.gz"
+    arn = demo.start_retraining(conn, dataset, seed=1)
+    wait_for_state(conn, arn, "DeployModel")  # training done: traffic from here on
+    with traffic.Traffic(conn, probes) as flow:
+        description = finish(conn, arn)
+        done = time.monotonic()
+        time.sleep(1.5)
+    assert description["status"] == "SUCCEEDED", description.get("cause")
+    output = json.loads(description["output"])
+    live = endpoint(conn)
+    assert live["EndpointStatus"] == "InService"
+    assert live["EndpointConfigName"] == output["endpoint_config_name"] != deployed["config"]
+    # SageMaker's blue/green canary with the template's three rollback alarms ...
+    config = live["LastDeploymentConfig"]
+    routing = config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert routing["Type"] == "CANARY"
+    assert routing["CanarySize"] == {"Type": "INSTANCE_COUNT", "Value": 1}
+    alarms = [a["AlarmName"] for a in config["AutoRollbackConfiguration"]["Alarms"]]
+    assert sorted(alarms) == sorted(ROLLBACK_ALARMS)
+    # ... the smoke test ran while the endpoint was in the canary stage, then the rest shifted
+    states = _check_endpoint_states(conn, arn)
+    assert "canary" in states and "SmokeTest" in states
+    assert states.index("canary") < states.index("SmokeTest")
+    assert states[-1] == "in_service"
+    # Under traffic: nothing failed; while the canary baked A and B both answered (B's
+    # answers are the ones A would not give); once the run ended only B answered.
+    answers = flow.answers()
+    assert answers and all(a.ok for a in answers), [a.message for a in answers if not a.ok]
+    during = [prints.identify(a) for a in answers if a.at < done]
+    after = [prints.identify(a) for a in flow.answers(since=done + 0.5)]
+    assert "A" in during and traffic.UNKNOWN in during
+    first_b = min(a.at for a in answers if prints.identify(a) == traffic.UNKNOWN)
+    assert any(a.at > first_b for a in answers if prints.identify(a) == "A")  # side by side
+    assert after and set(after) == {traffic.UNKNOWN}
+    assert lock_holders(conn) == []
