@@ -9,7 +9,9 @@ a top folder. ``free_port()`` gives a TCP port for servers and process groups;
 
 from __future__ import annotations
 
+import io
 import socket
+import tarfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,3 +61,14 @@ def held_port() -> Iterator[int]:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         yield holder.getsockname()[1]
+
+
+def tar_gz(members: Mapping[str, bytes]) -> bytes:
+    """A ``.tar.gz`` holding ``members`` (name -> bytes), e.g. a model.tar.gz."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

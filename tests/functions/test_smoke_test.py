@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import random
-import tarfile
 from types import ModuleType
 from typing import Any
 
@@ -18,6 +17,7 @@ from PIL import Image
 
 from mlops.s3 import read_tar_members
 from tests.conftest import AwsRecorder, load_event, load_handler
+from tests.data_helpers import tar_gz
 from tests.functions.pipeline_helpers import stubbed
 from tests.template_support import BUCKET, set_function_environment
 
@@ -43,16 +43,6 @@ ITEMS = [
 ] * 2
 
 
-def model_archive(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def standard_members(num_classes: int = 3, items: list[dict] | None = None) -> dict[str, bytes]:
     model_json = {"format": 1, "arch": "resnet18", "num_classes": num_classes, "classes": CLASSES}
     return {
@@ -74,7 +64,7 @@ def app(aws: AwsRecorder, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 
 def put_model(members: dict[str, bytes]) -> None:
     key = EVENT["model_artifact"].split("/", 3)[3]
-    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=model_archive(members))
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=tar_gz(members))
 
 
 def reply(predicted: int, width: int = 3, status: int = 200) -> dict[str, Any]:
@@ -196,7 +186,7 @@ def test_the_archive_is_read_only_up_to_the_wanted_members() -> None:
         "smoke_set.json": b"{}",
         "model.pth": random.Random(0).randbytes(2_000_000),
     }
-    archive = model_archive(members)
+    archive = tar_gz(members)
     body = CountingBody(archive)
 
     class FakeS3:

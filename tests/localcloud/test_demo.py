@@ -13,16 +13,7 @@ import pytest
 from PIL import Image
 
 from localcloud import candidates, cli, demo, traffic
-
-
-def _archive(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        for name, content in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
-    return out.getvalue()
+from tests.data_helpers import tar_gz
 
 
 def _members(archive: bytes) -> dict[str, bytes]:
@@ -31,7 +22,7 @@ def _members(archive: bytes) -> dict[str, bytes]:
 
 
 def test_new_handlers_replace_code_inference_and_keep_the_old_one_importable() -> None:
-    source = _archive(
+    source = tar_gz(
         {"model.pt": b"weights", "code/inference.py": b"old = 1\n", "code/imgcls/x.py": b""}
     )
     members = _members(candidates.with_handlers(source, "new = 2\n"))
@@ -45,7 +36,7 @@ def test_new_handlers_replace_code_inference_and_keep_the_old_one_importable() -
 
 def test_a_model_without_serving_code_cannot_be_repackaged() -> None:
     with pytest.raises(ValueError, match=r"no code/inference\.py"):
-        candidates.with_handlers(_archive({"model.pt": b"w"}), "x\n")
+        candidates.with_handlers(tar_gz({"model.pt": b"w"}), "x\n")
 
 
 def _answer(probe: traffic.Probe, logits: tuple[float, ...] | None, status: int = 200):
