@@ -13,49 +13,18 @@ from typing import Any
 from botocore.exceptions import ClientError
 from moto.sagemaker.models import sagemaker_backends
 
-from tests.localcloud.sagemaker_support import REGION, ROLE, tgz, wait_endpoint, wait_for
+from tests.localcloud.sagemaker_support import (
+    REGION,
+    ROLE,
+    VARIANT,
+    tgz,
+    wait_endpoint,
+    wait_for,
+)
 
 ACCOUNT = "123456789012"
 BUCKET = "guardrails"
-VARIANT = "AllTraffic"
 SCALE = 0.02
-
-# The model server: GET /ping, POST /invocations answering its version; every
-# ``fail_every``-th request gets HTTP 500, and each answer waits ``delay_ms``.
-FAKE_SERVE = r"""
-import argparse, itertools, json, os, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-parser = argparse.ArgumentParser()
-for flag in ("--model-dir", "--host", "--port"):
-    parser.add_argument(flag)
-args = parser.parse_args()
-with open(os.path.join(args.model_dir, "model.json")) as f:
-    model = json.load(f)
-counter = itertools.count(1)
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200 if self.path == "/ping" else 404)
-        self.end_headers()
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        time.sleep(model.get("delay_ms", 0) / 1000)
-        every = model.get("fail_every", 0)
-        status = 500 if every and next(counter) % every == 0 else 200
-        data = json.dumps({"version": model["version"], "pid": os.getpid()}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-ThreadingHTTPServer((args.host, int(args.port)), Handler).serve_forever()
-"""
 
 
 @dataclass

@@ -27,6 +27,53 @@ VARIANT = "AllTraffic"
 INSTANCE_COUNT = "sagemaker:variant:DesiredInstanceCount"  # a variant's scalable dimension
 
 
+# The model server: the hosting contract (GET /ping, POST /invocations) in a few lines.
+# model.json in the model dir gives its version (its answers name it), or makes it fail to
+# load ("broken"); "delay_ms" slows every answer, "fail_every" answers every n-th request
+# with HTTP 500; an image/tiff request is refused with 415, as serve.py does.
+FAKE_SERVE = r"""
+import argparse, itertools, json, os, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+parser = argparse.ArgumentParser()
+for flag in ("--model-dir", "--host", "--port"):
+    parser.add_argument(flag)
+args = parser.parse_args()
+with open(os.path.join(args.model_dir, "model.json")) as f:
+    model = json.load(f)
+if model.get("broken"):
+    print("cannot load model.pth: unexpected EOF", file=sys.stderr)
+    sys.exit(3)
+counter = itertools.count(1)
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/ping" else 404)
+        self.end_headers()
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        time.sleep(model.get("delay_ms", 0) / 1000)
+        every = model.get("fail_every", 0)
+        if self.headers.get("Content-Type") == "image/tiff":
+            status, reply = 415, {"error": "unsupported_media_type", "message": "send JPEG"}
+        else:
+            reply = {"version": model["version"], "pid": os.getpid(), "bytes": len(body)}
+            status = 500 if every and next(counter) % every == 0 else 200
+        data = json.dumps(reply).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer((args.host, int(args.port)), Handler).serve_forever()
+"""
+
+
 def tgz(files: Mapping[str, bytes | str]) -> bytes:
     """A gzip tar holding ``files`` (name -> content) at its root."""
     buffer = io.BytesIO()

@@ -26,7 +26,6 @@ from localcloud.sagemaker import guardrails
 from tests.localcloud.guardrails_support import (
     ACCOUNT,
     BUCKET,
-    FAKE_SERVE,
     SCALE,
     VARIANT,
     Local,
@@ -42,6 +41,7 @@ from tests.localcloud.guardrails_support import (
     wait_settled,
 )
 from tests.localcloud.sagemaker_support import (
+    FAKE_SERVE,
     REGION,
     assert_no_new_children,
     children,

@@ -27,6 +27,7 @@ from localcloud.sagemaker.autoscaling import Limits, Policy, desired_count
 from localcloud.sagemaker.storage import S3
 from tests.data_helpers import free_port
 from tests.localcloud.sagemaker_support import (
+    FAKE_SERVE,
     INSTANCE_COUNT,
     REGION,
     ROLE,
@@ -86,47 +87,6 @@ elif args.mode == "crash" and host == "algo-2":
     raise RuntimeError("boom on algo-2")
 else:
     time.sleep(300)
-"""
-
-# The model server: the hosting contract (GET /ping, POST /invocations) in a few lines.
-# model.json in the model dir gives its version, or makes it fail to load.
-FAKE_SERVE = r"""
-import argparse, json, os, sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-parser = argparse.ArgumentParser()
-for flag in ("--model-dir", "--host", "--port"):
-    parser.add_argument(flag)
-args = parser.parse_args()
-with open(os.path.join(args.model_dir, "model.json")) as f:
-    model = json.load(f)
-if model.get("broken"):
-    print("cannot load model.pth: unexpected EOF", file=sys.stderr)
-    sys.exit(3)
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200 if self.path == "/ping" else 404)
-        self.end_headers()
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.headers.get("Content-Type") == "image/tiff":
-            status, reply = 415, {"error": "unsupported_media_type", "message": "send JPEG"}
-        else:
-            reply = {"version": model["version"], "pid": os.getpid(), "bytes": len(body)}
-            status = 200
-        data = json.dumps(reply).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-ThreadingHTTPServer((args.host, int(args.port)), Handler).serve_forever()
 """
 
 
