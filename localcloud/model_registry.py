@@ -14,9 +14,7 @@
 
 from __future__ import annotations
 
-import datetime
 import logging
-import uuid
 from typing import Any
 
 from moto.events.models import events_backends
@@ -32,28 +30,24 @@ DETAIL_TYPE = "SageMaker Model Package State Change"
 
 def state_change_event(package: Any, account_id: str, region: str) -> dict[str, Any]:
     """The event as EventBridge delivers it (source aws.sagemaker)."""
-    created = package.creation_time
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": DETAIL_TYPE,
-        "source": "aws.sagemaker",
-        "account": account_id,
-        "time": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": region,
-        "resources": [package.arn],
-        "detail": {
+    return trigger.envelope(
+        detail_type=DETAIL_TYPE,
+        source="aws.sagemaker",
+        account_id=account_id,
+        region=region,
+        resources=[package.arn],
+        detail={
             "ModelPackageGroupName": package.model_package_group_name,
             "ModelPackageVersion": package.model_package_version,
             "ModelPackageArn": package.arn,
             "ModelPackageDescription": package.model_package_description,
-            "CreationTime": str(created),
+            "CreationTime": str(package.creation_time),
             "ModelPackageStatus": "Completed",
             "ModelApprovalStatus": package.model_approval_status,
             "ApprovalDescription": package.approval_description,
             "CustomerMetadataProperties": dict(package.customer_metadata_properties or {}),
         },
-    }
+    )
 
 
 def publish(backend: SageMakerModelBackend, package: Any) -> list[str]:

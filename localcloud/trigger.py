@@ -48,6 +48,29 @@ def next_sequencer() -> str:
         return f"{_last_sequencer:016X}"
 
 
+def envelope(
+    *,
+    detail_type: str,
+    source: str,
+    account_id: str,
+    region: str,
+    resources: list[str],
+    detail: dict[str, Any],
+) -> dict[str, Any]:
+    """An event as EventBridge delivers it to a rule's target (its envelope around ``detail``)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": account_id,
+        "time": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": resources,
+        "detail": detail,
+    }
+
+
 def s3_event(
     *,
     detail_type: str,
@@ -65,17 +88,13 @@ def s3_event(
     if version_id and version_id != "null":
         obj["version-id"] = version_id
     obj["sequencer"] = next_sequencer()
-    now = datetime.datetime.now(datetime.UTC)
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": detail_type,
-        "source": "aws.s3",
-        "account": account_id,
-        "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": region,
-        "resources": [f"arn:aws:s3:::{bucket}"],
-        "detail": {
+    return envelope(
+        detail_type=detail_type,
+        source="aws.s3",
+        account_id=account_id,
+        region=region,
+        resources=[f"arn:aws:s3:::{bucket}"],
+        detail={
             "version": "0",
             "bucket": {"name": bucket},
             "object": obj,
@@ -84,7 +103,7 @@ def s3_event(
             "source-ip-address": "127.0.0.1",
             "reason": _REASONS.get(event_name, event_name.split(":")[1]),
         },
-    }
+    )
 
 
 class RuleLike(Protocol):
