@@ -186,6 +186,17 @@ def test_exception_surfaces_as_lambda_function_error(
     assert not any("lambda_worker.py" in frame for frame in reply["stackTrace"])
     # the environment survives a handler error
     assert invoke(runtime, worker, {"action": "env"})[1] is None
+    expected = (
+        "[ERROR] Flaky: the worker failed on purpose",
+        "START RequestId:",
+        "REPORT RequestId:",
+    )
+
+    def logged() -> bool:  # the log lines reach the sink asynchronously, as in CloudWatch
+        lines = logs.of(worker)
+        return all(any(line.startswith(start) for line in lines) for start in expected)
+
+    processes.wait_until(logged, timeout=5)
     lines = logs.of(worker)
     assert any(line.startswith("[ERROR] Flaky: the worker failed on purpose") for line in lines)
     assert any(line.startswith("START RequestId:") for line in lines)
