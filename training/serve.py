@@ -16,6 +16,7 @@ items wait for the model (503 with Retry-After beyond). Errors are JSON
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib.util
 import json
 import logging
@@ -479,5 +480,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if failed.is_set() else 0
 
 
+def exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown, once everything is stopped: a daemon thread
+    still inside torch (the model load that just failed, say) can make it abort
+    ("terminate called without an active exception", status -6 instead of 1). The exit
+    handlers still run and the logs are flushed."""
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
