@@ -189,7 +189,7 @@ def test_the_check_measures_scaled_logit_error_and_top1() -> None:
     assert swapped.top1_equal == 0
 
 
-def test_auto_is_int8_for_large_networks_on_x86_fp32_for_small_and_eager_on_gpus() -> None:
+def test_auto_is_int8_for_large_networks_on_x86_and_the_fp32_graph_for_small_and_on_gpus() -> None:
     cpu, big = torch.device("cpu"), INT8_MIN_GFLOPS
     if optimize.int8_supported():
         assert candidates("auto", cpu, big, calibrated=True) == ["jit-int8", "jit", "eager"]
@@ -198,10 +198,18 @@ def test_auto_is_int8_for_large_networks_on_x86_fp32_for_small_and_eager_on_gpus
         "eager",
     ]  # nothing to calibrate on
     assert candidates("auto", cpu, big / 2, calibrated=True) == ["jit", "eager"]
-    assert candidates("auto", torch.device("cuda"), big, calibrated=True) == ["eager"]
+    assert candidates("auto", torch.device("cuda"), big, calibrated=True) == ["jit", "eager"]
     assert candidates("jit-bf16", cpu) == ["jit-bf16", "jit", "eager"]
     assert candidates("jit-int8", cpu) == ["jit-int8", "jit", "eager"]
     assert candidates("eager", cpu) == ["eager"]
+
+
+def test_fp32_forms_on_cuda_may_differ_by_tf32_rounding_and_no_more() -> None:
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert optimize.tolerance("jit", cpu) == TOLERANCE["jit"]
+    # measured 0.0011 of scale between eager and the graph on an H200 (TF32 convolutions)
+    assert 0.0011 < optimize.tolerance("jit", cuda) < TOLERANCE["jit-bf16"]
+    assert optimize.tolerance("jit-bf16", cuda) == TOLERANCE["jit-bf16"]
 
 
 def test_the_cost_that_steers_auto_counts_the_networks_flops() -> None:
