@@ -31,9 +31,12 @@ from torchvision import transforms as T
 TRANSFORM = T.Compose([T.Resize(224), T.ToTensor()])
 
 
-def make_handler(model: torch.nn.Module) -> type[BaseHTTPRequestHandler]:
+def make_handler(model: torch.nn.Module, device: torch.device) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # headers and body go out as two writes: with Nagle on, the body waited for the
+        # client's delayed ACK (up to 40 ms per response on Linux)
+        disable_nagle_algorithm = True
 
         def do_GET(self) -> None:
             self._reply(200, b"{}")
@@ -42,7 +45,7 @@ def make_handler(model: torch.nn.Module) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             image = Image.open(io.BytesIO(body))
             with torch.no_grad():
-                logits = model(TRANSFORM(image).unsqueeze(0))
+                logits = model(TRANSFORM(image).unsqueeze(0).to(device))
             self._reply(200, json.dumps(logits.tolist()).encode())
 
         def _reply(self, status: int, body: bytes) -> None:
@@ -63,9 +66,10 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    model, _ = load_model(args.model_dir)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # as serve.py
+    model, _ = load_model(args.model_dir, device)
     ThreadingHTTPServer.request_queue_size = 128  # as serve.py: no resets under bursts
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(model))
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(model, device))
     server.daemon_threads = True
     server.serve_forever()
 

@@ -167,6 +167,8 @@ def forward_ceiling(net: torch.nn.Module, x: torch.Tensor, seconds: float) -> tu
         while time.perf_counter() - start < seconds:
             net(x)
             done += len(x)
+        if x.is_cuda:
+            torch.cuda.synchronize()
     cpu_ms = 1000 * (time.process_time() - cpu_start) / done
     return done / (time.perf_counter() - start), cpu_ms
 
@@ -177,7 +179,7 @@ def ceilings(
     """The eager, the fp32 graph's and serve.py's form's ceilings on the bench's images,
     interleaved per batch size so that all see the same load; returns serve.py's mode and
     {(name, batch): (img/s, CPU ms)}."""
-    eager, _ = load_model(model_dir)
+    eager, _ = load_model(model_dir, "cuda" if torch.cuda.is_available() else "cpu")
     started = time.perf_counter()
     optimised = load_classifier(model_dir)  # as serve.py loads it, $IMGCLS_OPTIMIZE included
     seconds_to_load = time.perf_counter() - started
@@ -185,6 +187,7 @@ def ceilings(
     nets = {"eager": eager, "jit": load_classifier(model_dir, mode="jit").net}
     nets[optimised.mode] = optimised.net
     images = torch.cat([optimised.preprocess(body) for bodies in kinds.values() for body in bodies])
+    images = images.to(optimised.device)
     figures = {}
     for batch in CEILING_BATCHES:
         x = images.repeat(batch // len(images) + 1, 1, 1, 1)[:batch]

@@ -68,8 +68,10 @@ class Result:
     test_acc: float
 
 
-def _run(processes: int, threads: int, flags: list[str], work: Path) -> Result:
-    """Train with ``processes`` hosts."""
+def run_hosts(
+    processes: int, threads: int, flags: list[str], work: Path, timeout: float = TIMEOUT_S
+) -> Result:
+    """Train with ``processes`` hosts (train.py, one process per host, as SageMaker runs it)."""
     hosts = [f"algo-{i + 1}" for i in range(processes)]
     port = str(_free_port())
     procs: list[subprocess.Popen[str]] = []
@@ -99,7 +101,7 @@ def _run(processes: int, threads: int, flags: list[str], work: Path) -> Result:
                     text=True,
                 )
             )
-        deadline = time.monotonic() + TIMEOUT_S
+        deadline = time.monotonic() + timeout
         logs = [
             proc.communicate(timeout=max(1.0, deadline - time.monotonic()))[1] for proc in procs
         ]
@@ -134,7 +136,7 @@ def recipe(work: Path, threads: int) -> None:
     print(f"\nlocal recipe (localcloud/parameters.yaml), 2 hosts x {threads} threads:")
     results = {}
     for name, flags in (("previous", before), ("now", now)):
-        results[name] = result = _run(2, threads, [*common, *flags], work / name)
+        results[name] = result = run_hosts(2, threads, [*common, *flags], work / name)
         print(
             f"  {name:<8} {' '.join(flags)}\n"
             f"           {result.wall:6.1f} s wall, {result.epochs} epochs, "
@@ -174,8 +176,8 @@ def main(argv: list[str] | None = None) -> None:
             f"python {platform.python_version()}; load average {os.getloadavg()[0]:.1f}",
             flush=True,
         )
-        single = _run(1, single_threads, flags, work)
-        pair = _run(2, pair_threads, flags, work)
+        single = run_hosts(1, single_threads, flags, work)
+        pair = run_hosts(2, pair_threads, flags, work)
         print(
             f"data: digits, {counts['train']} training images at {args.image_size} px, "
             f"{args.arch}, batch {args.batch_size} per process, last of {args.epochs} epochs"
