@@ -198,6 +198,9 @@ class HttpApi:
 class _Handler(BaseHTTPRequestHandler):
     api: HttpApi
     protocol_version = "HTTP/1.1"
+    # headers and body go out as two writes: with Nagle on, the body waited for the
+    # client's delayed ACK (up to 40 ms per response on Linux)
+    disable_nagle_algorithm = True
     server_version = "localcloud-httpapi"
 
     def _serve(self) -> None:
