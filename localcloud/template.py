@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cfnlint.decode
 import yaml
 
+from localcloud import cfn_yaml
 from localcloud.iam.policies import sam_role_properties
 from localcloud.intrinsics import NO_VALUE, Pseudo, Resolver, TemplateError, resolve_parameters
 from localcloud.rules import check_rules
@@ -170,10 +170,10 @@ class Stack:
 
 
 def load_template(path: Path) -> dict[str, Any]:
-    template, problems = cfnlint.decode.decode(str(path))
-    if problems or template is None:
-        raise TemplateError(f"{path}: cannot be parsed: " + "; ".join(str(p) for p in problems))
-    return json.loads(json.dumps(template))  # plain dicts and lists
+    try:
+        return cfn_yaml.load(path)
+    except cfn_yaml.TemplateSyntaxError as exc:
+        raise TemplateError(f"{path}: cannot be parsed: {exc}") from None
 
 
 def load_overrides(path: Path) -> dict[str, Any]:

@@ -9,8 +9,7 @@ import re
 from functools import cache
 from typing import Any
 
-from cfnlint.decode import decode
-
+from localcloud import cfn_yaml
 from tests.conftest import ACCOUNT, REGION, REPO
 
 STACK = "mlops"
@@ -41,9 +40,7 @@ ATTRS = {
 
 @cache
 def template() -> dict[str, Any]:
-    decoded, errors = decode(str(REPO / "template.yaml"))
-    assert not errors, errors
-    return decoded
+    return cfn_yaml.load(REPO / "template.yaml")
 
 
 def parameters() -> dict[str, str]:
