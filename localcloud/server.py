@@ -47,6 +47,15 @@ class StartError(Exception):
     """The local cloud cannot start (a port is taken): one line for the user."""
 
 
+def _no_delay_handler() -> type:
+    from moto.moto_server import threaded_moto_server as moto_server
+
+    class NoDelay(moto_server.MotoRequestHandler):
+        disable_nagle_algorithm = True  # ~1 ms less per API call here (werkzeug writes twice)
+
+    return NoDelay
+
+
 class MotoServer:
     """moto's threaded server on 127.0.0.1, bound in the caller's thread.
 
@@ -69,7 +78,7 @@ class MotoServer:
                 port,
                 moto_server.DomainDispatcherApplication(moto_server.create_backend_app),
                 True,
-                request_handler=moto_server.MotoRequestHandler,
+                request_handler=_no_delay_handler(),
                 fd=listener.fileno(),  # the server listens on its own duplicate of it
             )
         except OSError as exc:
