@@ -1,19 +1,23 @@
-"""Local only: a Wait state that polls a training job ends as soon as the job ends.
+"""Local only: a Wait state that polls a training job or an endpoint ends as soon as the
+job ends or the endpoint's deployment settles.
 
-The state machine polls a training job with ``Wait`` (``SecondsPath``) then a status
-check, and the wait grows with the job's age (mlops/polling.py: a thirtieth of it), so
-locally the end of a one-minute job was noticed up to 3 s late, time the run spends doing
-nothing. Here the local SageMaker calls ``job_ended(name)`` when a job reaches a terminal
-status (Completed, Failed, Stopped), and every Wait state running at that moment whose
-input names that job ends early, so the check that follows sees the final status at once.
+The state machine polls a training job, and an endpoint being deployed, with ``Wait``
+(``SecondsPath``) then a status check. The training wait grows with the job's age
+(mlops/polling.py: a thirtieth of it), so locally the end of a one-minute job was noticed
+up to 3 s late, and an endpoint turning InService up to the poll interval (1 s) late: time
+the run spends doing nothing. Here the local SageMaker calls ``settled(name)`` when a job
+reaches a terminal status (Completed, Failed, Stopped) or an endpoint's deployment ends
+(InService, also after a rollback, or Failed), and every Wait state running at that moment
+whose input names that job or endpoint ends early, so the check that follows sees the new
+status at once.
 
 What does not change: the state machine, its history (the same Wait, Task and Choice
-events; only the wait is shorter), what any state reads, the outcome. A job ends once, so
-a Wait is cut short at most once per job, and only a Wait whose input names the job (in
-practice the training loop's: a later Wait of the same execution starts after the job
-ended and is never cut). Every other wait lasts its full time, so loops bounded by a
-count of attempts (the deployment lock) keep their timing. On AWS the wait is not cut:
-the check runs after the Wait's seconds, which is what the loop is sized for.
+events; only the wait is shorter), what any state reads, the outcome. A job ends once and
+a deployment settles once, so a Wait is cut short at most once per job or deployment, and
+only a Wait whose input names it. Every other wait lasts its full time. A loop bounded by
+a count of attempts whose input names the endpoint (another run waiting for the
+deployment lock) loses at most one attempt's wait per deployment. On AWS the wait is not
+cut: the check runs after the Wait's seconds, which is what the loops are sized for.
 """
 
 from __future__ import annotations
@@ -38,8 +42,9 @@ _waiters: set[_Waiter] = set()
 _installed: Any = None
 
 
-def job_ended(name: str) -> int:
-    """End the Wait states whose input names training job ``name``; how many there were."""
+def settled(name: str) -> int:
+    """End the Wait states whose input names ``name`` (a training job that ended, an
+    endpoint whose deployment settled); how many there were."""
     needle = json.dumps(name)
     with _lock:
         matching = [w for w in _waiters if needle in w.mentions]
@@ -49,8 +54,8 @@ def job_ended(name: str) -> int:
 
 
 def wait(env: Any, seconds: float) -> None:
-    """Wait ``seconds`` for a Wait state of ``env`` (moto's Environment): less if a job
-    its input names ends, or the execution stops."""
+    """Wait ``seconds`` for a Wait state of ``env`` (moto's Environment): less if a job or
+    endpoint its input names settles, or the execution stops."""
     if seconds <= 0:
         return
     try:

@@ -22,6 +22,8 @@ from typing import Any
 
 from moto.sagemaker.exceptions import ValidationError
 
+from localcloud import wake
+
 from .bluegreen import Rollout
 from .fleet import DeployError, Reply, VariantFleet
 from .guardrails import Plan
@@ -274,6 +276,7 @@ class EndpointRuntime:
             self.endpoint.failure_reason = failure
             self.endpoint.endpoint_status = status
             self.endpoint.last_modified_time = _now()
+        wake.settled(self.name)  # a Wait polling this endpoint ends now (localcloud/wake.py)
 
     def _refresh_variants(self) -> None:
         if not self.fleets:

@@ -491,7 +491,7 @@ class TrainingRun:
             seconds = max(1, int((end - start).total_seconds()))
             job.training_time_in_seconds = job.billable_time_in_seconds = seconds
             job.training_job_status = status
-        wake.job_ended(self._name)  # a Wait polling this job ends now (localcloud/wake.py)
+        wake.settled(self._name)  # a Wait polling this job ends now (localcloud/wake.py)
 
 
 TRAINING_RUNS: Registry[TrainingRun] = Registry()

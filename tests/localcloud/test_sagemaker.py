@@ -22,6 +22,7 @@ from moto.sagemaker.models import sagemaker_backends
 from moto.server import ThreadedMotoServer
 
 import localcloud.sagemaker as local_sagemaker
+from localcloud import wake
 from localcloud.sagemaker import toolkit
 from localcloud.sagemaker.autoscaling import Limits, Policy, desired_count
 from localcloud.sagemaker.storage import S3
@@ -327,7 +328,9 @@ def variant(endpoint: dict[str, Any]) -> tuple[int, int]:
     return summary["CurrentInstanceCount"], summary["DesiredInstanceCount"]
 
 
-def test_endpoint_create_invoke_update_delete(aws: Local) -> None:
+def test_endpoint_create_invoke_update_delete(aws: Local, monkeypatch: pytest.MonkeyPatch) -> None:
+    settled: list[str] = []  # what ends the state machine's Waits on this endpoint early
+    monkeypatch.setattr(wake, "settled", settled.append)
     aws.sagemaker.create_endpoint(EndpointName="ep", EndpointConfigName=add_model(aws, "v1"))
     assert aws.sagemaker.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "Creating"
     endpoint = wait_endpoint(aws.sagemaker, "ep")
@@ -357,6 +360,7 @@ def test_endpoint_create_invoke_update_delete(aws: Local) -> None:
     assert (failed["EndpointStatus"], failed["EndpointConfigName"]) == ("InService", "config-v2")
     assert "cannot load model.pth: unexpected EOF" in failed["FailureReason"]
     assert invoke(aws)["version"] == "v2"
+    assert settled == ["ep", "ep", "ep"]  # each deployment settled once: v1, v2, v3's rollback
 
     serving = {invoke(aws)["pid"] for _ in range(2)}
     aws.sagemaker.delete_endpoint(EndpointName="ep")

@@ -1,5 +1,6 @@
-"""localcloud.wake: a Wait state whose input names a training job ends when the job ends;
-every other Wait lasts its full time, and a stopped execution stops waiting."""
+"""localcloud.wake: a Wait state whose input names a training job or an endpoint ends when
+the job ends or the endpoint's deployment settles; every other Wait lasts its full time, and
+a stopped execution stops waiting."""
 
 from __future__ import annotations
 
@@ -60,10 +61,10 @@ def test_a_wait_whose_input_names_the_job_ends_when_the_job_ends(sfn: Any) -> No
     began = time.monotonic()
     arn = _start(sfn, 60, {"training": {"training_job_name": "job-1"}})
     assert _until(lambda: wake.waiting() == 1, 10)
-    assert wake.job_ended("job-10") == 0  # another job (a name that contains this one)
-    assert wake.job_ended("job") == 0
+    assert wake.settled("job-10") == 0  # another job (a name that contains this one)
+    assert wake.settled("job") == 0
     assert _status(sfn, arn) == "RUNNING"
-    assert wake.job_ended("job-1") == 1
+    assert wake.settled("job-1") == 1
     assert _until(lambda: _status(sfn, arn) == "SUCCEEDED", 10)
     assert time.monotonic() - began < 30  # not the Wait's 60 s
     events = sfn.get_execution_history(executionArn=arn)["events"]
@@ -76,7 +77,7 @@ def test_a_wait_that_does_not_name_the_job_lasts_its_full_time(sfn: Any) -> None
     arn = _start(sfn, 2, {"endpoint": "image-classifier"})
     assert _until(lambda: wake.waiting() == 1, 10)
     began = time.monotonic()
-    assert wake.job_ended("job-1") == 0
+    assert wake.settled("job-1") == 0
     assert _until(lambda: _status(sfn, arn) == "SUCCEEDED", 10)
     assert time.monotonic() - began >= 1.5  # the 2 s wait went on after the job ended
 
