@@ -121,7 +121,7 @@ class Follower:
             self._say(f"endpoint {self.endpoint_name}: {status} ({endpoint['EndpointConfigName']})")
 
     def follow(
-        self, timeout: float, interval: float = 1.0, end_check: float = 0.25
+        self, timeout: float, interval: float = 1.0, end_check: float = 0.1
     ) -> dict[str, Any]:
         """Poll until the execution ends (or ``timeout`` seconds); returns its description.
 

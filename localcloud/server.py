@@ -87,7 +87,11 @@ class MotoServer:
             listener.close()
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="moto-server", daemon=True
+            # werkzeug checks for shutdown every poll_interval (0.5 s): stopping waited for it
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="moto-server",
+            daemon=True,
         )
         self._thread.start()
 
