@@ -2,7 +2,8 @@
 
 The images are scikit-learn's bundled handwritten digits (1,797 scans of 8x8 pixels, ten
 classes "0".."9"), upscaled to RGB JPEGs and split 70/15/15 per class (stratified,
-deterministic for a given seed)::
+deterministic for a given seed). They are read from scikit-learn's data file without
+importing scikit-learn (1 s of imports, which the local run's start shared its cores with)::
 
     python -m training.sample_data --out data/digits
     python -m training.sample_data --archive data/digits.tar.gz   # what an S3 upload takes
@@ -11,6 +12,7 @@ deterministic for a given seed)::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import tarfile
 import tempfile
 import zipfile
@@ -18,29 +20,50 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 SPLITS = ("train", "valid", "test")
 FRACTIONS = (0.70, 0.15, 0.15)
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
 
 
+def load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 1,797 digits as 8x8 arrays of 0..16 and their labels, from scikit-learn's file."""
+    spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("scikit-learn is not installed: its bundled digits are the sample data")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    rows = np.loadtxt(path, delimiter=",")  # 64 pixels, then the label
+    return rows[:, :-1].reshape(-1, 8, 8), rows[:, -1].astype(int)
+
+
+def _apportion(total: int, sizes: np.ndarray) -> np.ndarray:
+    """``total`` shared out over groups in proportion to ``sizes`` (largest remainders)."""
+    exact = total * sizes / sizes.sum()
+    shares = np.floor(exact).astype(int)
+    shares[np.argsort(shares - exact, kind="stable")[: total - shares.sum()]] += 1
+    return shares
+
+
+def stratified_split(labels: np.ndarray, seed: int) -> list[np.ndarray]:
+    """Indices of the train, valid and test splits: FRACTIONS of the whole, each class
+    shared out in proportion to its size, members drawn at random (seeded)."""
+    rng = np.random.default_rng(seed)
+    members = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    sizes = np.array([len(m) for m in members])
+    n_train = int(FRACTIONS[0] * len(labels))
+    train = _apportion(n_train, sizes)
+    valid = _apportion(round(FRACTIONS[1] * len(labels)), sizes - train)
+    cuts = [np.split(m, [t, t + v]) for m, t, v in zip(members, train, valid, strict=True)]
+    return [np.sort(np.concatenate([parts[i] for parts in cuts])) for i in range(len(SPLITS))]
+
+
 def write_digits(out_dir: str | Path, image_size: int = 64, seed: int = 0) -> dict[str, int]:
     """Write the digits under ``out_dir``; return the number of images per split."""
-    digits = load_digits()
-    pixels = (digits.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
-    labels = digits.target
-    indices = np.arange(len(labels))
-    train, rest = train_test_split(
-        indices, train_size=FRACTIONS[0], stratify=labels, random_state=seed
-    )
-    valid, test = train_test_split(
-        rest, test_size=FRACTIONS[2] / (1 - FRACTIONS[0]), stratify=labels[rest], random_state=seed
-    )
+    images, labels = load_digits()
+    pixels = (images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
     counts = {}
-    for split, members in zip(SPLITS, (train, valid, test), strict=True):
-        for index in sorted(members):
+    for split, members in zip(SPLITS, stratified_split(labels, seed), strict=True):
+        for index in members:
             folder = Path(out_dir) / split / str(labels[index])
             folder.mkdir(parents=True, exist_ok=True)
             image = Image.fromarray(pixels[index], mode="L").convert("RGB")
@@ -64,7 +87,8 @@ def make_archive(data_dir: str | Path, archive: str | Path, top_folder: str | No
             for path in files:
                 zf.write(path, (prefix / path.relative_to(data_dir)).as_posix())
     else:
-        with tarfile.open(archive, "w:gz") as tar:
+        # JPEGs barely compress: gzip's fastest level, not its slowest (the default)
+        with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
             for path in files:
                 tar.add(path, (prefix / path.relative_to(data_dir)).as_posix())
     return archive

@@ -5,11 +5,12 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from imgcls.data import locate, scan
-from training.sample_data import main, make_archive, write_digits
+from training.sample_data import load_digits, main, make_archive, stratified_split, write_digits
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,23 @@ def test_all_digits_are_split_stratified(digits) -> None:
     for split, samples in splits.samples.items():
         per_class = [sum(1 for _, label in samples if label == c) for c in range(10)]
         assert max(per_class) - min(per_class) <= max(per_class) * 0.1, (split, per_class)
+
+
+def test_the_digits_are_scikit_learns_without_importing_it() -> None:
+    images, labels = load_digits()
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    reference = sklearn_digits()
+    assert np.array_equal(images, reference.images)
+    assert np.array_equal(labels, reference.target)
+
+
+def test_the_splits_are_disjoint_cover_every_image_and_follow_the_seed() -> None:
+    labels = load_digits()[1]
+    parts = stratified_split(labels, seed=0)
+    assert [len(part) for part in parts] == [1257, 270, 270]
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(len(labels)))
+    assert not np.array_equal(stratified_split(labels, seed=1)[2], parts[2])
 
 
 def test_images_are_rgb_at_the_requested_size(digits) -> None:
