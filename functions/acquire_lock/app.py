@@ -8,11 +8,13 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops import schemas
-from mlops.aws import client
+from mlops.aws import client, create_at_init
 from mlops.config import env_int, env_str
 from mlops.lock import LockTable, acquire
 from mlops.observability import logger, pipeline_handler
 from mlops.polling import deployment_deadlines
+
+create_at_init("dynamodb", "stepfunctions")
 
 
 @pipeline_handler("acquire_lock", schemas.ACQUIRE_LOCK)

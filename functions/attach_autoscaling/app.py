@@ -8,8 +8,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops import schemas
 from mlops.autoscaling import attach
-from mlops.aws import client
+from mlops.aws import client, create_at_init
 from mlops.observability import logger, pipeline_handler
+
+create_at_init("application-autoscaling")
 
 
 @pipeline_handler("attach_autoscaling", schemas.ATTACH_AUTOSCALING)

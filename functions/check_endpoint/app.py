@@ -8,9 +8,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops import schemas
-from mlops.aws import client
+from mlops.aws import client, create_at_init
 from mlops.deployment import endpoint_state
 from mlops.observability import logger, pipeline_handler
+
+create_at_init("sagemaker", "cloudwatch")
 
 
 @pipeline_handler("check_endpoint", schemas.CHECK_ENDPOINT)

@@ -9,9 +9,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops import schemas
-from mlops.aws import client
+from mlops.aws import client, create_at_init
 from mlops.observability import logger, metrics, pipeline_handler
 from mlops.training_job import training_status
+
+create_at_init("sagemaker")
 
 
 @pipeline_handler("check_training", schemas.CHECK_TRAINING)

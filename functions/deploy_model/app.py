@@ -8,11 +8,13 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops import schemas
-from mlops.aws import client
+from mlops.aws import client, create_at_init
 from mlops.config import env_int, env_str
 from mlops.deployment import deploy
 from mlops.naming import resource_tags
 from mlops.observability import logger, pipeline_handler
+
+create_at_init("sagemaker", "application-autoscaling")
 
 
 @pipeline_handler("deploy_model", schemas.DEPLOY_MODEL)

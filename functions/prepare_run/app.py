@@ -7,9 +7,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops import schemas
-from mlops.aws import client
+from mlops.aws import client, create_at_init
 from mlops.observability import logger, metrics, pipeline_handler
 from mlops.run_plan import PlanSettings, prepare_run
+
+create_at_init("s3", "sagemaker")
 
 
 @pipeline_handler("prepare_run", schemas.PREPARE_RUN)

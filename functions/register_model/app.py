@@ -12,11 +12,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops import registry, schemas
-from mlops.aws import client
+from mlops.aws import client, create_at_init
 from mlops.config import env_int, env_str
 from mlops.deployment import serving_environment
 from mlops.errors import ConfigurationError
 from mlops.observability import logger, metrics, pipeline_handler
+
+create_at_init("sagemaker", "s3")
 
 
 @pipeline_handler("register_model", schemas.REGISTER_MODEL)

@@ -7,8 +7,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops import registry, schemas
-from mlops.aws import client
+from mlops.aws import client, create_at_init
 from mlops.observability import logger, pipeline_handler
+
+create_at_init("sagemaker")
 
 
 @pipeline_handler("reject_model", schemas.REJECT_MODEL)

@@ -8,10 +8,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops import schemas
-from mlops.aws import client
+from mlops.aws import client, create_at_init
 from mlops.config import env_str
 from mlops.lock import LockTable, release
 from mlops.observability import logger, pipeline_handler
+
+create_at_init("dynamodb")
 
 
 @pipeline_handler("release_lock", schemas.RELEASE_LOCK)

@@ -8,9 +8,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops import schemas
-from mlops.aws import client
+from mlops.aws import client, create_at_init
 from mlops.deployment import rollback_step
 from mlops.observability import logger, metrics, pipeline_handler
+
+create_at_init("sagemaker", "application-autoscaling")
 
 
 @pipeline_handler("rollback", schemas.ROLLBACK)

@@ -8,10 +8,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops import schemas
-from mlops.aws import client
+from mlops.aws import client, create_at_init
 from mlops.config import env_str
 from mlops.observability import logger, metrics, pipeline_handler
 from mlops.smoke import run_smoke_test
+
+create_at_init("s3", "lambda")
 
 
 @pipeline_handler("smoke_test", schemas.SMOKE_TEST)

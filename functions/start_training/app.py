@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops import schemas
-from mlops.aws import client
+from mlops.aws import client, create_at_init
 from mlops.config import env_int, env_str
 from mlops.observability import logger, pipeline_handler
 from mlops.registry import live_model_artifact
@@ -20,6 +20,8 @@ from mlops.training_job import (
     training_job_request,
     upload_training_code,
 )
+
+create_at_init("s3", "sagemaker")
 
 
 @pipeline_handler("start_training", schemas.START_TRAINING)
