@@ -155,5 +155,5 @@ def wait_for_execution(
         fresh = [e for e in executions if e["startDate"] >= after]
         if fresh:
             return min(fresh, key=lambda e: e["startDate"])["executionArn"]
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise TimeoutError(f"no execution of {state_machine_arn} started within {timeout:.0f} s")
