@@ -109,6 +109,29 @@ def _uri_pattern(request_uri: str) -> tuple[re.Pattern[str], list[str], list[str
     return re.compile(regex.rstrip("/") + "/?$"), labels, required
 
 
+def _request_uri(op: OperationModel) -> str:
+    """The operation's URI as its model wrote it. botocore strips the leading ``/{Bucket}``
+    from S3's operation models in place once a client of the process has used them
+    (virtual-hosted addressing; the path stays in ``authPath``), and the process's
+    sessions share one loader (localcloud.shared_loader), so the models seen here may be
+    stripped."""
+    uri = str(op.http.get("requestUri", "/"))
+    if "authPath" in op.http and not uri.startswith("/{Bucket}"):
+        uri = "/{Bucket}" + uri
+    return uri
+
+
+def _required_query(op: OperationModel) -> list[str]:
+    shape = op.input_shape
+    if shape is None:
+        return []
+    return [
+        member.serialization.get("name", name)
+        for name, member in shape.members.items()
+        if name in shape.required_members and member.serialization.get("location") == "querystring"
+    ]
+
+
 def _rest_call(
     model: ServiceModel, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
 ) -> ApiCall | None:
@@ -118,11 +141,13 @@ def _rest_call(
         op = model.operation_model(name)
         if op.http.get("method", "POST") != method:
             continue
-        pattern, labels, required = _uri_pattern(op.http.get("requestUri", "/"))
+        uri = _request_uri(op)
+        pattern, labels, required = _uri_pattern(uri)
+        required += _required_query(op)  # ListParts: uploadId, on GetObject's path
         match = pattern.match(path)
         if not match or any(q not in args for q in required):
             continue
-        score = len(required) * 1000 + len(op.http.get("requestUri", ""))
+        score = len(required) * 1000 + len(uri)
         if best is None or score > best[0]:
             best = (score, op, match, labels)
     if best is None:
