@@ -2,7 +2,9 @@
 
 Deploying through boto3 (not moto's backends) keeps the resources exactly what the
 public API makes of them: whatever ``aws s3api``, ``aws stepfunctions`` or a user's script
-sees afterwards is what the pipeline sees.
+sees afterwards is what the pipeline sees. The server process deploys its own template, so
+its requests go to the server's WSGI app in process (``in_process``): the same app, the
+same requests and responses, without the loopback socket (170 calls: 0.4 s less here).
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ import contextlib
 import io
 import json
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from localcloud.iam.policies import unknown_managed
 from localcloud.intrinsics import TemplateError
@@ -26,12 +31,17 @@ from localcloud.quotas import AccountProfile, QuotaExceeded
 from localcloud.template import EventRule, Function, Layer, Resource, Stack
 
 Clients = Callable[[str], BaseClient]
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
 
-def clients_for(endpoint_url: str, region: str) -> Clients:
+def clients_for(endpoint_url: str, region: str, app: WsgiApp | None = None) -> Clients:
+    """Clients of the local cloud at ``endpoint_url``; with ``app`` (that endpoint's WSGI
+    app), their requests are handed to it in this process instead of sent over HTTP."""
     session = boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
     )
+    if app is not None:
+        session.events.register("before-send", in_process(app))
     config = Config(retries={"mode": "standard", "max_attempts": 2}, read_timeout=120)
     cache: dict[str, BaseClient] = {}
 
@@ -41,6 +51,38 @@ def clients_for(endpoint_url: str, region: str) -> Clients:
         return cache[service]
 
     return client
+
+
+class _Body(io.BytesIO):
+    def stream(self, **_: Any) -> Iterator[bytes]:  # what botocore reads a response with
+        yield self.getvalue()
+
+
+def in_process(app: WsgiApp) -> Callable[..., AWSResponse]:
+    """A botocore ``before-send`` handler that answers each request with ``app``."""
+
+    def send(request: AWSPreparedRequest, **_: Any) -> AWSResponse:
+        url = urlsplit(request.url)
+        body = request.body.read() if hasattr(request.body, "read") else request.body
+        headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        environ = EnvironBuilder(
+            method=request.method,
+            base_url=f"{url.scheme}://{url.netloc}",
+            path=url.path,
+            query_string=url.query,
+            headers=headers,
+            data=body or b"",
+        ).get_environ()
+        chunks, status, reply_headers = run_wsgi_app(app, environ)
+        try:
+            content = b"".join(chunks)
+        finally:
+            getattr(chunks, "close", lambda: None)()
+        return AWSResponse(
+            request.url, int(status.split(" ", 1)[0]), dict(reply_headers), _Body(content)
+        )
+
+    return send
 
 
 def _zip_dir(path: Path) -> bytes:

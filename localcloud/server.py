@@ -95,6 +95,11 @@ class MotoServer:
         )
         self._thread.start()
 
+    @property
+    def app(self) -> Any:
+        """The WSGI app the server serves (requests can be handed to it in process)."""
+        return self._server.app
+
     def stop(self) -> None:
         self._server.shutdown()
         self._thread.join()
@@ -196,7 +201,8 @@ class LocalCloud:
         moto_patches.install_execution_names()
         self._install_sagemaker(profile)
 
-        notes = deploy(stack, clients_for(self.endpoint_url, stack.region), profile)
+        clients = clients_for(self.endpoint_url, stack.region, server.app)
+        notes = deploy(stack, clients, profile)
         try:
             self.api = HttpApi(
                 stack.functions,
