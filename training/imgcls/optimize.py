@@ -16,9 +16,9 @@ agrees with the eager network on a probe batch (the model's own held-out smoke i
   GPUs, and what a guard re-runs.
 - ``eager``: the plain ``nn.Module``; always the last resort.
 
-On a CUDA GPU "auto" is ``jit``: resnet50 at 224 px ran 3.0x (batch 1), 1.8x (batch 8)
-and 1.25x (batch 32) eager's images/s on an H200 (bench.gpu); bf16 added ~10% at
-batch 8-32 and is not worth a lossy form there.
+On a CUDA GPU "auto" is ``jit``: resnet50 at 224 px ran 3.0-3.5x (batch 1), 1.8-1.9x
+(batch 8) and 1.25x (batch 32) eager's images/s on an H200 in two runs (bench.gpu); bf16
+added ~10% at batch 8-32 and is not worth a lossy form there.
 
 A lossy form alone changed the top-1 class of 1 of 270 digits test images (bf16) in one
 model, so it never answers a close call by itself: the guard measures its largest logit
