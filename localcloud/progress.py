@@ -31,6 +31,7 @@ class Follower:
         self.out = out
         self._started = time.monotonic()
         self._seen_events = 0
+        self.events: list[dict[str, Any]] = []  # the history as of the last round
         self._entered: set[str] = set()
         self._job: str | None = None
         self._job_status: str | None = None
@@ -50,6 +51,7 @@ class Follower:
         for event in events[self._seen_events :]:
             self._state_event(event)
         self._seen_events = len(events)
+        self.events = events
         self._training(description)
         self._endpoint()
         return description

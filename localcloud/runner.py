@@ -33,6 +33,7 @@ from localcloud.report import (
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
 TRIGGER_WAIT_S = 30.0
+ENDED = {"ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"}
 
 Out = Callable[[str], None]
 
@@ -227,7 +228,9 @@ def _run(
     follower = Follower(conn, execution_arn, endpoint_name=endpoint_name, out=out)
     description = follower.follow(timeout=timeout)
     marks["followed"] = _now()
-    events = execution_events(conn, execution_arn)
+    events = follower.events  # its last round ran after the end: the whole history
+    if not events or events[-1]["type"] not in ENDED:  # the end event was not in yet
+        events = execution_events(conn, execution_arn)
     out("")
     out(render(build_view(events, description)))
     classified = (0, 0)

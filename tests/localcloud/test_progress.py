@@ -48,9 +48,9 @@ def test_the_end_is_noticed_between_full_rounds(conn: Connection) -> None:
     execution = sfn.start_execution(stateMachineArn=arn)["executionArn"]
     lines: list[str] = []
     began = time.monotonic()
-    description = Follower(conn, execution, endpoint_name=None, out=lines.append).follow(
-        timeout=120, interval=60, end_check=0.1
-    )
+    follower = Follower(conn, execution, endpoint_name=None, out=lines.append)
+    description = follower.follow(timeout=120, interval=60, end_check=0.1)
     assert description["status"] == "SUCCEEDED"
+    assert follower.events[-1]["type"] == "ExecutionSucceeded"  # the run renders these
     assert time.monotonic() - began < 30  # the 1 s wait, not the 60 s round
     assert any("-> Done" in line for line in lines)  # the last full round showed the end
