@@ -28,7 +28,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 from localcloud.iam.policies import unknown_managed
 from localcloud.intrinsics import TemplateError
 from localcloud.quotas import AccountProfile, QuotaExceeded
-from localcloud.template import EventRule, Function, Layer, Resource, Stack
+from localcloud.stack import EventRule, Function, Layer, Resource, Stack
 
 Clients = Callable[[str], BaseClient]
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from localcloud import sigv4
 from localcloud.lambda_runtime import InvokeResult, Throttled
-from localcloud.template import Function, Route
+from localcloud.stack import Function, Route
 from mlops.http_events import build_http_api_event
 
 MAX_BODY = 10 * 1024 * 1024  # HTTP API payload quota

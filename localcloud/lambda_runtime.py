@@ -27,7 +27,7 @@ from typing import Any
 
 from localcloud import processes
 from localcloud.lambda_worker import read_frame, write_frame
-from localcloud.template import Function
+from localcloud.stack import Function
 
 WORKER_SCRIPT = Path(__file__).with_name("lambda_worker.py")
 # Lambda gives a function's init phase 10 s on its own, outside the function Timeout.

@@ -33,8 +33,9 @@ from localcloud.intrinsics import TemplateError
 from localcloud.lambda_runtime import LambdaRuntime
 from localcloud.launcher import port_not_free
 from localcloud.quotas import AccountProfile, load_profile
+from localcloud.stack import Function, Stack
 from localcloud.statefile import STATE_FILE, write_state
-from localcloud.template import Function, Stack, resolve_stack
+from localcloud.template import resolve_stack
 
 log = logging.getLogger("localcloud")
 # Functions whose environments start before the deploy: a run's first two states.

@@ -2,16 +2,15 @@
 
 Everything a local resource needs (function settings, environment, layers, the state
 machine definition, trigger patterns, routes) is read from the template here and nowhere
-else. Anything the local cloud cannot honour raises ``TemplateError`` naming it.
+else; what it becomes is ``localcloud.stack``, its names ``localcloud.physical_names``.
+Anything the local cloud cannot honour raises ``TemplateError`` naming it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,22 @@ import yaml
 from localcloud import cfn_yaml
 from localcloud.iam.policies import sam_role_properties
 from localcloud.intrinsics import NO_VALUE, Pseudo, Resolver, TemplateError, resolve_parameters
+from localcloud.physical_names import PhysicalNames
 from localcloud.rules import check_rules
-
-SAM_FUNCTION = "AWS::Serverless::Function"
-SAM_LAYER = "AWS::Serverless::LayerVersion"
-SAM_STATE_MACHINE = "AWS::Serverless::StateMachine"
-SAM_HTTP_API = "AWS::Serverless::HttpApi"
-IMPLICIT_HTTP_API = "ServerlessHttpApi"
+from localcloud.stack import (
+    IMPLICIT_HTTP_API,
+    SAM_FUNCTION,
+    SAM_HTTP_API,
+    SAM_LAYER,
+    SAM_STATE_MACHINE,
+    EventRule,
+    Function,
+    Layer,
+    Resource,
+    Route,
+    Stack,
+    StateMachine,
+)
 
 # Types that are deployed into the local cloud.
 DEPLOYED = {
@@ -55,118 +63,6 @@ NO_LOCAL_EFFECT = {
     "AWS::SQS::QueuePolicy",
     "AWS::CloudWatch::Dashboard",
 }
-
-
-@dataclass(frozen=True)
-class Layer:
-    logical_id: str
-    name: str
-    arn: str
-    content_dir: Path
-    # SAM's BuildMethod python* puts ContentUri under /opt/python; otherwise it is /opt.
-    python_layer: bool
-
-    @property
-    def sys_path(self) -> Path | None:
-        """The directory Lambda's /opt/python maps to, if the layer has one."""
-        if self.python_layer:
-            return self.content_dir
-        candidate = self.content_dir / "python"
-        return candidate if candidate.is_dir() else None
-
-
-@dataclass(frozen=True)
-class Route:
-    api_id: str
-    method: str  # upper case, or ANY
-    path: str  # /classify, /items/{id}, /{proxy+} or $default
-    payload_format: str
-    timeout_ms: int
-    authorization: str = "NONE"  # or AWS_IAM: SigV4-signed requests only
-
-    @property
-    def route_key(self) -> str:
-        return "$default" if self.path == "$default" else f"{self.method} {self.path}"
-
-
-@dataclass(frozen=True)
-class Function:
-    logical_id: str
-    name: str
-    arn: str
-    role_arn: str
-    code_dir: Path
-    handler: str
-    runtime: str
-    timeout: int
-    memory_mb: int
-    environment: Mapping[str, str]
-    layers: tuple[Layer, ...]
-    external_layers: tuple[str, ...]
-    reserved_concurrency: int | None
-    log_group: str
-    routes: tuple[Route, ...]
-    alias: str | None = None  # AutoPublishAlias
-    provisioned_concurrency: int | None = None  # ProvisionedConcurrencyConfig of the alias
-
-
-@dataclass(frozen=True)
-class EventRule:
-    name: str
-    arn: str
-    bus: str
-    pattern: Mapping[str, Any]
-    enabled: bool
-    target_arn: str
-    target_id: str
-    role_arn: str
-
-
-@dataclass(frozen=True)
-class StateMachine:
-    logical_id: str
-    name: str
-    arn: str
-    role_arn: str
-    definition: str
-    type: str
-
-
-@dataclass(frozen=True)
-class Resource:
-    """A plainly deployed resource: its type, physical name and resolved properties."""
-
-    logical_id: str
-    type: str
-    name: str
-    arn: str
-    properties: Mapping[str, Any]
-
-
-@dataclass
-class Stack:
-    name: str
-    region: str
-    account_id: str
-    root: Path
-    parameters: dict[str, Any]
-    resources: list[Resource] = field(default_factory=list)
-    layers: list[Layer] = field(default_factory=list)
-    functions: list[Function] = field(default_factory=list)
-    state_machines: list[StateMachine] = field(default_factory=list)
-    rules: list[EventRule] = field(default_factory=list)
-    http_apis: dict[str, str] = field(default_factory=dict)  # logical id -> api id
-    outputs: dict[str, Any] = field(default_factory=dict)
-    not_emulated: list[str] = field(default_factory=list)
-
-    def function(self, name: str) -> Function:
-        for fn in self.functions:
-            if name in (fn.name, fn.arn, fn.logical_id):
-                return fn
-        raise KeyError(name)
-
-    def of_type(self, resource_type: str) -> list[Resource]:
-        return [r for r in self.resources if r.type == resource_type]
 
 
 def load_template(path: Path) -> dict[str, Any]:
@@ -198,161 +94,6 @@ def stack_name_from_samconfig(root: Path) -> str | None:
     return None
 
 
-class _Names:
-    """Physical names and attributes, chosen like CloudFormation (deterministic locally)."""
-
-    def __init__(self, template: Mapping[str, Any], pseudo: Pseudo) -> None:
-        self._resources: dict[str, Any] = template.get("Resources", {})
-        self._pseudo = pseudo
-        self.resolver: Resolver
-        self._cache: dict[str, str] = {}
-
-    def _suffix(self, logical_id: str) -> str:
-        digest = hashlib.sha256(f"{self._pseudo.stack_name}/{logical_id}".encode()).hexdigest()
-        return digest[:12].upper()
-
-    def _generated(self, logical_id: str, limit: int) -> str:
-        prefix = f"{self._pseudo.stack_name}-{logical_id}"[: limit - 13]
-        return f"{prefix}-{self._suffix(logical_id)}"
-
-    def name(self, logical_id: str) -> str:
-        if logical_id in self._cache:
-            return self._cache[logical_id]
-        if _implicit_role_owner(logical_id, self._resources):
-            return self._generated(logical_id, 64)
-        if logical_id == IMPLICIT_HTTP_API:
-            return self._api_id(logical_id)
-        resource = self._resources.get(logical_id)
-        if resource is None:
-            raise TemplateError(f"Ref/GetAtt to unknown resource {logical_id}")
-        kind = resource["Type"]
-        props = resource.get("Properties", {})
-        explicit = _NAME_PROPERTY.get(kind)
-        if explicit and explicit in props:
-            name = str(self.resolver.value(props[explicit]))
-        elif kind == "AWS::S3::Bucket":
-            name = self._generated(logical_id, 63).lower()
-        elif kind == SAM_HTTP_API:
-            name = self._api_id(logical_id)
-        elif kind == "AWS::Logs::LogGroup":
-            name = self._generated(logical_id, 512)
-        else:
-            name = self._generated(logical_id, 64)
-        self._cache[logical_id] = name
-        return name
-
-    def _api_id(self, logical_id: str) -> str:
-        return self._suffix(logical_id).lower()[:10]
-
-    def _arn(self, service: str, resource: str, region: bool = True) -> str:
-        p = self._pseudo
-        where = f"{p.region}:{p.account_id}" if region else f":{p.account_id}"
-        return f"arn:{p.partition}:{service}:{where}:{resource}"
-
-    def arn(self, logical_id: str) -> str:
-        kind = self.type_of(logical_id)
-        name = self.name(logical_id)
-        if kind == "AWS::S3::Bucket":
-            return f"arn:{self._pseudo.partition}:s3:::{name}"
-        if kind == "AWS::IAM::Role":
-            return self._arn("iam", f"role/{name}", region=False)
-        if kind in ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"):
-            return self._arn("dynamodb", f"table/{name}")
-        if kind == "AWS::Logs::LogGroup":
-            return self._arn("logs", f"log-group:{name}:*")
-        if kind == SAM_FUNCTION:
-            return self._arn("lambda", f"function:{name}")
-        if kind == SAM_LAYER:
-            return self._arn("lambda", f"layer:{name}:1")
-        if kind == SAM_STATE_MACHINE:
-            return self._arn("states", f"stateMachine:{name}")
-        if kind == "AWS::SNS::Topic":
-            return self._arn("sns", name)
-        if kind == "AWS::SQS::Queue":
-            return self._arn("sqs", name)
-        if kind == "AWS::Events::Rule":
-            return self._arn("events", f"rule/{name}")
-        if kind == "AWS::IAM::ManagedPolicy":
-            return self._arn("iam", f"policy/{name}", region=False)
-        if kind == "AWS::CloudWatch::Alarm":
-            return self._arn("cloudwatch", f"alarm:{name}")
-        if kind == "AWS::SageMaker::ModelPackageGroup":
-            return self._arn("sagemaker", f"model-package-group/{name.lower()}")
-        raise TemplateError(f"{logical_id} ({kind}) has no ARN in the local cloud")
-
-    def type_of(self, logical_id: str) -> str:
-        if _implicit_role_owner(logical_id, self._resources):
-            return "AWS::IAM::Role"
-        if logical_id == IMPLICIT_HTTP_API:
-            return SAM_HTTP_API
-        if logical_id not in self._resources:
-            raise TemplateError(f"Ref/GetAtt to unknown resource {logical_id}")
-        return self._resources[logical_id]["Type"]
-
-    def ref(self, logical_id: str) -> Any:
-        kind = self.type_of(logical_id)
-        if kind in (SAM_LAYER, SAM_STATE_MACHINE, "AWS::SNS::Topic", "AWS::IAM::ManagedPolicy"):
-            return self.arn(logical_id)
-        if kind == "AWS::SQS::Queue":
-            p = self._pseudo
-            return f"https://sqs.{p.region}.{p.url_suffix}/{p.account_id}/{self.name(logical_id)}"
-        return self.name(logical_id)
-
-    def get_att(self, logical_id: str, attribute: str) -> Any:
-        kind = self.type_of(logical_id)
-        name = self.name(logical_id)
-        p = self._pseudo
-        special = {
-            ("AWS::S3::Bucket", "DomainName"): f"{name}.s3.{p.url_suffix}",
-            ("AWS::S3::Bucket", "RegionalDomainName"): f"{name}.s3.{p.region}.{p.url_suffix}",
-            (SAM_STATE_MACHINE, "Name"): name,
-            ("AWS::SNS::Topic", "TopicName"): name,
-            ("AWS::SNS::Topic", "TopicArn"): self.arn(logical_id)
-            if kind == "AWS::SNS::Topic"
-            else None,
-            ("AWS::SQS::Queue", "QueueName"): name,
-            ("AWS::IAM::Role", "RoleId"): f"AROA{self._suffix(logical_id)}",
-            (SAM_HTTP_API, "ApiId"): name,
-            (SAM_HTTP_API, "ApiEndpoint"): f"https://{name}.execute-api.{p.region}.{p.url_suffix}",
-        }
-        if (kind, attribute) in special:
-            return special[(kind, attribute)]
-        if attribute == "Arn":
-            return self.arn(logical_id)
-        raise TemplateError(f"Fn::GetAtt {logical_id}.{attribute} ({kind}) is not supported")
-
-
-_NAME_PROPERTY = {
-    "AWS::S3::Bucket": "BucketName",
-    "AWS::DynamoDB::Table": "TableName",
-    "AWS::IAM::Role": "RoleName",
-    "AWS::IAM::ManagedPolicy": "ManagedPolicyName",
-    "AWS::Logs::LogGroup": "LogGroupName",
-    "AWS::SNS::Topic": "TopicName",
-    "AWS::SQS::Queue": "QueueName",
-    "AWS::Events::Rule": "Name",
-    "AWS::SageMaker::ModelPackageGroup": "ModelPackageGroupName",
-    "AWS::CloudWatch::Alarm": "AlarmName",
-    SAM_FUNCTION: "FunctionName",
-    SAM_LAYER: "LayerName",
-    SAM_STATE_MACHINE: "Name",
-}
-
-
-def _implicit_role_owner(logical_id: str, resources: Mapping[str, Any]) -> str | None:
-    """SAM creates ``<Id>Role`` for a function or state machine that names no Role."""
-    if not logical_id.endswith("Role") or logical_id in resources:
-        return None
-    owner = resources.get(logical_id[: -len("Role")])
-    if (
-        owner
-        and owner["Type"] in (SAM_FUNCTION, SAM_STATE_MACHINE)
-        and "Role" not in owner.get("Properties", {})
-    ):
-        return logical_id[: -len("Role")]
-    return None
-
-
 def _merge_globals(global_props: Mapping[str, Any], local: Mapping[str, Any]) -> dict[str, Any]:
     """SAM Globals: maps merge (local wins), lists concatenate (globals first), scalars override."""
     merged = dict(global_props)
@@ -380,7 +121,7 @@ def resolve_stack(
     pseudo = Pseudo(region=region, stack_name=stack_name)
     parameters = resolve_parameters(template.get("Parameters", {}), overrides or {})
     check_rules(template.get("Rules", {}), parameters, pseudo.values())
-    names = _Names(template, pseudo)
+    names = PhysicalNames(template, pseudo)
     resolver = Resolver(template, parameters, pseudo, names)
     names.resolver = resolver
     builder = _Builder(template, root, resolver, names, pseudo)
@@ -401,7 +142,7 @@ class _Builder:
         template: Mapping[str, Any],
         root: Path,
         resolver: Resolver,
-        names: _Names,
+        names: PhysicalNames,
         pseudo: Pseudo,
     ) -> None:
         self.template = template

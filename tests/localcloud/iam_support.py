@@ -22,7 +22,8 @@ from botocore.config import Config
 from localcloud import iam
 from localcloud.config import DEFAULT_PARAMETERS, DEFAULT_TEMPLATE
 from localcloud.iam.enforce import SAGEMAKER_SESSION, STATES_SESSION
-from localcloud.template import Stack, load_overrides, resolve_stack
+from localcloud.stack import Stack
+from localcloud.template import load_overrides, resolve_stack
 
 REGION = "us-east-1"
 STACK = "mlops"

@@ -14,7 +14,8 @@ import pytest
 from localcloud import processes
 from localcloud.httpapi import HttpApi, map_reply
 from localcloud.lambda_runtime import InvokeResult, LambdaRuntime
-from localcloud.template import Stack, resolve_stack
+from localcloud.stack import Stack
+from localcloud.template import resolve_stack
 
 FIXTURE = Path(__file__).parent / "fixtures" / "stack"
 

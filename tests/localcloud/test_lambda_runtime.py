@@ -16,7 +16,8 @@ import pytest
 from localcloud import processes
 from localcloud.lambda_runtime import LambdaRuntime, Throttled
 from localcloud.server import pipeline_order
-from localcloud.template import Function, Stack, resolve_stack
+from localcloud.stack import Function, Stack
+from localcloud.template import resolve_stack
 
 FIXTURE = Path(__file__).parent / "fixtures" / "stack"
 
