@@ -24,10 +24,13 @@ from tests.data_helpers import held_port
 REPO = Path(__file__).resolve().parents[2]
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+@pytest.fixture(scope="module")
+def refused_url() -> Iterator[str]:
+    """A URL whose port refuses connections and stays so: bound here, never listening (a
+    port closed after a probe could be taken by another test's server meanwhile)."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{held.getsockname()[1]}"
 
 
 def localcloud(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -65,10 +68,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def nowhere() -> list[str]:
-    """Connection options that point at a closed port."""
-    url = f"http://127.0.0.1:{closed_port()}"
-    return ["--endpoint-url", url, "--api-url", url]
+def nowhere(refused_url: str) -> list[str]:
+    """Connection options that point at a port that refuses connections."""
+    return ["--endpoint-url", refused_url, "--api-url", refused_url]
 
 
 @pytest.mark.parametrize(
@@ -98,9 +100,9 @@ def test_no_local_cloud_for_the_state_dir_is_one_line(
     assert_one_line_error(result, "no local cloud is running")
 
 
-def test_a_stale_state_file_is_one_line(tmp_path: Path) -> None:
+def test_a_stale_state_file_is_one_line(tmp_path: Path, refused_url: str) -> None:
     """The state file names a live process but nothing answers at its URL (a hung server)."""
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = refused_url
     state = {
         "pid": os.getpid(),
         "endpoint_url": url,
