@@ -141,6 +141,13 @@ def test_smoke_test_fails_while_the_endpoint_scales(
 
     assert processes.wait_until(scaled, EXECUTION_TIMEOUT_S, interval=0.1)
     description = finish(conn, arn)
+
+    # The resize may land after the rollback, as the run ends (a Wait on the endpoint ends
+    # as soon as the rollback settles): the endpoint serves meanwhile; let the resize settle.
+    def resized() -> bool:
+        return endpoint(conn)["EndpointStatus"] != "Updating"
+
+    assert processes.wait_until(resized, EXECUTION_TIMEOUT_S, interval=0.2)
     survived(conn, deployed, description, "SmokeTestFailed", serving)
     assert "(rolled back)" in description["cause"]
     # The rollback met a busy endpoint (the canary's update or the resize) and waited.
