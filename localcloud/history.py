@@ -21,7 +21,7 @@ _FAILURE_DETAILS = {
 }
 
 
-_EXECUTION_ENDS = {"ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"}
+EXECUTION_ENDS = {"ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"}
 
 
 @dataclass
@@ -137,7 +137,7 @@ def build_view(
             elif current is not None:
                 current.status = "Failed"
                 current.error, current.cause = error, cause
-        if kind in _EXECUTION_ENDS:
+        if kind in EXECUTION_ENDS:
             view.stop = view.stop or when
             view.status = view.status if description else kind.removeprefix("Execution").upper()
     for run in view.states:

@@ -19,7 +19,7 @@ from localcloud.client import Connection
 from localcloud.config import Settings
 from localcloud.console.launch import start_console
 from localcloud.console.server import Console
-from localcloud.history import build_view, duration, render
+from localcloud.history import EXECUTION_ENDS, build_view, duration, render
 from localcloud.launcher import LocalCloudProcess
 from localcloud.progress import Follower, wait_for_execution
 from localcloud.report import (
@@ -33,7 +33,6 @@ from localcloud.report import (
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
 TRIGGER_WAIT_S = 30.0
-ENDED = {"ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"}
 
 Out = Callable[[str], None]
 
@@ -229,7 +228,7 @@ def _run(
     description = follower.follow(timeout=timeout)
     marks["followed"] = _now()
     events = follower.events  # its last round ran after the end: the whole history
-    if not events or events[-1]["type"] not in ENDED:  # the end event was not in yet
+    if not events or events[-1]["type"] not in EXECUTION_ENDS:  # the end event was not in yet
         events = execution_events(conn, execution_arn)
     out("")
     out(render(build_view(events, description)))
