@@ -35,7 +35,7 @@ import torch
 import training  # noqa: F401  (puts training/ on sys.path: imgcls imports as in SageMaker)
 
 # isort: split
-from bench.serving import IMAGE_SIZE, image_kinds, write_model
+from bench.serving import IMAGE_SIZE, forward_ceiling, image_kinds, write_model
 from bench.training import REPO, local_recipe, run_hosts
 from imgcls.imaging import Preprocessor
 from imgcls.model import load_model
@@ -123,24 +123,6 @@ def training_steps(seconds: float) -> None:
             print(f"{name:<13} bf16 autocast {amp!s:<5}: {rate:6.0f} images/s", flush=True)
 
 
-def sync(x: torch.Tensor) -> None:
-    if x.is_cuda:
-        torch.cuda.synchronize()
-
-
-def timed(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, seconds: float) -> float:
-    with torch.inference_mode():
-        for _ in range(3):
-            net(x)
-        sync(x)
-        done, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            net(x)
-            done += len(x)
-        sync(x)
-    return done / (time.perf_counter() - start)
-
-
 def serving_forms(model_dir: Path, seconds: float, device: torch.device) -> None:
     section(f"serving forms, resnet50 @224, forward only on {device.type}")
     eager, _ = load_model(model_dir, device)
@@ -172,7 +154,8 @@ def serving_forms(model_dir: Path, seconds: float, device: torch.device) -> None
                 check = compare(reference, net(probe).float(), real_images=True)
             built = time.perf_counter() - started
             rates = [
-                timed(net, probe.repeat(b // len(probe) + 1, 1, 1, 1)[:b], seconds) for b in BATCHES
+                forward_ceiling(net, probe.repeat(b // len(probe) + 1, 1, 1, 1)[:b], seconds)[0]
+                for b in BATCHES
             ]
         except Exception as exc:  # a form that does not run here is a finding, not a stop
             print(f"{name:<18} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
