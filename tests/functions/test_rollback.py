@@ -159,3 +159,18 @@ def test_a_rollback_past_its_window_fails_instead_of_waiting_forever(app, aws) -
     with pytest.raises(Exception, match="rollback window closed") as raised:
         step(app, aws, late, "Updating", NEW)
     assert type(raised.value).__name__ == "RollbackError"
+
+
+def test_a_late_step_that_finds_the_previous_config_restored_reattaches_scaling(app, aws) -> None:
+    # SageMaker (or our earlier step) restored the previous config while the run waited:
+    # past the window, the rollback is still done, and production gets its scaling back.
+    def reattach(sagemaker: Any, scaling: Any) -> None:
+        scaling.add_response("register_scalable_target", {})
+        scaling.add_response(
+            "put_scaling_policy", {"PolicyARN": "arn:aws:autoscaling:x:y:z:policy"}
+        )
+
+    late = {**UPDATED, "deadlines": {"deploy": 0, "rollback": 1}}
+    result = step(app, aws, late, "InService", OLD, reattach)
+    assert (result["done"], result["action"]) == (True, "restored")
+    assert "RegisterScalableTarget" in aws.operations()

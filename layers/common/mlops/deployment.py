@@ -443,6 +443,11 @@ def rollback_step(
             "redeploy the last good model"
         )
     status = current["EndpointStatus"]
+    if not created and status == "InService" and current.get("EndpointConfigName") == previous:
+        # Restored (by us, or by SageMaker's own rollback), however late this step runs:
+        # scaling as the run configured it.
+        autoscaling.attach(scaling, name, deployment["variant_name"], run["autoscaling"])
+        return {"done": True, "action": "restored", "status": status}
     if now > deadlines["rollback"]:
         raise RollbackError(
             f"endpoint {name} was still {status} when the rollback window closed; "
@@ -460,10 +465,6 @@ def rollback_step(
             f"endpoint {name} is Failed ({current.get('FailureReason') or 'no reason given'}), "
             f"so {previous} could not be restored; delete the endpoint and redeploy"
         )
-    if status == "InService" and current.get("EndpointConfigName") == previous:
-        # Restored (by us, or by SageMaker's own rollback): scaling as the run configured it.
-        autoscaling.attach(scaling, name, deployment["variant_name"], run["autoscaling"])
-        return {"done": True, "action": "restored", "status": status}
     # InService on the failed config, or UpdateRollbackFailed (a mix of both): update back.
     restoring = _update(
         sagemaker,
