@@ -5,7 +5,8 @@ run                 sample data -> upload -> the pipeline -> classify -> summary
                     (--keep-open: keep it and the console page up afterwards)
 upload PATH         upload a data set (folder or archive) to the bucket: starts a run
 executions          list the state machine's executions
-history [EXECUTION] one execution, state by state (default: the latest)
+history [EXECUTION] one execution, state by state, and its output (default: the newest
+                    run that did something: no-op runs are skipped)
 classify URL|FILE   classify an image through the HTTP API
 approve [PACKAGE]   approve a model package version (default: the newest pending one),
                     which starts a deploy-only run; --reject records it Rejected
@@ -17,18 +18,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from localcloud.cli_errors import report
-from localcloud.client import Connection, NotRunning, connect
+from localcloud.client import Connection, NotRunning, api_only, connect
 from localcloud.config import DEFAULT_STATE_DIR, add_settings_arguments, settings_from_args
 from localcloud.console.launch import add_console_arguments, start_console
-from localcloud.history import build_view, duration, render
+from localcloud.history import build_view, duration, is_no_op, render, render_output
 from localcloud.intrinsics import TemplateError
 from localcloud.launcher import LaunchError, LocalCloudProcess
 from localcloud.report import execution_events
@@ -123,10 +126,27 @@ def _connection(args: argparse.Namespace) -> Connection:
     return connect(
         args.state_dir.resolve(),
         endpoint_url=args.endpoint_url,
-        api_url=args.api_url,
+        api_url=getattr(args, "api_url", None),
         region=args.region,
-        bucket=args.bucket,
+        bucket=getattr(args, "bucket", None),
     )
+
+
+def _api_connection(args: argparse.Namespace) -> Connection:
+    """The HTTP API alone is enough to classify: --api-url needs no running `up`."""
+    if args.api_url and not args.endpoint_url and read_state(args.state_dir.resolve()) is None:
+        return api_only(args.api_url, args.region)
+    return _connection(args)
+
+
+def api_error_line(status: int, reply: Any) -> str:
+    """The API's error reply as one line: its status, error code and message."""
+    if isinstance(reply, dict):
+        code, message = reply.get("error"), reply.get("message")
+        text = f"{code}: {message}" if code and message else json.dumps(reply)
+    else:
+        text = " ".join(str(reply).split()) or "(no body)"
+    return f"the HTTP API answered {status}: {text}"
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
@@ -146,6 +166,8 @@ def cmd_executions(args: argparse.Namespace) -> int:
     executions = [e for page in pages for e in page["executions"]]
     if not executions:
         print("no executions yet")
+        return 0
+    print(f"{'NAME':<40} {'STATUS':<10} {'STARTED':<19}  {'DURATION':>8}")
     for e in sorted(executions, key=lambda e: e["startDate"]):
         stop = e.get("stopDate")
         took = duration((stop - e["startDate"]).total_seconds()) if stop else "-"
@@ -154,31 +176,44 @@ def cmd_executions(args: argparse.Namespace) -> int:
     return 0
 
 
-def _find_execution(conn: Connection, wanted: str) -> str:
-    if wanted.startswith("arn:"):
-        return wanted
+def _find_execution(conn: Connection, wanted: str) -> dict[str, Any]:
+    """DescribeExecution of the execution named ``wanted`` (a name, an ARN, or "latest":
+    the newest that is not a no-op run)."""
     sfn = conn.client("stepfunctions")
-    executions = sfn.list_executions(stateMachineArn=conn.the_state_machine())["executions"]
+    if wanted.startswith("arn:"):
+        return dict(sfn.describe_execution(executionArn=wanted))
+    pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=conn.the_state_machine())
+    executions = [e for page in pages for e in page["executions"]]
     if not executions:
         raise CliError("the state machine has no executions yet")
+    newest_first = sorted(executions, key=lambda e: e["startDate"], reverse=True)
     if wanted == "latest":
-        return max(executions, key=lambda e: e["startDate"])["executionArn"]
-    for e in executions:
+        descriptions = (
+            sfn.describe_execution(executionArn=e["executionArn"]) for e in newest_first
+        )
+        chosen = next((d for d in descriptions if not is_no_op(d)), None)
+        return dict(chosen or sfn.describe_execution(executionArn=newest_first[0]["executionArn"]))
+    for e in newest_first:
         if e["name"] == wanted:
-            return e["executionArn"]
+            return dict(sfn.describe_execution(executionArn=e["executionArn"]))
     raise CliError(f"no execution named {wanted!r} (see `python -m localcloud executions`)")
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     conn = _connection(args)
-    arn = _find_execution(conn, args.execution)
-    description = conn.client("stepfunctions").describe_execution(executionArn=arn)
-    print(render(build_view(execution_events(conn, arn), description)))
+    description = _find_execution(conn, args.execution)
+    if args.execution == "latest":
+        print(f"(the newest run that did something: {description['name']})")
+    view = build_view(execution_events(conn, description["executionArn"]), description)
+    print(render(view))
+    output = render_output(description.get("output"))
+    if output:
+        print("\n" + output)
     return 0
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    conn = _connection(args)
+    conn = _api_connection(args)
     target: str = args.image
     if target.startswith(("http://", "https://")):
         body = json.dumps({"url": target, "top_k": args.top_k}).encode()
@@ -188,8 +223,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise CliError(f"{path} is not a file (or an http(s) URL)")
         status, reply = classify_file(conn, path, f"?top_k={args.top_k}")
+    if status != 200:
+        raise CliError(
+            api_error_line(status, reply), status=2 if status < 500 or status == 503 else 1
+        )
     print(json.dumps(reply, indent=2) if not isinstance(reply, str) else reply)
-    return 0 if status == 200 else 1
+    return 0
 
 
 def _pending_version(conn: Connection, state_dir: Path) -> str:
@@ -229,20 +268,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
-def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+STATE_VARIABLE = "LOCALCLOUD_STATE"  # printed by `up`: <state dir>/localcloud.json
+
+
+def default_state_dir() -> Path:
+    """The state dir that `up` exported (``LOCALCLOUD_STATE``: its state file, or the dir
+    itself), else the repository's .localcloud/."""
+    exported = os.environ.get(STATE_VARIABLE)
+    if not exported:
+        return DEFAULT_STATE_DIR
+    path = Path(exported)
+    return path.parent if path.name == STATE_FILE else path
+
+
+def _add_connection_arguments(
+    parser: argparse.ArgumentParser, *, api: bool = False, bucket: bool = False
+) -> None:
     group = parser.add_argument_group("which local cloud")
     group.add_argument(
         "--state-dir",
         type=Path,
-        default=DEFAULT_STATE_DIR,
-        help="state dir of the running `up` (default: %(default)s)",
+        default=default_state_dir(),
+        help=f"state dir of the running `up` (default: ${STATE_VARIABLE}'s, else %(default)s)",
     )
     group.add_argument(
-        "--endpoint-url", help="AWS endpoint of the local cloud (overrides the state dir)"
+        "--endpoint-url",
+        default=os.environ.get("AWS_ENDPOINT_URL") or None,
+        help="AWS endpoint of the local cloud (default: $AWS_ENDPOINT_URL; overrides the "
+        "state dir)",
     )
-    group.add_argument("--api-url", help="HTTP API URL (default: from the state dir)")
+    if api:
+        group.add_argument(
+            "--api-url",
+            help="the HTTP API's URL, or the stack's ApiUrl output (default: from the state "
+            "dir); enough on its own",
+        )
     group.add_argument("--region", default=None, help="region (with --endpoint-url)")
-    group.add_argument("--bucket", help="data bucket (default: the stack's)")  # fmt: skip
+    if bucket:
+        group.add_argument("--bucket", help="data bucket (default: the stack's)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,8 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m localcloud",
         description="The pipeline on this machine: template.yaml deployed on a local AWS "
         "(moto) with real Lambda handlers, SageMaker training and endpoints, and the HTTP API.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n", 1)[1],
+        epilog="`python -m localcloud COMMAND --help` describes a command.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -291,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "archive to the data bucket's data-set prefix.")  # fmt: skip
     up_load.add_argument("path", type=Path, help="folder with train/ valid/ test/, or an archive")
     up_load.add_argument("--key", help="object key (default: <DatasetPrefix><archive name>)")
-    _add_connection_arguments(up_load)
+    _add_connection_arguments(up_load, bucket=True)
     up_load.set_defaults(handler=cmd_upload)
 
     executions = sub.add_parser("executions", help="list the state machine's executions",
@@ -299,11 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection_arguments(executions)
     executions.set_defaults(handler=cmd_executions)
 
-    history = sub.add_parser("history", help="one execution, state by state",
+    history = sub.add_parser("history", help="one execution, state by state, and its output",
                              description="Every state of an execution with its status, start, "
-                             "duration, retries and the cause of a failure.")  # fmt: skip
+                             "duration, retries and the cause of a failure, then its output "
+                             "(metrics, endpoint, package, the approve command).")  # fmt: skip
     history.add_argument("execution", nargs="?", default="latest",
-                         help="execution name or ARN (default: latest)")  # fmt: skip
+                         help="execution name or ARN (default: latest, the newest run that "
+                         "did something: no-op runs are skipped)")  # fmt: skip
     _add_connection_arguments(history)
     history.set_defaults(handler=cmd_history)
 
@@ -311,8 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
                               description="POST an image file (raw bytes) or an http(s) URL "
                               "to the HTTP API and print the reply.")  # fmt: skip
     classify.add_argument("image", help="image file or http(s) URL")
-    classify.add_argument("--top-k", type=int, default=5, help="predictions to return")
-    _add_connection_arguments(classify)
+    classify.add_argument(
+        "--top-k", type=int, default=5, help="predictions to return (default: %(default)s)"
+    )
+    _add_connection_arguments(classify, api=True)
     classify.set_defaults(handler=cmd_classify)
 
     approve = sub.add_parser("approve", help="approve (or reject) a registered model version",
@@ -338,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "states, the endpoint, the alarms and which model answered as it "
                           "happens, then a summary; stops everything (also on Ctrl-C). Exits 1 "
                           "unless it went that way.")  # fmt: skip
-    demo.add_argument("scenario", choices=["canary"], help="what to show")
+    demo.add_argument("scenario", choices=["canary"], metavar="scenario",
+                      help="what to show: canary (the only one)")  # fmt: skip
     add_settings_arguments(demo)
     demo.add_argument("--data", type=Path, help="data set folder (default: the digits sample)")
     demo.set_defaults(handler=cmd_demo)
@@ -346,7 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would blame the top-level parser: name the command's usage
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     _stop_on_sigterm()
     try:
         return int(args.handler(args))
@@ -355,5 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `history | head`: the reader has gone; so do we, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except Exception as exc:  # anything else is one line too, never a traceback
         return report(exc)

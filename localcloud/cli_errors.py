@@ -45,6 +45,7 @@ def one_line(exc: BaseException) -> tuple[str, int]:
     status = 2
     if isinstance(exc, _OURS):
         message = str(exc)
+        status = getattr(exc, "status", status)
     elif isinstance(exc, _UNREACHABLE):
         url = exc.kwargs.get("endpoint_url", "")
         message = (

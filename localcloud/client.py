@@ -132,6 +132,16 @@ def from_state(state: dict[str, Any]) -> Connection:
     )
 
 
+def api_only(api_url: str, region: str | None = None) -> Connection:
+    """A connection to the HTTP API alone (no AWS endpoint): enough to classify. An
+    ``api_url`` that already ends in the route (the stack's ``ApiUrl`` output) is cut back
+    to the API's base URL."""
+    base = api_url.rstrip("/")
+    for route in ("/classify",):
+        base = base.removesuffix(route)
+    return Connection("", region or "us-east-1", base)
+
+
 def connect(
     state_dir: Path,
     *,

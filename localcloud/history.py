@@ -180,3 +180,39 @@ def render(view: ExecutionView) -> str:
     if view.error or view.cause:
         lines += ["", f"  Failure: {failure_text(view.error, view.cause)}"]
     return "\n".join(lines)
+
+
+def is_no_op(description: Mapping[str, Any]) -> bool:
+    """A run that ended without doing anything (NothingToDeploy: a model package event this
+    pipeline need not act on); its output is PrepareRun's with ``skipped`` set."""
+    try:
+        output = json.loads(description.get("output") or "null")
+    except ValueError:
+        return False
+    return isinstance(output, dict) and output.get("skipped") is True
+
+
+def render_output(output: str | None) -> str:
+    """An execution's output (metrics, endpoint, model package, the approve command), one
+    ``key: value`` line per leaf; empty when the execution has none (failed or running)."""
+    try:
+        value = json.loads(output or "null")
+    except ValueError:
+        return f"  Output: {output}"
+    if not isinstance(value, dict) or not value:
+        return ""
+    lines = ["  Output:"]
+    for key, leaf in _leaves(value, ""):
+        lines.append(f"    {key}: {leaf}")
+    return "\n".join(lines)
+
+
+def _leaves(value: Any, prefix: str) -> Iterable[tuple[str, str]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, f"{prefix}{key}." if isinstance(item, dict) else prefix + key)
+        return
+    if value is None:
+        return
+    text = value if isinstance(value, str) else json.dumps(value)
+    yield prefix.rstrip("."), text

@@ -60,9 +60,12 @@ class LocalCloudProcess:
         s = self.settings
         running = read_state(s.state_dir)
         if running is not None:
+            owner = running.get("owner_pid", running["pid"])
+            started_by = f" started by `{running['owner']}`" if running.get("owner") else ""
             raise LaunchError(
-                f"a local cloud is already running for {s.state_dir} (pid {running['pid']}, "
-                f"{running['endpoint_url']}): stop it or pass another --state-dir"
+                f"a local cloud is already running for {s.state_dir} (pid {owner}{started_by}, "
+                f"{running['endpoint_url']}): stop it (Ctrl-C there, or kill {owner}) or pass "
+                "another --state-dir"
             )
         for option, port in (("--port", s.port), ("--api-port", s.api_port)):
             _check_port_free(option, port)

@@ -38,7 +38,12 @@ Out = Callable[[str], None]
 
 
 class CliError(Exception):
-    """A problem to report in one line, without a traceback."""
+    """A problem to report in one line, without a traceback; ``status`` is the exit status
+    (2: the user can act on it, 1: something failed that they cannot fix)."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _print(text: str) -> None:

@@ -221,6 +221,9 @@ class LocalCloud:
         ).start()
         state = {
             "pid": os.getpid(),
+            # the command that started it (`up`, `run`, a test): what a user would stop
+            "owner_pid": os.getppid(),
+            "owner": _command_line(os.getppid()),
             "endpoint_url": self.endpoint_url,
             "api_url": self.api.url,
             "region": stack.region,
@@ -334,3 +337,11 @@ def exit_now(code: int) -> None:
 
 if __name__ == "__main__":
     exit_now(main())
+
+
+def _command_line(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)

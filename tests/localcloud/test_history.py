@@ -6,7 +6,7 @@ import datetime
 import json
 from typing import Any
 
-from localcloud.history import build_view, render
+from localcloud.history import build_view, is_no_op, render, render_output
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -85,3 +85,32 @@ def test_a_running_execution_shows_its_current_state() -> None:
     view = build_view(HISTORY[:3], {"name": "r", "status": "RUNNING", "startDate": at(0)})
     assert [(s.name, s.status) for s in view.states] == [("Train", "Running")]
     assert view.seconds is None
+
+
+def test_a_no_op_run_is_told_apart_by_its_output() -> None:
+    skipped = {"output": json.dumps({"accepted": False, "skipped": True, "reason": "approved"})}
+    deployed = {"output": json.dumps({"run_id": "r1", "endpoint_name": "image-classifier"})}
+    assert is_no_op(skipped)
+    assert not is_no_op(deployed)
+    assert not is_no_op({})  # running or failed: no output
+    assert not is_no_op({"output": "not json"})
+
+
+def test_the_output_is_shown_one_leaf_a_line() -> None:
+    output = json.dumps(
+        {
+            "model_package_arn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/g/1",
+            "metrics": {"valid_acc": 0.98, "test_acc": 0.97},
+            "message": "approve it: python -m localcloud approve ARN",
+            "smoke_test": None,
+        }
+    )
+    text = render_output(output)
+    assert text.splitlines() == [
+        "  Output:",
+        "    model_package_arn: arn:aws:sagemaker:us-east-1:123456789012:model-package/g/1",
+        "    metrics.valid_acc: 0.98",
+        "    metrics.test_acc: 0.97",
+        "    message: approve it: python -m localcloud approve ARN",
+    ]
+    assert render_output(None) == ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -176,8 +177,11 @@ def test_functions_run_as_their_role_and_iam_is_enforced(
 
 
 def test_second_cloud_on_the_same_state_dir_is_refused(cloud: LocalCloudProcess) -> None:
-    with pytest.raises(LaunchError, match="already running"):
+    with pytest.raises(LaunchError, match="already running") as refused:
         LocalCloudProcess(cloud.settings).start()
+    # it names the process the user started (here: this test), not the server it spawned
+    assert f"pid {os.getpid()} started by `" in str(refused.value)
+    assert cloud.proc is not None and str(cloud.proc.pid) not in str(refused.value)
 
 
 def test_template_errors_are_reported_and_nothing_is_left(tmp_path: Path) -> None:

@@ -1,0 +1,242 @@
+"""``python -m localcloud`` as a newcomer uses it: the commands find the local cloud from the
+line `up` prints, classify needs only the API URL, errors are one line, help says what is true.
+
+A moto server stands in for the local cloud's AWS endpoint and a small HTTP server for its
+HTTP API: what is under test is the command line, not the cloud behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from localcloud import cli
+from localcloud.statefile import STATE_FILE, write_state
+
+REPO = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/pipeline"
+PASS = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+
+
+@pytest.fixture(scope="module")
+def aws_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def machine(aws_url: str) -> str:
+    sfn = boto3.client(
+        "stepfunctions",
+        endpoint_url=aws_url,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    arn = sfn.create_state_machine(name="pipeline", definition=PASS, roleArn=ROLE)[
+        "stateMachineArn"
+    ]
+    for name in ("first-run", "second-run"):
+        sfn.start_execution(stateMachineArn=arn, name=name, input="{}")
+    return arn
+
+
+@pytest.fixture
+def exported(
+    tmp_path: Path, aws_url: str, machine: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """Only what `up`'s export line sets, for a local cloud whose state dir is not the
+    repository's default."""
+    state_dir = tmp_path / "elsewhere"
+    write_state(
+        state_dir,
+        {
+            "pid": os.getpid(),
+            "endpoint_url": aws_url,
+            "region": REGION,
+            "api_url": None,
+            "state_machines": [machine],
+            "buckets": [],
+        },
+    )
+    env = {
+        "AWS_ENDPOINT_URL": aws_url,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "LOCALCLOUD_STATE": str(state_dir / STATE_FILE),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+class FakeApi(BaseHTTPRequestHandler):
+    """The HTTP API's contract: POST /classify answers what the test queued."""
+
+    replies: list[tuple[int, Any]] = []
+    paths: list[str] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        FakeApi.paths.append(self.path)
+        status, body = FakeApi.replies.pop(0)
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def api() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    FakeApi.replies, FakeApi.paths = [], []
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "digit.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
+    return path
+
+
+def test_executions_finds_the_cloud_from_the_exported_line_alone(
+    exported: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["executions"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NAME", "STATUS", "STARTED", "DURATION"]
+    assert [line.split()[0] for line in lines[1:]] == ["first-run", "second-run"]
+
+
+def test_the_state_dir_option_still_wins(
+    exported: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    os.environ.pop("AWS_ENDPOINT_URL")
+    assert cli.main(["executions", "--state-dir", str(tmp_path / "nothing-here")]) == 2
+    assert "no local cloud is running for" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", ["", "/classify"])
+def test_classify_needs_only_the_api_url(
+    suffix: str, api: str, image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The base URL or the stack's ApiUrl output (which ends in the route): both post to
+    /classify, with no state dir and no AWS endpoint."""
+    FakeApi.replies = [(200, {"predictions": [{"label": "7", "score": 0.9}]})]
+    empty = str(tmp_path / "no-state")
+    argv = ["classify", str(image), "--api-url", api + suffix, "--state-dir", empty]
+    assert cli.main(argv) == 0
+    assert FakeApi.paths == ["/classify?top_k=5"]
+    assert json.loads(capsys.readouterr().out)["predictions"][0]["label"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "exit_status"),
+    [
+        (415, {"error": "unsupported_media_type", "message": "send a JPEG or PNG"}, 2),
+        (503, {"error": "no_model", "message": "no model is deployed yet"}, 2),
+        (500, {"error": "internal", "message": "the function failed"}, 1),
+    ],
+)
+def test_a_refused_image_is_one_line_on_stderr(
+    status: int,
+    body: dict[str, str],
+    exit_status: int,
+    api: str,
+    image: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    FakeApi.replies = [(status, body)]
+    argv = ["classify", str(image), "--api-url", api, "--state-dir", str(tmp_path)]
+    assert cli.main(argv) == exit_status
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip().splitlines() == [
+        f"localcloud: the HTTP API answered {status}: {body['error']}: {body['message']}"
+    ]
+
+
+def test_help_lists_each_command_once_and_only_the_options_it_uses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    top = capsys.readouterr().out
+    for command in ("up", "run", "upload", "executions", "history", "classify", "approve"):
+        assert sum(line.split()[:1] == [command] for line in top.splitlines()) == 1, command
+    for command, absent in (("executions", "--api-url"), ("history", "--bucket")):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        assert absent not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["classify", "--help"])
+    assert "(default: 5)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_wrong_option_names_the_command_it_was_given_to(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["history", "--bogus"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: python -m localcloud history")
+    assert "unrecognized arguments: --bogus" in err
+
+
+def test_demo_usage_and_error_name_the_same_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["demo"])
+    err = capsys.readouterr().err
+    assert "required: scenario" in err
+    assert err.split("\n")[-3].strip().endswith("scenario")  # the usage's last word
+
+
+def test_a_closed_pipe_ends_the_command_quietly(exported: dict[str, str]) -> None:
+    """`python -m localcloud executions | head -1`: the reader goes away early."""
+    env = {**os.environ, **exported}
+    code = "import sys; from localcloud import cli; sys.exit(cli.main(['executions']))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # as `head` does once it has its lines
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert err == ""
