@@ -87,7 +87,8 @@ def test_an_unreachable_local_cloud_is_one_line(
     command: list[str], files: dict[str, Path], nowhere: list[str]
 ) -> None:
     argv = [part.format(**files) for part in command]
-    line = assert_one_line_error(localcloud(*argv, *nowhere), "not reachable")
+    options = nowhere if command[0] == "classify" else nowhere[:2]  # only classify uses the API
+    line = assert_one_line_error(localcloud(*argv, *options), "not reachable")
     assert "127.0.0.1" in line and "Connection refused" in line
 
 
