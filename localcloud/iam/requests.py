@@ -193,7 +193,8 @@ def required_checks(
     prefix = iam_service(service)
     where = {"Partition": partition, "Region": region, "Account": account}
     checks: list[Check] = []
-    if service == "s3" and operation == "CopyObject":
+    if service == "s3" and operation in ("CopyObject", "UploadPartCopy"):
+        # A copy (or a part of one) reads its source and writes its target.
         source = params.get("CopySource", "")
         if isinstance(source, dict):  # boto3's form; on the wire it is bucket/key?versionId=v
             source_params = {k: v for k, v in source.items() if k in ("Bucket", "Key", "VersionId")}

@@ -359,3 +359,22 @@ def test_missing_training_code_is_a_configuration_error(app, aws, code_dir: Path
     with pytest.raises(Exception, match=r"lacks metric_definitions\.json") as raised:
         aws.invoke(app, load_event("start_training/run.json"))
     assert type(raised.value).__name__ == "ConfigurationError"
+
+
+def test_a_copy_in_parts_that_fails_aborts_its_upload(
+    app, aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Over CopyObject's 5 GiB the copy goes in parts; one refused mid-way aborts the upload
+    # (the function's role needs s3:AbortMultipartUpload: the teardown checks every call).
+    import mlops.s3
+
+    monkeypatch.setattr(mlops.s3, "COPY_LIMIT", 4)
+    monkeypatch.setattr(mlops.s3, "COPY_PART", 8)
+    event = uploaded(b"a data set of several parts")
+    dataset = event["run"]["dataset"]
+    s3 = boto3.client("s3")
+    s3.delete_object(Bucket=BUCKET, Key=dataset["key"], VersionId=dataset["version_id"])
+    with pytest.raises(Exception, match="UploadPartCopy"):
+        aws.invoke(app, event)
+    assert "AbortMultipartUpload" in aws.operations()
+    assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
