@@ -3,9 +3,10 @@
 For each in-service variant with a scalable target (``endpoint/<e>/variant/<v>``,
 ``sagemaker:variant:DesiredInstanceCount``) the scaler keeps the instance count within
 [MinCapacity, MaxCapacity] and follows target-tracking policies on
-``SageMakerVariantInvocationsPerInstance``: invocations per instance per minute, measured
-over the last minute, against the policy's TargetValue, with the policy's cooldowns.
-Minutes and cooldowns run on the accelerated clock of ``install(time_scale=...)``. The
+``SageMakerVariantInvocationsPerInstance``: invocations per instance per real minute, as
+AWS publishes it, against the policy's TargetValue, with the policy's cooldowns and AWS's
+15 low datapoints before a scale-in. Datapoints (one a minute on AWS) and cooldowns run
+on the accelerated clock of ``install(time_scale=...)``; the rate does not. The
 same pass replaces instances whose process died and publishes the endpoints' CloudWatch
 metrics (``metrics.py``). Every change of
 the count is recorded as a scaling activity (``DescribeScalingActivities``, which moto lacks).
@@ -20,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +43,8 @@ DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 METRIC = "SageMakerVariantInvocationsPerInstance"
 DEFAULT_COOLDOWN_S = 300.0
 MINUTE_S = 60.0
+# AWS's target tracking scales in after 15 consecutive one-minute datapoints below the target
+LOW_DATAPOINTS = 15
 
 
 @dataclass(frozen=True)
@@ -60,33 +63,55 @@ class Limits:
     scale_in_suspended: bool = False
 
 
+def per_instance_minute(calls: int, seconds: float, instances: int) -> float:
+    """SageMakerVariantInvocationsPerInstance as AWS publishes it: calls per real second
+    times 60, per instance (the time scale shortens the datapoint, not the minute)."""
+    return calls / seconds * MINUTE_S / max(instances, 1)
+
+
+def datapoints(
+    calls_since: Callable[[float], int], now: float, period: float, count: int, instances: int
+) -> list[float]:
+    """The metric's last ``count`` datapoints, newest first, each over one ``period``."""
+    edges = [calls_since(now - k * period) for k in range(count + 1)]
+    return [per_instance_minute(edges[k + 1] - edges[k], period, instances) for k in range(count)]
+
+
 def desired_count(
     current: int,
-    calls_per_instance_minute: float,
+    points: Sequence[float],
     policies: Sequence[Policy],
     limits: Limits,
     since_scale_out: float,
     since_activity: float,
-    minute: float,
 ) -> int:
     """The instance count target tracking asks for now (times are in real seconds).
 
-    Scale out when any policy wants more instances and its scale-out cooldown has passed;
-    scale in only when every policy wants fewer, none disables scale-in, the scale-in
-    cooldown has passed and a full metric window was seen since the last change.
+    ``points`` are the metric's datapoints since the last change, newest first. Scale out
+    when any policy wants more instances for the newest datapoint and its scale-out
+    cooldown has passed; scale in only when every policy wants fewer for each of the last
+    LOW_DATAPOINTS datapoints (the busiest of them sets the count), none disables scale-in
+    and the scale-in cooldowns have passed.
     """
     wanted = current
-    if policies and current > 0:
-        proposal = max(math.ceil(current * calls_per_instance_minute / p.target) for p in policies)
+    if policies and current > 0 and points:
+
+        def proposal(value: float) -> int:
+            return max(math.ceil(current * value / p.target) for p in policies)
+
+        newest = proposal(points[0])
         may_scale_out = not limits.scale_out_suspended and any(
             since_scale_out >= p.scale_out_cooldown for p in policies
         )
-        may_scale_in = not limits.scale_in_suspended and all(
-            not p.disable_scale_in and since_activity >= max(p.scale_in_cooldown, minute)
-            for p in policies
-        )
-        if (proposal > current and may_scale_out) or (proposal < current and may_scale_in):
-            wanted = proposal
+        if newest > current and may_scale_out:
+            wanted = newest
+        elif newest < current and len(points) >= LOW_DATAPOINTS:
+            busiest = max(proposal(value) for value in points[:LOW_DATAPOINTS])
+            may_scale_in = not limits.scale_in_suspended and all(
+                not p.disable_scale_in and since_activity >= p.scale_in_cooldown for p in policies
+            )
+            if busiest < current and may_scale_in:
+                wanted = busiest
     return min(max(wanted, limits.minimum), limits.maximum)
 
 
@@ -125,23 +150,47 @@ def _limits(target: Any) -> Limits:
     )
 
 
+def decide(
+    current: int,
+    calls_since: Callable[[float], int],
+    policies: Sequence[Policy],
+    limits: Limits,
+    *,
+    last_scale_out: float,
+    last_activity: float,
+    now: float,
+    period: float,
+) -> int:
+    """The count for a variant of ``current`` instances whose calls ``calls_since`` counts,
+    at time ``now`` (real seconds); ``period`` is one datapoint (a minute on the scaled
+    clock). Only datapoints wholly after the last change count towards scale-in."""
+    settled = int((now - last_activity) // period)
+    points = datapoints(calls_since, now, period, max(1, min(LOW_DATAPOINTS, settled)), current)
+    return desired_count(
+        current,
+        points,
+        policies,
+        limits,
+        since_scale_out=now - last_scale_out,
+        since_activity=now - last_activity,
+    )
+
+
 def _decide(runtime: EndpointRuntime, fleet: VariantFleet, backend: Any, now: float) -> int:
     resource_id = f"endpoint/{runtime.name}/variant/{fleet.name}"
     target = backend.targets.get(DIMENSION, {}).get(resource_id)
     if target is None:
         return fleet.desired
     scale = settings.current().time_scale
-    minute = MINUTE_S * scale
-    current = fleet.desired
-    calls = fleet.calls_since(now - minute)
-    return desired_count(
-        current,
-        calls / max(current, 1),
+    return decide(
+        fleet.desired,
+        fleet.calls_since,
         _policies(backend, resource_id, scale),
         _limits(target),
-        since_scale_out=now - fleet.last_scale_out,
-        since_activity=now - fleet.last_activity,
-        minute=minute,
+        last_scale_out=fleet.last_scale_out,
+        last_activity=fleet.last_activity,
+        now=now,
+        period=MINUTE_S * scale,
     )
 
 

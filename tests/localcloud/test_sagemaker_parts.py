@@ -1,5 +1,5 @@
-"""The local SageMaker's pure parts: the toolkit's argument and launch conventions, the
-target-tracking decisions, settings, and S3 channel downloads (no processes started)."""
+"""The local SageMaker's pure parts: the toolkit's argument and launch conventions,
+settings, and S3 channel downloads (no processes started)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from moto import mock_aws
 
 import localcloud.sagemaker as local_sagemaker
 from localcloud.sagemaker import toolkit
-from localcloud.sagemaker.autoscaling import Limits, Policy, desired_count
 from localcloud.sagemaker.storage import S3
 
 
@@ -47,35 +46,6 @@ def test_single_host_torchrun_leaves_the_rendezvous_port_to_torchrun() -> None:
         "py", "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "1",
         "train.py", "--epochs", "1",
     ]  # fmt: skip
-
-
-POLICY = Policy(
-    target=70.0, scale_in_cooldown=300.0, scale_out_cooldown=60.0, disable_scale_in=False
-)
-
-
-@pytest.mark.parametrize(
-    ("current", "rate", "since_out", "since_any", "expected"),
-    [
-        (2, 140.0, 100.0, 100.0, 4),  # twice the target: twice the instances
-        (2, 140.0, 10.0, 10.0, 2),  # scale-out cooldown not over
-        (4, 140.0, 100.0, 100.0, 5),  # clamped to the maximum
-        (4, 10.0, 400.0, 400.0, 1),  # idle: scale in to the minimum
-        (4, 10.0, 400.0, 100.0, 4),  # scale-in cooldown not over
-        (3, 70.0, 400.0, 400.0, 3),  # on target
-    ],
-)
-def test_target_tracking_decisions(
-    current: int, rate: float, since_out: float, since_any: float, expected: int
-) -> None:
-    limits = Limits(minimum=1, maximum=5)
-    assert desired_count(current, rate, [POLICY], limits, since_out, since_any, 60.0) == expected
-
-
-def test_disabled_scale_in_and_no_policy_only_clamp() -> None:
-    keep = Policy(target=70.0, scale_in_cooldown=0.0, scale_out_cooldown=0.0, disable_scale_in=True)
-    assert desired_count(4, 0.0, [keep], Limits(1, 5), 1e9, 1e9, 60.0) == 4
-    assert desired_count(1, 0.0, [], Limits(2, 5), 0.0, 0.0, 60.0) == 2
 
 
 def test_time_scale_must_be_positive(tmp_path: Path) -> None:
