@@ -87,6 +87,7 @@ def test_s3_event_plans_a_run_from_the_template_configuration(app, aws, s3) -> N
         "metric": "valid_acc",
         "min_value": 0.7,
         "champion_margin": 0.02,
+        "champion_load_failure": "fail",
     }
     assert run["mode"] == "train"
     assert run["registry"] == {"group": "mlops-models", "approval_mode": "auto"}

@@ -73,15 +73,33 @@ def test_the_candidate_must_not_be_worse_than_the_champion(
     assert result["champion"]["test_acc"] == champion
 
 
-def test_a_champion_that_could_not_be_compared_passes_on_the_absolute_gate(
-    aws: AwsRecorder,
-) -> None:
-    # train.py prints no champion score for a champion with other classes.
-    event = gate_event({"valid_acc": 0.95, "test_acc": 0.5}, CHAMPION)
+def test_a_champion_of_other_classes_passes_on_the_absolute_gate(aws: AwsRecorder) -> None:
+    # train.py's [champion] line says champion_comparable=0 (other classes): no number.
+    event = gate_event({"valid_acc": 0.95, "test_acc": 0.5, "champion_comparable": 0}, CHAMPION)
     result = aws.invoke(load_handler("quality_gate"), event)
     assert result["passed"] is True
-    assert "could not be evaluated on this data set's test split" in result["reason"]
+    assert "cannot be scored on this data set's test split" in result["reason"]
     assert CHAMPION in result["reason"]
+    assert result["champion"]["status"] == "not_comparable"
+
+
+def test_a_champion_that_could_not_be_loaded_fails_the_gate(aws: AwsRecorder) -> None:
+    # A corrupt live model: train.py could not load it, so no champion metric at all.
+    event = gate_event({"valid_acc": 0.95, "test_acc": 0.5}, CHAMPION)
+    result = aws.invoke(load_handler("quality_gate"), event)
+    assert result["passed"] is False
+    assert result["reason"].startswith(f"the live model {CHAMPION} was given to training job")
+    assert "set ChampionLoadFailure=pass" in result["reason"]
+    assert result["champion"]["status"] == "load_failed"
+
+
+def test_champion_load_failure_pass_lets_the_absolute_gate_decide(aws: AwsRecorder) -> None:
+    event = gate_event({"valid_acc": 0.95, "test_acc": 0.5}, CHAMPION)
+    event["gate"]["champion_load_failure"] = "pass"
+    result = aws.invoke(load_handler("quality_gate"), event)
+    assert result["passed"] is True
+    assert "as ChampionLoadFailure=pass allows" in result["reason"]
+    assert result["champion"]["status"] == "load_failed"
 
 
 def test_the_absolute_gate_comes_first(aws: AwsRecorder) -> None:

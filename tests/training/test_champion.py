@@ -58,7 +58,11 @@ def test_a_champion_with_other_classes_is_not_compared(
     splits: DataSplits = scan(tiny_data)
     score = champion.evaluate(live_model, splits.samples["test"], ["cat", "dog", "emu"], tmp_path)
     assert score.accuracy is None
-    assert score.line() == "[champion] not compared: the champion was trained on other classes"
+    assert score.line() == (
+        "[champion] champion_comparable=0 not compared: the champion was trained on other classes"
+    )
+    found = {d["Name"]: re.findall(d["Regex"], score.line()) for d in METRIC_DEFINITIONS}
+    assert (found["champion_comparable"], found["champion_test_acc"]) == (["0"], [])
 
 
 def test_a_champion_on_the_same_classes_gets_a_number(
@@ -75,3 +79,7 @@ def test_an_unreadable_champion_is_not_compared(tmp_path: Path) -> None:
     score = champion.evaluate(tmp_path / "channel", [], ["a"], tmp_path)
     assert score.accuracy is None
     assert "holds no model.tar.gz" in score.reason
+    # A load failure is no "cannot be compared": neither metric, so the gate fails closed.
+    assert score.line().startswith("[champion] not scored: ")
+    found = {d["Name"]: re.findall(d["Regex"], score.line()) for d in METRIC_DEFINITIONS}
+    assert (found["champion_comparable"], found["champion_test_acc"]) == ([], [])

@@ -5,8 +5,10 @@ channel (``SM_CHANNEL_CHAMPION``). After training, rank 0 scores it on the same 
 images the candidate was scored on, with the champion's own preprocessing (its image size
 may differ), and prints ``[champion] champion_acc=...``; the job's ``champion_test_acc``
 metric (metric_definitions.json) and the pipeline's champion gate read that line. A
-champion trained on other classes cannot be compared: the line says so and has no number,
-and the gate decides on the absolute threshold.
+champion trained on other classes cannot be compared: the line says so with
+``champion_comparable=0`` (the job's ``champion_comparable`` metric) and the gate decides on
+the absolute threshold. A champion that cannot be loaded is a different thing: its line has
+neither number, and the gate fails (unless the stack's ``ChampionLoadFailure`` is ``pass``).
 """
 
 from __future__ import annotations
@@ -28,15 +30,19 @@ BATCH = 32
 
 @dataclass(frozen=True)
 class ChampionScore:
-    accuracy: float | None  # None: not comparable (see reason)
+    accuracy: float | None  # None: not compared (see reason)
     reason: str
     images: int = 0
+    comparable: bool = True  # False: a valid champion this data set cannot score
 
     def line(self) -> str:
-        """The stdout line the metric regex reads (no number when not comparable)."""
-        if self.accuracy is None:
-            return f"[champion] not compared: {self.reason}"
-        return f"[champion] champion_acc={self.accuracy:.6f} images={self.images}"
+        """The stdout line the metric regexes read: the champion's accuracy, or
+        ``champion_comparable=0`` when it cannot be compared, or neither when it failed."""
+        if self.accuracy is not None:
+            return f"[champion] champion_acc={self.accuracy:.6f} images={self.images}"
+        if not self.comparable:
+            return f"[champion] champion_comparable=0 not compared: {self.reason}"
+        return f"[champion] not scored: {self.reason}"
 
 
 def _model_dir(source: Path, scratch: Path) -> Path:
@@ -58,9 +64,9 @@ def evaluate(
     except (DatasetError, OSError, KeyError, ValueError, RuntimeError) as exc:
         return ChampionScore(None, f"the champion cannot be loaded ({exc})")
     if list(meta.get("classes", [])) != list(classes):
-        return ChampionScore(None, "the champion was trained on other classes")
+        return ChampionScore(None, "the champion was trained on other classes", comparable=False)
     if not samples:
-        return ChampionScore(None, "the test split is empty")
+        return ChampionScore(None, "the test split is empty", comparable=False)
     preprocess = Preprocessor(int(meta["image_size"]))
     correct = 0
     with torch.inference_mode():

@@ -4,8 +4,12 @@
 2. The champion gate: when the training job was given the live model (the ``champion``
    channel), train.py evaluated both on the same held-out test split of the new data set;
    the candidate's ``test_acc`` must reach the champion's ``champion_test_acc`` minus
-   ``gate.champion_margin``. Without a champion (the first model), or with a champion that
-   could not be compared (other classes), the absolute gate decides and the reason says so.
+   ``gate.champion_margin``. Without a champion (the first model), or with a champion this
+   data set cannot score (``champion_comparable`` 0: other classes, an empty test split),
+   the absolute gate decides and the reason says so. A champion given but not scored (it
+   could not be loaded: a corrupt or unreadable artifact) fails the gate, unless
+   ``gate.champion_load_failure`` is ``pass`` (the stack's ``ChampionLoadFailure``): then
+   the absolute gate decides and the reason and ``champion.status`` say so.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any
 
 TEST_METRIC = "test_acc"
 CHAMPION_METRIC = "champion_test_acc"
+COMPARABLE_METRIC = "champion_comparable"
+LOAD_FAILURE_ACTIONS = ("fail", "pass")
 
 
 def _finite(value: Any) -> bool:
@@ -54,7 +60,9 @@ def evaluate_gate(
         result["reason"] = f"{name} {value:.4g} is below the required {threshold:.4g}"
         return result
     absolute = f"{name} {value:.4g} reaches the required {threshold:.4g}"
-    passed, comparison = _compare(metrics, result["champion"], job_name)
+    passed, comparison = _compare(
+        metrics, result["champion"], job_name, gate.get("champion_load_failure", "fail")
+    )
     result.update(passed=passed, reason=f"{absolute}; {comparison}" if passed else comparison)
     return result
 
@@ -71,28 +79,26 @@ def _champion_fields(
         else None,
         "margin": float(gate.get("champion_margin", 0.0)),
         "compared": False,
+        "status": "none",
     }
 
 
 def _compare(
-    metrics: Mapping[str, float], champion: dict[str, Any], job_name: str
+    metrics: Mapping[str, float], champion: dict[str, Any], job_name: str, on_load_failure: str
 ) -> tuple[bool, str]:
-    """(passed, what the champion comparison found)."""
+    """(passed, what the champion comparison found); ``champion["status"]`` says which:
+    ``none``, ``not_comparable``, ``load_failed``, ``compared``."""
     if not champion["model_artifact"]:
         return True, "no live model to compare with (first model): passed on the absolute gate"
     if champion["test_acc"] is None:
-        return True, (
-            f"the live model {champion['model_artifact']} could not be evaluated on this data "
-            "set's test split (other classes, or no champion_test_acc metric): passed on the "
-            "absolute gate"
-        )
+        return _not_scored(metrics, champion, job_name, on_load_failure)
     candidate = champion["candidate_test_acc"]
     if candidate is None:
         return False, (
             f"training job {job_name} reported no {TEST_METRIC} metric, so it cannot be "
             "compared with the live model"
         )
-    champion["compared"] = True
+    champion.update(compared=True, status="compared")
     floor = champion["test_acc"] - champion["margin"]
     numbers = (
         f"test accuracy {candidate:.4g} against the live model's {champion['test_acc']:.4g} "
@@ -101,3 +107,26 @@ def _compare(
     if candidate >= floor:
         return True, f"not worse than the live model: {numbers}"
     return False, f"worse than the live model: {numbers}"
+
+
+def _not_scored(
+    metrics: Mapping[str, float], champion: dict[str, Any], job_name: str, on_load_failure: str
+) -> tuple[bool, str]:
+    live = champion["model_artifact"]
+    if metrics.get(COMPARABLE_METRIC) == 0:
+        champion["status"] = "not_comparable"
+        return True, (
+            f"the live model {live} cannot be scored on this data set's test split (other "
+            "classes, or an empty split): passed on the absolute gate"
+        )
+    champion["status"] = "load_failed"
+    failure = (
+        f"the live model {live} was given to training job {job_name} but not scored (it "
+        "could not be loaded: see the job's [champion] log line)"
+    )
+    if on_load_failure == "pass":
+        return True, f"{failure}: passed on the absolute gate, as ChampionLoadFailure=pass allows"
+    return False, (
+        f"{failure}, so the candidate cannot be compared with it; fix or replace the live "
+        "model, or set ChampionLoadFailure=pass to deploy on the absolute gate alone"
+    )

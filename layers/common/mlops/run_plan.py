@@ -20,6 +20,7 @@ from urllib.parse import unquote_plus
 from mlops import approval
 from mlops.config import env_bool, env_float, env_int, env_json_object, env_str
 from mlops.errors import ConfigurationError
+from mlops.gate import LOAD_FAILURE_ACTIONS
 from mlops.naming import check_endpoint_name, content_id, resource_name
 from mlops.s3 import head_object, parse_s3_uri, s3_uri
 
@@ -72,6 +73,7 @@ class PlanSettings:
     model_package_group: str = ""
     approval_mode: str = "auto"
     champion_margin: float = 0.0
+    champion_load_failure: str = "fail"
     rollout: str = "ALL_AT_ONCE"
     rollout_wait_seconds: int = 0
     rollout_baking_seconds: int = 0
@@ -113,6 +115,7 @@ class PlanSettings:
             model_package_group=env_str("MODEL_PACKAGE_GROUP", env, default=""),
             approval_mode=env_str("APPROVAL_MODE", env, default="auto"),
             champion_margin=env_float("CHAMPION_MARGIN", env, default=0.0, maximum=1.0),
+            champion_load_failure=env_str("CHAMPION_LOAD_FAILURE", env, default="fail"),
             rollout=env_str("DEPLOYMENT_STRATEGY", env, default="ALL_AT_ONCE"),
             rollout_wait_seconds=env_int("ROLLOUT_WAIT_SECONDS", env, default=0),
             rollout_baking_seconds=env_int("ROLLOUT_BAKING_SECONDS", env, default=0),
@@ -140,6 +143,11 @@ def check_rollout(settings: PlanSettings) -> None:
     if settings.approval_mode not in APPROVAL_MODES:
         raise ConfigurationError(
             f"APPROVAL_MODE={settings.approval_mode!r} must be one of {', '.join(APPROVAL_MODES)}"
+        )
+    if settings.champion_load_failure not in LOAD_FAILURE_ACTIONS:
+        raise ConfigurationError(
+            f"CHAMPION_LOAD_FAILURE={settings.champion_load_failure!r} must be one of "
+            f"{', '.join(LOAD_FAILURE_ACTIONS)}"
         )
     strategy = settings.rollout
     if strategy not in ROLLOUTS:
@@ -398,6 +406,7 @@ def build_plan(
             "metric": GATE_METRIC,
             "min_value": settings.min_validation_accuracy,
             "champion_margin": settings.champion_margin,
+            "champion_load_failure": settings.champion_load_failure,
         },
         "registry": {
             "group": settings.model_package_group,

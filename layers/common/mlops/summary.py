@@ -20,7 +20,7 @@ def summarize(state: Mapping[str, Any]) -> dict[str, Any]:
         "training_job_name": training["training_job_name"],
         "metrics": training.get("metrics", {}),
         "model_artifact": training.get("model_artifact"),
-        "quality_gate": {k: gate.get(k) for k in ("metric", "value", "threshold")},
+        "quality_gate": {k: gate.get(k) for k in ("metric", "value", "threshold", "reason")},
         "endpoint_name": deployment["endpoint_name"],
         "endpoint_config_name": deployment["endpoint_config_name"],
         "model_name": deployment["model_name"],
