@@ -199,31 +199,32 @@ def _plain_denial(start_response: Callable[..., Any], message: str) -> list[byte
 def install(enforcer: Enforcer) -> None:
     """Enforce IAM in this process: wrap the moto server's app (call before it starts), make
     the state-machine interpreter call AWS as the state machine's role, check the rule's
-    role before it starts an execution and SageMaker's execution role on its S3 access
-    (moto internals: moto is pinned)."""
+    role before it starts an execution and SageMaker's execution role on what SageMaker does
+    as it (moto internals: moto is pinned)."""
     from moto.moto_server import threaded_moto_server
 
     from localcloud import trigger
-    from localcloud.sagemaker import storage
+    from localcloud.sagemaker import execution_role
 
     def start_denied(role_arn: str, state_machine_arn: str) -> str | None:
         principal = enforcer.principal_for_role(role_arn, "EventBridge")
         denial = enforcer.allowed(principal, "states:StartExecution", state_machine_arn)
         return denial.message if denial else None
 
-    def storage_denied(
+    def execution_role_denied(
         role_arn: str, action: str, resource: str, context: dict[str, Any]
     ) -> str | None:
         principal = enforcer.principal_for_role(role_arn, SAGEMAKER_SESSION)
         denial = enforcer.allowed(principal, action, resource, **context)
         if denial is None:
             return None
-        log.warning("IAM: SageMaker AccessDenied: %s", denial.s3_message)
-        enforcer.denials.append(denial.s3_message)
-        return denial.s3_message
+        text = denial.s3_message if action.startswith("s3:") else denial.message
+        log.warning("IAM: SageMaker AccessDenied: %s", text)
+        enforcer.denials.append(text)
+        return text
 
     trigger.AUTHORIZE_START = start_denied
-    storage.AUTHORIZE = storage_denied
+    execution_role.AUTHORIZE = execution_role_denied
 
     global _active
     _active = enforcer
@@ -279,9 +280,9 @@ def _patch_state_machine_clients() -> None:
 def uninstall() -> None:
     """No enforcement in this process (the patches stay, and let everything through)."""
     from localcloud import trigger
-    from localcloud.sagemaker import storage
+    from localcloud.sagemaker import execution_role
 
     global _active
     _active = None
     trigger.AUTHORIZE_START = None
-    storage.AUTHORIZE = None
+    execution_role.AUTHORIZE = None

@@ -6,17 +6,27 @@ steps of a blue/green update: ALL_AT_ONCE (one step), CANARY (the canary, then t
 LINEAR (equal steps), each followed by a baking period of ``WaitIntervalInSeconds`` except the
 last, then ``TerminationWaitInSeconds`` before the old fleet stops. Alarms of
 ``AutoRollbackConfiguration`` are watched from the first shift of traffic to the end.
+
+SageMaker reads those alarms as the endpoint's execution role (the role of the models the
+endpoint config names: an endpoint has no role of its own). Its guide asks that the role may
+``cloudwatch:DescribeAlarms`` on them; the request is checked here, where SageMaker checks
+that the alarms exist, so a role that may not read them gets the same ValidationException
+as an alarm that does not exist (the request is refused and nothing changes), not an update
+that starts and fails later.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.sagemaker.exceptions import ValidationError
+from moto.utilities.utils import get_partition
+
+from . import execution_role
 
 TYPES = ("ALL_AT_ONCE", "CANARY", "LINEAR")
 SIZE_TYPES = ("INSTANCE_COUNT", "CAPACITY_PERCENT")
@@ -113,10 +123,12 @@ def plan(
     *,
     account_id: str,
     region: str,
+    roles: Sequence[str] = (),
 ) -> Plan:
     """The update's plan; ValidationError for a config SageMaker refuses.
 
-    ``counts``: each variant's instance count in the new endpoint config (after retaining).
+    ``counts``: each variant's instance count in the new endpoint config (after retaining);
+    ``roles``: the execution roles of its models, which must be allowed to read the alarms.
     """
     config = dict(config or {})
     unknown = set(config) - {
@@ -136,7 +148,7 @@ def plan(
             "RollingUpdatePolicy is not supported by the local SageMaker; use "
             "BlueGreenUpdatePolicy."
         )
-    alarms = _alarms(config.get("AutoRollbackConfiguration"), account_id, region)
+    alarms = _alarms(config.get("AutoRollbackConfiguration"), account_id, region, roles)
     policy = config.get("BlueGreenUpdatePolicy")
     if policy is None:  # no policy: blue/green, all at once (SageMaker's default)
         return Plan(
@@ -198,7 +210,7 @@ def plan(
     return result
 
 
-def _alarms(rollback: Any, account_id: str, region: str) -> tuple[str, ...]:
+def _alarms(rollback: Any, account_id: str, region: str, roles: Sequence[str]) -> tuple[str, ...]:
     if rollback is None:
         return ()
     items = rollback.get("Alarms") if isinstance(rollback, Mapping) else None
@@ -210,6 +222,7 @@ def _alarms(rollback: Any, account_id: str, region: str) -> tuple[str, ...]:
     names = tuple(str(item.get("AlarmName") or "") for item in items)
     if not all(names):
         raise ValidationError("Each AutoRollbackConfiguration alarm needs an AlarmName.")
+    check_alarm_access(roles, names, account_id, region)
     existing = cloudwatch_backends[account_id][region].alarms
     missing = [name for name in names if name not in existing]
     if missing:
@@ -218,6 +231,24 @@ def _alarms(rollback: Any, account_id: str, region: str) -> tuple[str, ...]:
             f"{region}: {', '.join(missing)}."
         )
     return names
+
+
+def check_alarm_access(
+    roles: Sequence[str], names: Sequence[str], account_id: str, region: str
+) -> None:
+    """ValidationError unless each execution role may ``cloudwatch:DescribeAlarms`` on each
+    alarm (checked only when IAM is enforced)."""
+    arn = f"arn:{get_partition(region)}:cloudwatch:{region}:{account_id}:alarm:{{}}"
+    for role in dict.fromkeys(roles):
+        for name in names:
+            denied = execution_role.denied(role, "cloudwatch:DescribeAlarms", arn.format(name))
+            if denied:
+                raise ValidationError(
+                    f"SageMaker cannot read the AutoRollbackConfiguration alarm {name} with "
+                    f"the execution role {role}: {denied}. Ensure that your IAM execution "
+                    "role has permission to perform the cloudwatch:DescribeAlarms action on "
+                    "the auto-rollback alarms you specify."
+                )
 
 
 def check_variants(current: set[str], new: set[str], endpoint: str) -> None:

@@ -100,6 +100,13 @@ def _config(self: SageMakerResponse, name: str) -> dict[str, Any]:
     }
 
 
+def _execution_roles(self: SageMakerResponse, config: dict[str, Any]) -> list[str]:
+    """The execution roles of the config's models: SageMaker acts for the endpoint as them."""
+    models = self.sagemaker_backend._models
+    names = [v.get("ModelName") for v in config["ProductionVariants"]]
+    return [models[n].execution_role_arn for n in names if n in models]
+
+
 def _runtime(self: SageMakerResponse, name: str) -> EndpointRuntime:
     runtime = ENDPOINTS.get((self.current_account, self.region, name))
     if runtime is None or name not in self.sagemaker_backend.endpoints:
@@ -127,7 +134,13 @@ def create_endpoint(self: SageMakerResponse) -> ActionResult:
             v["VariantName"]: int(v.get("InitialInstanceCount") or 1)
             for v in config["ProductionVariants"]
         }
-        guardrails.plan(deployment, counts, account_id=self.current_account, region=self.region)
+        guardrails.plan(
+            deployment,
+            counts,
+            account_id=self.current_account,
+            region=self.region,
+            roles=_execution_roles(self, config),
+        )
     quota.check_endpoint(self.sagemaker_backend, self.current_account, self.region, config)
     result = _original(SageMakerResponse, "create_endpoint")(self)
     endpoint = self.sagemaker_backend.endpoints[name]
@@ -160,7 +173,13 @@ def update_endpoint(self: SageMakerResponse) -> ActionResult:
     counts, weights = runtime.new_counts(config, retain, excluded)
     if deployment is not None:
         guardrails.check_variants(set(runtime.fleets), set(counts), runtime.name)
-    plan = guardrails.plan(deployment, counts, account_id=self.current_account, region=self.region)
+    plan = guardrails.plan(
+        deployment,
+        counts,
+        account_id=self.current_account,
+        region=self.region,
+        roles=_execution_roles(self, config),
+    )
     quota.check_endpoint(
         self.sagemaker_backend, self.current_account, self.region, config, retained
     )

@@ -15,7 +15,6 @@ import shutil
 import tarfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -25,13 +24,10 @@ from moto.s3.exceptions import MissingBucket
 from moto.s3.models import FakeKey, s3_backends
 from moto.utilities.utils import get_partition
 
+from . import execution_role
+
 _CHUNK = 1 << 20
 _ECR_IMAGE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)")
-
-# Set by the local cloud when IAM is enforced: (role ARN, action, resource ARN, condition
-# keys) -> None if the role may, else AWS's AccessDenied message.
-Authorize = Callable[[str, str, str, dict[str, Any]], str | None]
-AUTHORIZE: Authorize | None = None
 
 
 class StorageError(Exception):
@@ -54,9 +50,7 @@ class S3:
         self._role_arn = role_arn
 
     def _authorize(self, operation: str, action: str, resource: str, **context: Any) -> None:
-        if AUTHORIZE is None or not self._role_arn:
-            return
-        denied = AUTHORIZE(self._role_arn, action, resource, context)
+        denied = execution_role.denied(self._role_arn, action, resource, **context)
         if denied:
             raise StorageError(
                 f"ClientError: An error occurred (AccessDenied) when calling the {operation} "
@@ -74,13 +68,13 @@ class S3:
         ecr:GetAuthorizationToken and the layer and image reads on the image's repository
         (nothing is pulled locally; other registries are not checked)."""
         match = _ECR_IMAGE.match(image)
-        if AUTHORIZE is None or not self._role_arn or not match:
+        if not match:
             return
         account, region, repository = match.groups()
         repo = f"arn:{get_partition(region)}:ecr:{region}:{account}:repository/{repository}"
         reads = ("BatchCheckLayerAvailability", "GetDownloadUrlForLayer", "BatchGetImage")
         for action, resource in [("GetAuthorizationToken", "*"), *((r, repo) for r in reads)]:
-            denied = AUTHORIZE(self._role_arn, f"ecr:{action}", resource, {})
+            denied = execution_role.denied(self._role_arn, f"ecr:{action}", resource)
             if denied:
                 raise StorageError(f"ClientError: Cannot pull the image {image}: {denied}")
 

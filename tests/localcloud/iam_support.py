@@ -10,9 +10,11 @@ as the code makes them (see functions/ and layers/common/mlops/).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -32,9 +34,27 @@ SAGEMAKER_ROLE = "SageMakerExecutionRole"
 _SESSION = boto3.session.Session(region_name=REGION)  # one loader: service models load once
 
 
-def pipeline_stack() -> Stack:
+def pipeline_stack(template: Path = DEFAULT_TEMPLATE) -> Stack:
     overrides = load_overrides(DEFAULT_PARAMETERS)
-    return resolve_stack(DEFAULT_TEMPLATE, region=REGION, stack_name=STACK, overrides=overrides)
+    return resolve_stack(template, region=REGION, stack_name=STACK, overrides=overrides)
+
+
+def template_without(folder: Path, resource: str, sid: str) -> Path:
+    """A copy of template.yaml (beside links to what it references) whose ``resource`` lacks
+    the policy statement ``sid``: what a user deploying a template with that gap gets."""
+    text = DEFAULT_TEMPLATE.read_text()
+    start = text.index(f"\n  {resource}:\n")
+    end = re.compile(r"\n  [A-Za-z]").search(text, start + 1)
+    block = text[start : end.start() if end else len(text)]
+    statement = re.search(rf"\n( +)- Sid: {sid}\n(?:\1  .*\n)*", block)
+    assert statement, f"{resource} has no statement {sid}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in DEFAULT_TEMPLATE.parent.iterdir():
+        if entry.name != DEFAULT_TEMPLATE.name and not entry.name.startswith("."):
+            (folder / entry.name).symlink_to(entry)
+    copy = folder / DEFAULT_TEMPLATE.name
+    copy.write_text(text.replace(block, block.replace(statement.group(0), "\n", 1), 1))
+    return copy
 
 
 @dataclass

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from botocore import xform_name
 from botocore.exceptions import ClientError
+from moto.sagemaker.exceptions import ValidationError
 
 from localcloud.iam.policies import MANAGED_POLICIES, role_policies
+from localcloud.sagemaker import guardrails
 from localcloud.sagemaker.storage import S3, StorageError
 from tests.localcloud.iam_support import (
     NOT_EXERCISED,
@@ -214,6 +216,7 @@ def sagemaker_denials(cloud: EnforcedCloud, tmp: Path) -> list[str]:
         admin.put_object(Bucket=b, Key=key, Body=b"x")
     s3 = S3(cloud.stack.account_id, REGION, role_arn)
     env = cloud.stack.function("PrepareRunFunction").environment
+    alarms = env["ROLLBACK_ALARM_NAMES"].split(",")
     (tmp / "upload.bin").write_bytes(b"x")
     operations = [
         lambda: s3.pull_image(env["TRAINING_IMAGE"]),
@@ -226,12 +229,14 @@ def sagemaker_denials(cloud: EnforcedCloud, tmp: Path) -> list[str]:
         lambda: s3.upload(tmp / "upload.bin", f"s3://{b}/models/j/output/model.tar.gz"),
         lambda: s3.pull_image(env["INFERENCE_IMAGE"]),
         lambda: s3.download(f"s3://{b}/models/j/output/model.tar.gz", tmp / "model"),
+        # the canary update's AutoRollbackConfiguration, read as the model's role
+        lambda: guardrails.check_alarm_access([role_arn], alarms, cloud.stack.account_id, REGION),
     ]
     denied = []
     for operation in operations:
         try:
             operation()
-        except StorageError as exc:
+        except (StorageError, ValidationError) as exc:
             denied.append(str(exc))
     return denied
 

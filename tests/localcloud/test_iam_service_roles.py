@@ -1,0 +1,164 @@
+"""What services do on the caller's behalf is checked against the role AWS uses for it: a
+copy of template.yaml lacking one of those permissions makes the local cloud refuse or fail
+the work as AWS would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+import localcloud.sagemaker as local_sagemaker
+from localcloud import iam
+from localcloud.stack import Stack
+from tests.localcloud.iam_support import (
+    REGION,
+    SAGEMAKER_ROLE,
+    bucket,
+    pipeline_stack,
+    template_without,
+)
+from tests.localcloud.sagemaker_support import (
+    FAKE_SERVE,
+    VARIANT,
+    assert_no_new_children,
+    children,
+    tgz,
+    wait_endpoint,
+)
+
+
+def sagemaker_role(stack: Stack) -> str:
+    return next(r.arn for r in stack.resources if r.logical_id == SAGEMAKER_ROLE)
+
+
+def rollback_alarms(stack: Stack) -> list[str]:
+    names = stack.function("PrepareRunFunction").environment["ROLLBACK_ALARM_NAMES"]
+    return names.split(",")
+
+
+class Hosting:
+    """The local SageMaker and CloudWatch in this process, IAM enforced for ``stack``."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.sagemaker = boto3.client("sagemaker", region_name=REGION)
+        self.cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+        self.s3.create_bucket(Bucket=bucket(stack))
+        for name in rollback_alarms(stack):
+            self.cloudwatch.put_metric_alarm(
+                AlarmName=name,
+                Namespace="AWS/SageMaker",
+                MetricName="Invocation5XXErrors",
+                Statistic="Sum",
+                Period=60,
+                EvaluationPeriods=1,
+                Threshold=1,
+                ComparisonOperator="GreaterThanOrEqualToThreshold",
+            )
+
+    def config(self, version: str, instances: int = 2) -> str:
+        """A model (as the stack's SageMaker execution role) and its endpoint config."""
+        key = f"models/{version}/output/model.tar.gz"
+        body = tgz({"model.json": f'{{"version": "{version}"}}'})
+        self.s3.put_object(Bucket=bucket(self.stack), Key=key, Body=body)
+        self.sagemaker.create_model(
+            ModelName=f"model-{version}",
+            ExecutionRoleArn=sagemaker_role(self.stack),
+            PrimaryContainer={
+                "Image": "inference:1",
+                "ModelDataUrl": f"s3://{bucket(self.stack)}/{key}",
+            },
+        )
+        self.sagemaker.create_endpoint_config(
+            EndpointConfigName=f"config-{version}",
+            ProductionVariants=[
+                {
+                    "VariantName": VARIANT,
+                    "ModelName": f"model-{version}",
+                    "InitialInstanceCount": instances,
+                    "InstanceType": "ml.m5.large",
+                }
+            ],
+        )
+        return f"config-{version}"
+
+
+@pytest.fixture
+def hosting(tmp_path: Path) -> Iterator[Hosting]:
+    """The stack of a template copy whose SageMakerExecutionRole may not read the alarms."""
+    stack = pipeline_stack(
+        template_without(tmp_path / "template", SAGEMAKER_ROLE, "RollbackAlarms")
+    )
+    enforcer = iam.Enforcer(stack)
+    enforcer.warm_up()  # the evaluator's process lives as long as the test process
+    before = children()
+    serve = tmp_path / "fake_serve.py"
+    serve.write_text(FAKE_SERVE)
+    iam.install(enforcer)
+    try:
+        with mock_aws():
+            local_sagemaker.install(tmp_path / "state", serve_command=(str(serve),))
+            yield Hosting(stack)
+    finally:
+        local_sagemaker.uninstall()
+        iam.uninstall()
+        assert_no_new_children(before)
+
+
+def test_finding_2_the_canary_update_fails_if_the_execution_role_cannot_read_its_alarms(
+    hosting: Hosting,
+) -> None:
+    from mlops.deployment import deployment_config
+
+    rollout = deployment_config(
+        {
+            "type": "CANARY",
+            "wait_seconds": 0,
+            "baking_seconds": 0,
+            "max_seconds": 600,
+            "alarms": rollback_alarms(hosting.stack),
+        }
+    )
+    sagemaker = hosting.sagemaker
+    old = hosting.config("v1")
+    sagemaker.create_endpoint(EndpointName="ep", EndpointConfigName=old)
+    assert wait_endpoint(sagemaker, "ep")["EndpointStatus"] == "InService"
+    with pytest.raises(ClientError) as caught:
+        sagemaker.update_endpoint(
+            EndpointName="ep", EndpointConfigName=hosting.config("v2"), DeploymentConfig=rollout
+        )
+    error = caught.value.response["Error"]
+    role = sagemaker_role(hosting.stack)
+    session = f"arn:aws:sts::{hosting.stack.account_id}:assumed-role/{role.rsplit('/', 1)[-1]}/"
+    alarm = f"arn:aws:cloudwatch:{REGION}:{hosting.stack.account_id}:alarm:"
+    assert error["Code"] == "ValidationException"
+    assert f"with the execution role {role}: User: {session}SageMaker" in error["Message"]
+    denied = f"perform: cloudwatch:DescribeAlarms on resource: {alarm}{hosting.stack.name}-"
+    assert denied in error["Message"]
+    assert "on the auto-rollback alarms you specify" in error["Message"]
+    # refused: the endpoint still serves the old config and was never updating
+    endpoint = sagemaker.describe_endpoint(EndpointName="ep")
+    assert (endpoint["EndpointStatus"], endpoint["EndpointConfigName"]) == ("InService", old)
+    # CreateEndpoint with the same DeploymentConfig is refused the same way
+    with pytest.raises(ClientError, match="cloudwatch:DescribeAlarms"):
+        sagemaker.create_endpoint(
+            EndpointName="ep2", EndpointConfigName=hosting.config("v3"), DeploymentConfig=rollout
+        )
+
+
+def test_the_template_lets_the_execution_role_read_the_rollback_alarms() -> None:
+    from localcloud.sagemaker import guardrails
+
+    stack = pipeline_stack()
+    iam.install(iam.Enforcer(stack))
+    try:
+        names = rollback_alarms(stack)
+        guardrails.check_alarm_access([sagemaker_role(stack)], names, stack.account_id, REGION)
+    finally:
+        iam.uninstall()
