@@ -6,14 +6,20 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 from botocore.exceptions import ClientError
+from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
 
+import localcloud.sagemaker as local_sagemaker
 from tests.localcloud.sagemaker_support import (
+    FAKE_SERVE,
     REGION,
     ROLE,
     VARIANT,
@@ -36,6 +42,30 @@ class Local:
     sns: Any
     sqs: Any
     state: Path
+
+
+@contextmanager
+def local_guardrails(root: Path) -> Iterator[Local]:
+    """The local SageMaker (fake model servers, time scale SCALE) in moto, with clients and
+    a bucket for the models; uninstalled on exit."""
+    serve = root / "fake_serve.py"
+    serve.write_text(FAKE_SERVE)
+    try:
+        with mock_aws():
+            local_sagemaker.install(root / "state", serve_command=(str(serve),), time_scale=SCALE)
+            s3 = boto3.client("s3", region_name=REGION)
+            s3.create_bucket(Bucket=BUCKET)
+            yield Local(
+                s3=s3,
+                sagemaker=boto3.client("sagemaker", region_name=REGION),
+                runtime=boto3.client("sagemaker-runtime", region_name=REGION),
+                cloudwatch=boto3.client("cloudwatch", region_name=REGION),
+                sns=boto3.client("sns", region_name=REGION),
+                sqs=boto3.client("sqs", region_name=REGION),
+                state=root / "state",
+            )
+    finally:
+        local_sagemaker.uninstall()
 
 
 def add_model(aws: Local, version: str, instances: int = 2, **behaviour: Any) -> str:
@@ -123,6 +153,10 @@ class Traffic:
 
     def since(self, start: float) -> list[str]:
         return [what for t, what in self.replies if t >= start]
+
+    def answers_since(self, start: float, count: int, timeout: float = 30) -> list[str]:
+        """The replies after ``start`` once there are at least ``count`` (bounded wait)."""
+        return wait_for(lambda: self.since(start), lambda got: len(got) >= count, timeout)
 
 
 @dataclass
