@@ -5,10 +5,12 @@ Gateway would send (``mlops.http_events.build_http_api_event``), the function ru
 worker pool, and its reply is mapped back the way API Gateway maps it: a dict with
 ``statusCode`` is an HTTP response (``headers``, ``cookies``, ``body``,
 ``isBase64Encoded``); anything else is a 200 ``application/json`` body. API Gateway's
-own answers keep its shape ``{"message": ...}``: 403 a route with AWS_IAM authorization
-called without a valid SigV4 signature (``localcloud.sigv4``), 404 unknown route, 413 over
-10 MB, 429 beyond the function's reserved concurrency, 500 function error or malformed
-reply, 503 past the integration timeout.
+own answers keep its shape ``{"message": ...}``: 400 a Content-Length that is not digits
+(or lists different values) or comes with a Transfer-Encoding, 411 a Transfer-Encoding
+alone, 403 a route with AWS_IAM authorization called without a valid SigV4 signature
+(``localcloud.sigv4``), 404 unknown route, 413 over 10 MB, 429 beyond the function's
+reserved concurrency, 500 function error or malformed reply, 503 past the integration
+timeout. A refused framing closes the connection: no byte after it is read as a request.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from localcloud import sigv4
 from localcloud.lambda_runtime import InvokeResult, Throttled
 from localcloud.stack import Function, Route
 from mlops.http_events import build_http_api_event
+from mlops.http_fields import InvalidLength, content_length
 
 MAX_BODY = 10 * 1024 * 1024  # HTTP API payload quota
 # (function name, event bytes) -> result; raises Throttled at the concurrency limit
@@ -204,13 +207,15 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "localcloud-httpapi"
 
     def _serve(self) -> None:
-        length = self.headers.get("content-length")
-        if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            self._reply(*_gateway(411, "Length Required: send a Content-Length"), close=True)
+        lengths = self.headers.get_all("content-length") or []
+        if self.headers.get("transfer-encoding") is not None:
+            # with a Content-Length too, which of the two frames the body is ambiguous
+            status, message = (400, "Bad Request") if lengths else (411, "Length Required")
+            self._reply(*_gateway(status, f"{message}: send a Content-Length"), close=True)
             return
         try:
-            size = int(length or 0)
-        except ValueError:
+            size = content_length(lengths) or 0
+        except InvalidLength:
             self._reply(*_gateway(400, "Bad Request: invalid Content-Length"), close=True)
             return
         if size > MAX_BODY:

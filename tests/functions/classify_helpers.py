@@ -133,6 +133,22 @@ def serve_bytes(body: bytes, content_type: str = "image/jpeg", status: int = 200
     return route
 
 
+def declaring(length: str, body: bytes) -> Route:
+    """``body`` as an image with ``length`` in its Content-Length field, then the end of the
+    connection."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "image/jpeg")
+        handler.send_header("Content-Length", length)
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.wfile.write(body)
+        handler.close_connection = True
+
+    return route
+
+
 def redirect(location: str, status: int = 302) -> Route:
     def route(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(status)

@@ -19,7 +19,15 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import (
+    ConnectionClosedError,
+    EndpointConnectionError,
+    IncompleteReadError,
+    ProxyConnectionError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+    SSLError,
+)
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
@@ -36,6 +44,7 @@ from tests.functions.classify_helpers import (
     FakeNetwork,
     ImageServer,
     client_tls,
+    declaring,
     image_bytes,
     image_server,
     load_classify_app,
@@ -230,6 +239,7 @@ def test_url_sample_events(
         (f"https://{SAMPLE_URL_HOST}/missing.jpg", 422, "url_unusable"),
         (f"https://{SAMPLE_URL_HOST}/page.html", 422, "url_unusable"),
         (f"https://{SAMPLE_URL_HOST}/huge.jpg", 413, "payload_too_large"),
+        (f"https://{SAMPLE_URL_HOST}/superscript.jpg", 422, "url_unusable"),  # was a 500
     ],
 )
 def test_url_errors(
@@ -237,6 +247,7 @@ def test_url_errors(
 ) -> None:
     sample_host.routes["/page.html"] = serve_bytes(b"<!doctype html>", "text/html")
     sample_host.routes["/bad-redirect"] = redirect("http://[::1/x")
+    sample_host.routes["/superscript.jpg"] = declaring("\u00b2", JPEG)  # "²".isdigit()
     sample_host.routes["/huge.jpg"] = serve_bytes(JPEG + b"\0" * int(ENV["MAX_IMAGE_BYTES"]))
     got_status, body = call(app, as_json({"url": url}))
     assert (got_status, body["error"]) == (status, code)
@@ -267,6 +278,10 @@ def test_no_time_left_for_the_url(app: ModuleType) -> None:
         (as_json({"url": "x" * 3000}), 400, "url must be shorter"),
         (http(JPEG, "image/jpeg", query="top_k=abc"), 400, "top_k must be an integer"),
         (http(JPEG, "image/jpeg", query="top_k=0"), 400, "top_k must be an integer"),
+        (http(JPEG, "image/jpeg", query="top_k=%C2%B2"), 400, "top_k must be an integer"),
+        (http(JPEG, "image/jpeg", query="top_k=%2B3"), 400, "top_k must be an integer"),
+        (http(JPEG, "image/jpeg", query="top_k=1_0"), 400, "top_k must be an integer"),
+        (http(JPEG, "image/jpeg", query="top_k=" + "9" * 5000), 400, "top_k must be an integer"),
         (http(b"", "image/jpeg"), 400, "empty"),
         (http(b"hello", "text/plain"), 415, "unsupported Content-Type 'text/plain'"),
         (http(JPEG, None), 415, "unsupported Content-Type 'none'"),
@@ -449,31 +464,53 @@ def test_every_api_error_has_one_shape(
 
 @dataclass
 class RaisingClient:
+    """Raises ``error`` from invoke_endpoint, or (``streaming``) while its body is read."""
+
     error: Exception
+    streaming: bool = False
 
     def invoke_endpoint(self, **_: Any) -> Any:
+        if self.streaming:
+            return {"Body": self}
+        raise self.error
+
+    def read(self) -> bytes:
         raise self.error
 
 
+RUNTIME_URL = "https://runtime.sagemaker"
+UNAVAILABLE = (503, "endpoint_unavailable")
+
+
 @pytest.mark.parametrize(
-    ("error", "status", "code"),
+    ("error", "streaming", "answer"),
     [
-        (ReadTimeoutError(endpoint_url="https://runtime.sagemaker"), 504, "endpoint_timeout"),
-        (
-            EndpointConnectionError(endpoint_url="https://runtime.sagemaker"),
-            503,
-            "endpoint_unavailable",
-        ),
-        (RuntimeError(f"bug with context {FakeContext()}"), 500, "internal_error"),
+        (ReadTimeoutError(endpoint_url=RUNTIME_URL), False, (504, "endpoint_timeout")),
+        (EndpointConnectionError(endpoint_url=RUNTIME_URL), False, UNAVAILABLE),
+        (ConnectionClosedError(endpoint_url=RUNTIME_URL), False, UNAVAILABLE),
+        (SSLError(endpoint_url=RUNTIME_URL, error="certificate verify failed"), False, UNAVAILABLE),
+        (ProxyConnectionError(proxy_url="http://proxy:3128", error="refused"), False, UNAVAILABLE),
+        (ResponseStreamingError(error="connection reset"), True, UNAVAILABLE),
+        (IncompleteReadError(actual_bytes=10, expected_bytes=90), True, UNAVAILABLE),
+        (ReadTimeoutError(endpoint_url=RUNTIME_URL), True, (504, "endpoint_timeout")),
+        (RuntimeError(f"bug with context {FakeContext()}"), False, (500, "internal_error")),
     ],
 )
 def test_endpoint_exceptions(
-    app: ModuleType, monkeypatch: pytest.MonkeyPatch, error: Exception, status: int, code: str
+    app: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+    streaming: bool,
+    answer: tuple[int, str],
 ) -> None:
-    monkeypatch.setattr(endpoint_client, "runtime_client", lambda _: RaisingClient(error))
+    client = RaisingClient(error, streaming)
+    monkeypatch.setattr(endpoint_client, "runtime_client", lambda _: client)
     response = app.lambda_handler(http(JPEG, "image/jpeg"), FakeContext())
     body = json.loads(response["body"])
-    assert (response["statusCode"], body["error"]) == (status, code)
+    assert (response["statusCode"], body["error"]) == answer
+    assert body["message"]
+    if answer[0] == 503:
+        assert int(response["headers"]["Retry-After"]) > 0
     assert "Traceback" not in response["body"]
     assert ACCOUNT_ID not in response["body"]
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import re
 
 import pytest
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
 from mlops.http_events import build_http_api_event
+from mlops.http_fields import HUGE, InvalidLength, content_length, decimal
 from tests.functions.classify_helpers import FakeContext
 
 
@@ -104,3 +106,48 @@ def test_powertools_resolver_reads_the_event() -> None:
         "k": "2",
         "ip": "127.0.0.1",
     }
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("7", 7),
+        ("0", 0),
+        ("007", 7),
+        ("9" * 5000, HUGE),  # past int()'s 4,300-digit limit: no ValueError
+        ("\u00b2", None),  # "²".isdigit() is True, int("²") a ValueError
+        ("\u0663", None),  # Arabic-Indic three: int() takes it
+        ("+7", None),
+        ("-5", None),
+        ("1_000", None),
+        (" 7", None),
+        ("", None),
+    ],
+)
+def test_decimal_is_ascii_digits_only(raw: str, value: int | None) -> None:
+    assert decimal(raw) == value
+
+
+@pytest.mark.parametrize(
+    ("fields", "length"),
+    [([], None), (["12"], 12), (["12, 12"], 12), (["12", "12"], 12), (["12,\t12"], 12)],
+)
+def test_content_length_takes_one_value_or_identical_ones(
+    fields: list[str], length: int | None
+) -> None:
+    assert content_length(fields) == length
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (["12, 13"], "conflicting Content-Length values 12, 13"),
+        (["12", "13"], "conflicting"),
+        (["12,"], "'' is not a number of bytes"),
+        (["+12"], "'+12' is not a number of bytes"),
+        (["\u00b2"], "is not a number of bytes"),
+    ],
+)
+def test_content_length_refuses_anything_else(fields: list[str], message: str) -> None:
+    with pytest.raises(InvalidLength, match=re.escape(message)):
+        content_length(fields)

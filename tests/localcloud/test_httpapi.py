@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,3 +146,45 @@ def test_requests_beyond_reserved_concurrency_are_429(
     assert (status, json.loads(body)) == (429, {"message": "Too Many Requests"})
     assert results == [200]
     assert request(api, "POST", "/hello")[0] == 200
+
+
+def exchange(api: HttpApi, data: bytes) -> bytes:
+    """Everything the API answers to ``data`` on one connection, until it closes it."""
+    host, port = api.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as client:
+        client.sendall(data)
+        chunks = []
+        while chunk := client.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+SMUGGLED = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"  # a second request after the body
+
+
+@pytest.mark.parametrize(
+    ("framing", "status"),
+    [
+        (b"Content-Length: -5\r\n", 400),
+        (b"Content-Length: +5\r\n", 400),
+        (b"Content-Length: 0_5\r\n", 400),
+        (b"Content-Length: \xc2\xb2\r\n", 400),
+        (b"Content-Length: 5, 6\r\n", 400),
+        (b"Content-Length: 5\r\nContent-Length: 6\r\n", 400),
+        (b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", 400),
+        (b"Transfer-Encoding: chunked\r\n", 411),
+    ],
+)
+def test_bad_framing_is_refused_and_the_connection_closed(
+    api: HttpApi, framing: bytes, status: int
+) -> None:
+    head = b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n" + framing
+    answer = exchange(api, head + b"\r\nhello" + SMUGGLED)
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode())
+    assert answer.count(b"HTTP/1.1 ") == 1  # nothing after the body was taken as a request
+
+
+def test_identical_content_lengths_are_one(api: HttpApi) -> None:
+    head = b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    answer = exchange(api, head + b"Content-Length: 5, 5\r\n\r\nhello")
+    assert answer.startswith(b"HTTP/1.1 200 ")

@@ -31,6 +31,7 @@ from mlops import endpoint_client
 from mlops.api_errors import BadRequest, ImageTooLarge, UnsupportedMediaType, UrlTimeout
 from mlops.config import env_float, env_int, env_str
 from mlops.http_events import build_http_api_event
+from mlops.http_fields import decimal
 from mlops.images import endpoint_content_type, sniff
 from mlops.url_fetch import FetchedImage, FetchPolicy, fetch_image
 
@@ -248,9 +249,10 @@ def _query_top_k(query: Mapping[str, str]) -> int | None:
     raw = query.get("top_k")
     if raw is None:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_TOP_K:
+    top_k = decimal(raw)
+    if top_k is None or not 1 <= top_k <= MAX_TOP_K:
         raise BadRequest(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {raw[:20]!r}")
-    return int(raw)
+    return top_k
 
 
 def _schema_message(exc: SchemaValidationError) -> str:

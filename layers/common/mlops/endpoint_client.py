@@ -13,7 +13,8 @@ message is passed on (``model_message``).
 A model that is busy or does not answer in time (the container's 429/503/504, or
 SageMaker's ``ModelError`` with no status when the container timed out) is a 503 with
 ``Retry-After``, like throttling: the caller should retry later, nothing is wrong with
-the request.
+the request. So is a connection that cannot be made (refused, timed out, TLS, a proxy) or
+that breaks while the answer streams: a 503 (retry), never a 500.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
     ReadTimeoutError,
 )
+from botocore.exceptions import ConnectionError as EndpointConnectionFailed
 
 from mlops.api_errors import (
     ApiError,
@@ -42,6 +44,7 @@ from mlops.api_errors import (
     ModelFailed,
     UnsupportedMediaType,
 )
+from mlops.http_fields import decimal
 
 CONNECT_TIMEOUT_SECONDS = 2
 _MODEL_MESSAGE_CHARS = 300
@@ -95,8 +98,12 @@ def invoke(client: Any, endpoint_name: str, body: bytes, content_type: str) -> d
         raise _client_error(exc) from exc
     except ReadTimeoutError as exc:
         raise EndpointTimeout("the model did not answer in time; try again") from exc
-    except (ConnectTimeoutError, EndpointConnectionError) as exc:
+    except EndpointConnectionFailed as exc:  # refused, connect timeout, TLS, proxy
         raise EndpointUnavailable("the model endpoint cannot be reached", retry_after=5) from exc
+    except (HTTPClientError, IncompleteReadError) as exc:  # closed, cut short while streaming
+        raise EndpointUnavailable(
+            "the connection to the model endpoint broke; try again", retry_after=1
+        ) from exc
     return _parse_reply(raw)
 
 
@@ -118,7 +125,7 @@ def _model_error(response: dict[str, Any]) -> ApiError:
     """The container answered an error: its 4xx for a bad image are the caller's to fix,
     its busy and timeout answers are worth a retry, anything else is the model's fault."""
     status = str(response.get("OriginalStatusCode", ""))
-    code = int(status) if status.isdigit() else 0
+    code = decimal(status) or 0
     rejection = _REJECTIONS.get(code)
     if rejection is not None:
         detail = model_message(str(response.get("OriginalMessage", "")))

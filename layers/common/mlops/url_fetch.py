@@ -41,6 +41,7 @@ from functools import cache
 from urllib.parse import quote, urljoin, urlsplit
 
 from mlops.api_errors import ImageTooLarge, UrlRefused, UrlTimeout, UrlUnusable
+from mlops.http_fields import InvalidLength, content_length
 from mlops.images import SNIFF_BYTES, sniff
 
 Resolver = Callable[[str, int, float], list[str]]
@@ -59,22 +60,60 @@ _PATH_SAFE = "!#$%&'()*+,/:;=?@[]~"
 # Prefixes whose IPv6 addresses carry an IPv4 address: judged by that IPv4 address.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
-# Never public, whatever the ipaddress module of this Python version says about them.
-_REFUSED_V6 = (
-    ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215)
-    ipaddress.ip_network("2001::/32"),  # Teredo
-    ipaddress.ip_network("fec0::/10"),  # deprecated site-local
+# Where the refusals come from: every block of the IANA IPv4 and IPv6 Special-Purpose
+# Address Registries (those marked globally reachable too: anycast services, AS112 and
+# identifiers, where no image host lives) but the three that embed an IPv4 address
+# (::ffff:0:0/96, 64:ff9b::/96, 2002::/16: judged by that address), plus multicast and the
+# deprecated site-local block. An explicit table and not ``ipaddress``'s ``is_global``,
+# whose answer changes between Python versions (3.13 made 2001:20::/28 global, for one).
+REFUSED_BLOCKS: tuple[tuple[str, str, str], ...] = (
+    ("0.0.0.0/8", "this network", "RFC 791"),
+    ("10.0.0.0/8", "private use", "RFC 1918"),
+    ("100.64.0.0/10", "shared address space (carrier-grade NAT)", "RFC 6598"),
+    ("127.0.0.0/8", "loopback", "RFC 1122"),
+    ("169.254.0.0/16", "link local (instance metadata)", "RFC 3927"),
+    ("172.16.0.0/12", "private use", "RFC 1918"),
+    ("192.0.0.0/24", "IETF protocol assignments", "RFC 6890"),
+    ("192.0.2.0/24", "documentation (TEST-NET-1)", "RFC 5737"),
+    ("192.31.196.0/24", "AS112-v4", "RFC 7535"),
+    ("192.52.193.0/24", "AMT", "RFC 7450"),
+    ("192.88.99.0/24", "deprecated 6to4 relay anycast", "RFC 7526"),
+    ("192.168.0.0/16", "private use", "RFC 1918"),
+    ("192.175.48.0/24", "direct delegation AS112 service", "RFC 7534"),
+    ("198.18.0.0/15", "benchmarking", "RFC 2544"),
+    ("198.51.100.0/24", "documentation (TEST-NET-2)", "RFC 5737"),
+    ("203.0.113.0/24", "documentation (TEST-NET-3)", "RFC 5737"),
+    ("224.0.0.0/4", "multicast", "RFC 5771"),
+    ("240.0.0.0/4", "reserved", "RFC 1112"),
+    ("255.255.255.255/32", "limited broadcast", "RFC 919"),
+    ("::/128", "unspecified", "RFC 4291"),
+    ("::1/128", "loopback", "RFC 4291"),
+    ("64:ff9b:1::/48", "local-use IPv4/IPv6 translation", "RFC 8215"),
+    ("100::/64", "discard only", "RFC 6666"),
+    ("100:0:0:1::/64", "dummy IPv6 prefix", "RFC 9780"),
+    ("2001::/23", "IETF protocol assignments (Teredo, ORCHIDv2, anycast)", "RFC 2928"),
+    ("2001:db8::/32", "documentation", "RFC 3849"),
+    ("2620:4f:8000::/48", "direct delegation AS112 service", "RFC 7534"),
+    ("3fff::/20", "documentation", "RFC 9637"),
+    ("5f00::/16", "segment routing (SRv6) SIDs", "RFC 9602"),
+    ("fc00::/7", "unique local", "RFC 4193"),
+    ("fe80::/10", "link-local unicast", "RFC 4291"),
+    ("fec0::/10", "deprecated site-local", "RFC 3879"),
+    ("ff00::/8", "multicast", "RFC 4291"),
 )
+_REFUSED = tuple(ipaddress.ip_network(block) for block, _, _ in REFUSED_BLOCKS)
+# Outside 2000::/3 no IPv6 address is assigned as global unicast (RFC 4291, section 2.4).
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
 
 
 def is_public_address(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """True only for a globally routable unicast address.
+    """True only for a globally routable unicast address, by ``REFUSED_BLOCKS``.
 
     Refuses private, loopback, link-local (169.254.169.254, fe80::), multicast, reserved,
     unspecified, broadcast, carrier-grade NAT (100.64.0.0/10), documentation and benchmark
-    ranges, unique-local (fc00::/7), Teredo, local-use NAT64, and any IPv6 address that
-    embeds an IPv4 one (IPv4-mapped, IPv4-compatible, NAT64 64:ff9b::/96, 6to4 2002::/16)
-    unless the embedded IPv4 address is itself public.
+    ranges, unique-local (fc00::/7), Teredo, local-use NAT64, IPv6 outside 2000::/3, and
+    any IPv6 address that embeds an IPv4 one (IPv4-mapped, IPv4-compatible, NAT64
+    64:ff9b::/96, 6to4 2002::/16) unless the embedded IPv4 address is itself public.
     """
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
     if isinstance(ip, ipaddress.IPv6Address):
@@ -83,16 +122,9 @@ def is_public_address(address: str | ipaddress.IPv4Address | ipaddress.IPv6Addre
             embedded = _embedded_ipv4(ip)
             if embedded is not None:
                 return is_public_address(embedded)
-            if any(ip in net for net in _REFUSED_V6):
+            if ip not in _GLOBAL_UNICAST_V6:
                 return False
-    return ip.is_global and not (
-        ip.is_multicast
-        or ip.is_private
-        or ip.is_reserved
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_unspecified
-    )
+    return not any(ip in block for block in _REFUSED)
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -331,10 +363,13 @@ def _open(
 
 
 def _read_body(response: http.client.HTTPResponse, max_bytes: int, deadline: float) -> bytes:
-    declared = response.getheader("Content-Length")
-    if declared and declared.strip().isdigit() and int(declared) > max_bytes:
+    try:
+        declared = content_length(response.headers.get_all("Content-Length") or ())
+    except InvalidLength as exc:
+        raise UrlUnusable(f"the server at the URL sent a malformed response: {exc}") from None
+    if declared is not None and declared > max_bytes:
         raise ImageTooLarge(
-            f"the image at the URL is {int(declared)} bytes; the limit is {max_bytes} bytes"
+            f"the image at the URL is {declared} bytes; the limit is {max_bytes} bytes"
         )
     data = bytearray()
     sniffed = False
