@@ -31,6 +31,7 @@ from localcloud.cli_errors import report
 from localcloud.client import Connection, NotRunning, api_only, connect
 from localcloud.config import DEFAULT_STATE_DIR, add_settings_arguments, settings_from_args
 from localcloud.console.launch import add_console_arguments, start_console
+from localcloud.dataset_check import DatasetRefused, check_dataset, trigger_warning
 from localcloud.history import build_view, duration, is_no_op, render, render_output
 from localcloud.intrinsics import TemplateError
 from localcloud.launcher import LaunchError, LocalCloudProcess
@@ -150,12 +151,27 @@ def api_error_line(status: int, reply: Any) -> str:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
+    path: Path = args.path.resolve()
+    if not path.exists():
+        raise CliError(f"{path} does not exist")
+    contents = ""
+    if not args.no_check:
+        try:
+            contents = f" ({check_dataset(path)})"
+        except DatasetRefused as exc:
+            raise CliError(f"not uploaded: {exc} (--no-check uploads it anyway)") from None
     conn = _connection(args)
+    prefix = dataset_prefix(read_state(args.state_dir.resolve()))
     with tempfile.TemporaryDirectory(prefix="localcloud-upload-") as tmp:
-        archive = as_archive(args.path.resolve(), Path(tmp))
-        key = args.key or f"{dataset_prefix(read_state(args.state_dir))}{archive.name}"
+        archive = as_archive(path, Path(tmp))
+        key = args.key or f"{prefix}{archive.name}"
+        warning = trigger_warning(key, prefix)
+        if warning:
+            print(f"localcloud: warning: {warning}", file=sys.stderr)
         upload(conn, archive, key)
-    print(f"uploaded s3://{conn.the_bucket()}/{key}")
+    print(f"uploaded s3://{conn.the_bucket()}/{key}{contents}")
+    if not warning:
+        print("it starts a run: follow it with `python -m localcloud history`")
     return 0
 
 
@@ -349,10 +365,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     up_load = sub.add_parser("upload", help="upload a data set; the upload starts a run",
-                             description="Upload a data-set folder (packed as .tar.gz) or "
-                             "archive to the data bucket's data-set prefix.")  # fmt: skip
+                             description="Check the data set (train/ valid/ test/ with the "
+                             "same class folders, at least 2, each with images; an archive "
+                             "that opens), then upload the folder (packed as .tar.gz) or "
+                             "archive to the data bucket's data-set prefix, which starts a "
+                             "run. A data set that would fail is refused in one line (exit "
+                             "2).")  # fmt: skip
     up_load.add_argument("path", type=Path, help="folder with train/ valid/ test/, or an archive")
     up_load.add_argument("--key", help="object key (default: <DatasetPrefix><archive name>)")
+    up_load.add_argument("--no-check", action="store_true",
+                         help="upload without checking the layout first (the pipeline's "
+                         "training job checks it too)")  # fmt: skip
     _add_connection_arguments(up_load, bucket=True)
     up_load.set_defaults(handler=cmd_upload)
 

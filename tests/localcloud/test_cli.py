@@ -23,10 +23,12 @@ from moto.server import ThreadedMotoServer
 
 from localcloud import cli
 from localcloud.statefile import STATE_FILE, write_state
+from tests.data_helpers import write_image_folder
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/pipeline"
+BUCKET = "pipeline-data"
 PASS = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
 
 
@@ -55,7 +57,23 @@ def machine(aws_url: str) -> str:
     ]
     for name in ("first-run", "second-run"):
         sfn.start_execution(stateMachineArn=arn, name=name, input="{}")
+    s3(aws_url).create_bucket(Bucket=BUCKET)
     return arn
+
+
+def s3(aws_url: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=aws_url,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def uploaded(aws_url: str) -> list[str]:
+    listed = s3(aws_url).list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    return sorted(o["Key"] for o in listed)
 
 
 @pytest.fixture
@@ -73,7 +91,8 @@ def exported(
             "region": REGION,
             "api_url": None,
             "state_machines": [machine],
-            "buckets": [],
+            "buckets": [BUCKET],
+            "parameters": {"DatasetPrefix": "datasets/"},
         },
     )
     env = {
@@ -240,3 +259,79 @@ def test_a_closed_pipe_ends_the_command_quietly(exported: dict[str, str]) -> Non
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141
     assert err == ""
+
+
+@pytest.fixture
+def bucket_emptied(aws_url: str, machine: str) -> Iterator[None]:
+    yield
+    client = s3(aws_url)
+    for key in uploaded(aws_url):
+        client.delete_object(Bucket=BUCKET, Key=key)
+
+
+def no_train(tmp_path: Path) -> Path:
+    (tmp_path / "empty").mkdir()
+    return tmp_path / "empty"
+
+
+def one_class(tmp_path: Path) -> Path:
+    counts = {"train": 1, "valid": 1, "test": 1}
+    return write_image_folder(tmp_path / "one-class", classes=("cat",), counts=counts)
+
+
+def random_bytes(tmp_path: Path) -> Path:
+    archive = tmp_path / "noise.tar.gz"
+    archive.write_bytes(os.urandom(512))
+    return archive
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (no_train, "has no train/ folder (found: nothing)"),
+        (one_class, "train/ in {path} needs at least 2 class folders, found 1"),
+        (random_bytes, "noise.tar.gz is not a readable tar.gz archive"),
+    ],
+    ids=["no-train", "one-class", "random-bytes"],
+)
+def test_upload_refuses_a_data_set_that_would_fail_its_training_job(
+    make: Any,
+    reason: str,
+    exported: dict[str, str],
+    aws_url: str,
+    bucket_emptied: None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = make(tmp_path)
+    assert cli.main(["upload", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("localcloud: not uploaded: "), err
+    assert reason.format(path=path) in err[0]
+    assert "--no-check" in err[0]
+    assert uploaded(aws_url) == []
+    # --no-check uploads it anyway, to exercise the pipeline's own checks
+    assert cli.main(["upload", str(path), "--no-check"]) == 0
+    assert len(uploaded(aws_url)) == 1
+
+
+def test_upload_says_what_it_uploaded_and_warns_outside_the_trigger(
+    exported: dict[str, str],
+    aws_url: str,
+    bucket_emptied: None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    counts = {"train": 2, "valid": 1, "test": 1}
+    folder = write_image_folder(tmp_path / "pets", classes=("cat", "dog"), counts=counts)
+    assert cli.main(["upload", str(folder)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == (
+        f"uploaded s3://{BUCKET}/datasets/pets.tar.gz (2 classes; train/valid/test: 4/2/2 images)"
+    )
+    assert err == ""
+    assert cli.main(["upload", str(folder), "--key", "elsewhere/pets.tar.gz"]) == 0
+    out, err = capsys.readouterr()
+    assert "elsewhere/pets.tar.gz is outside the trigger (datasets/*" in err
+    assert "starts no run" in err
+    assert uploaded(aws_url) == ["datasets/pets.tar.gz", "elsewhere/pets.tar.gz"]

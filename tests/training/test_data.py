@@ -12,7 +12,15 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from imgcls.data import DatasetError, eval_loader, extract_archive, locate, scan, train_loader
+from imgcls.data import (
+    DatasetError,
+    dataset_name,
+    eval_loader,
+    extract_archive,
+    locate,
+    scan,
+    train_loader,
+)
 from tests.data_helpers import make_archive, write_image_folder
 
 
@@ -119,10 +127,32 @@ def test_a_missing_data_dir_is_named(tmp_path: Path) -> None:
         check(tmp_path / "nope", tmp_path / "scratch")
 
 
-def test_a_corrupt_archive_is_reported(tmp_path: Path) -> None:
+def test_a_corrupt_archive_is_one_sentence_naming_the_archive(tmp_path: Path) -> None:
     (tmp_path / "broken.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
-    with pytest.raises(DatasetError, match="cannot be read"):
+    with pytest.raises(DatasetError) as error:
         check(tmp_path / "broken.tar.gz", tmp_path / "scratch")
+    # not tarfile's list of every compression it tried, nor the scratch path
+    assert str(error.value) == (
+        "broken.tar.gz is not a readable tar.gz archive: "
+        "it is not a gzip, bzip2, xz or plain tar archive"
+    )
+
+
+def test_problems_inside_an_archive_name_the_archive_not_the_scratch_folder(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "one-class"
+    for split in ("train", "valid", "test"):
+        (folder / split / "cat").mkdir(parents=True)
+        (folder / split / "cat" / "0.png").write_bytes(b"png")
+    archive = tmp_path / "upload" / "pets.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="pets")
+    scratch = tmp_path / "scratch"
+    with pytest.raises(DatasetError) as error:
+        scan(locate(archive.parent, scratch), dataset_name(archive.parent))
+    assert str(error.value) == "train/ in pets.tar.gz needs at least 2 class folders, found 1"
 
 
 def _tar(path: Path, *members: tarfile.TarInfo) -> Path:

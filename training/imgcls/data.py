@@ -21,19 +21,24 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from imgcls.layout import (
+    ARCHIVE_SUFFIXES,
+    IMAGE_SUFFIXES,
+    SPLITS,
+    DatasetError,
+    archive_suffix,
+    check_layout,
+    folder_entries,
+    unreadable,
+)
+
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "valid", "test")
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
+__all__ = ["ARCHIVE_SUFFIXES", "IMAGE_SUFFIXES", "SPLITS", "DatasetError"]  # re-exported
 # Bounds on what an archive may unpack to: far above any image data set (dogImages is
 # 8,351 files, 1.1 GB) and low enough that a hostile or broken archive cannot fill the disk.
 MAX_ARCHIVE_MEMBERS = 2_000_000
 MAX_ARCHIVE_BYTES = 200 * 1024**3
-
-
-class DatasetError(ValueError):
-    """The data set is missing, malformed or unsafe; the message says what and where."""
 
 
 @dataclass(frozen=True)
@@ -43,34 +48,6 @@ class DataSplits:
     root: Path
     classes: list[str]
     samples: dict[str, list[tuple[Path, int]]]
-
-
-def _visible(path: Path) -> bool:
-    return not path.name.startswith((".", "__MACOSX"))
-
-
-def _archive_suffix(path: Path) -> str | None:
-    name = path.name.lower()
-    return next((s for s in ARCHIVE_SUFFIXES if name.endswith(s)), None)
-
-
-def _has_layout(folder: Path) -> bool:
-    return all((folder / split).is_dir() for split in SPLITS)
-
-
-def _layout_root(folder: Path) -> Path:
-    """``folder`` itself, or its single top folder (``dogImages/``), holding train/valid/test."""
-    if _has_layout(folder):
-        return folder
-    children = [c for c in folder.iterdir() if _visible(c)]
-    if len(children) == 1 and children[0].is_dir() and children[0].name not in SPLITS:
-        folder = children[0]
-        if _has_layout(folder):
-            return folder
-        children = [c for c in folder.iterdir() if _visible(c)]
-    missing = next(split for split in SPLITS if not (folder / split).is_dir())
-    found = ", ".join(sorted(c.name for c in children)) or "nothing"
-    raise DatasetError(f"data set at {folder} has no {missing}/ folder (found: {found})")
 
 
 def _check_member(name: str, archive: Path) -> None:
@@ -153,14 +130,24 @@ def extract_archive(
     """
     dest.mkdir(parents=True, exist_ok=True)
     limits = (max_members, max_bytes)
+    zipped = archive_suffix(archive.name) == ".zip"
     try:
-        if _archive_suffix(archive) == ".zip":
+        if zipped:
             _extract_zip(archive, dest, limits)
         else:
             _extract_tar(archive, dest, limits)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
-        raise DatasetError(f"archive {archive} cannot be read: {exc}") from exc
+        raise DatasetError(unreadable(archive.name, "zip" if zipped else "tar.gz", exc)) from None
     return dest
+
+
+def dataset_name(data_dir: Path) -> str:
+    """How messages name the data set: its archive's file name (the name the user uploaded;
+    the pipeline adds the S3 URI), else the folder."""
+    if data_dir.is_file():
+        return data_dir.name
+    archives = [p for p in data_dir.iterdir() if p.is_file() and archive_suffix(p.name)]
+    return archives[0].name if len(archives) == 1 else f"data set at {data_dir}"
 
 
 def locate(data_dir: Path, scratch: Path) -> Path:
@@ -169,58 +156,41 @@ def locate(data_dir: Path, scratch: Path) -> Path:
     if not data_dir.exists():
         raise DatasetError(f"data set at {data_dir} does not exist")
     if data_dir.is_file():
-        if _archive_suffix(data_dir) is None:
+        if archive_suffix(data_dir.name) is None:
             raise DatasetError(f"{data_dir} is a file but not a .zip, .tar.gz or .tgz archive")
         archive = data_dir
     else:
-        if _has_layout(data_dir):
+        if all((data_dir / split).is_dir() for split in SPLITS):
             return data_dir
-        archives = [p for p in data_dir.iterdir() if p.is_file() and _archive_suffix(p)]
+        archives = [p for p in data_dir.iterdir() if p.is_file() and archive_suffix(p.name)]
         if len(archives) > 1:
             names = ", ".join(sorted(p.name for p in archives))
             raise DatasetError(f"data set at {data_dir} holds several archives ({names}); keep one")
         if not archives:
-            return _layout_root(data_dir)
+            return _layout_root(data_dir, f"data set at {data_dir}")
         archive = archives[0]
     log.info("unpacking %s into %s", archive, scratch)
-    return _layout_root(extract_archive(archive, scratch))
+    return _layout_root(extract_archive(archive, scratch), archive.name)
 
 
-def _class_folders(split_dir: Path) -> list[str]:
-    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and _visible(p))
+def _layout_root(folder: Path, where: str) -> Path:
+    """``folder`` or its single top folder (``dogImages/``): the one holding the splits."""
+    return folder / check_layout(folder_entries(folder), where).prefix
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and _visible(p)
-    )
-
-
-def scan(root: Path) -> DataSplits:
-    """Check the layout under ``root`` and list every split's images with their labels."""
-    classes = _class_folders(root / "train")
-    if len(classes) < 2:
-        raise DatasetError(f"train/ at {root} needs at least 2 class folders, found {len(classes)}")
-    for split in SPLITS[1:]:
-        other = _class_folders(root / split)
-        if other != classes:
-            missing = sorted(set(classes) - set(other))
-            extra = sorted(set(other) - set(classes))
-            raise DatasetError(
-                f"class folders differ between train/ and {split}/: "
-                f"missing in {split}/: {missing or 'none'}; only in {split}/: {extra or 'none'}"
-            )
-    samples: dict[str, list[tuple[Path, int]]] = {}
-    for split in SPLITS:
-        samples[split] = []
-        for label, name in enumerate(classes):
-            images = _images(root / split / name)
-            if not images:
-                raise DatasetError(f"no images in {split}/{name} (at {root})")
-            samples[split].extend((path, label) for path in images)
-    return DataSplits(root=root, classes=classes, samples=samples)
+def scan(root: Path, where: str | None = None) -> DataSplits:
+    """Check the layout under ``root`` and list every split's images with their labels;
+    ``where`` names the data set in messages (default: the folder)."""
+    layout = check_layout(folder_entries(root), where or f"data set at {root}")
+    samples = {
+        split: [
+            (root / name, label)
+            for label, class_name in enumerate(layout.classes)
+            for name in layout.images[split][class_name]
+        ]
+        for split in SPLITS
+    }
+    return DataSplits(root=root / layout.prefix, classes=layout.classes, samples=samples)
 
 
 def open_rgb(path: Path) -> Image.Image:

@@ -15,7 +15,16 @@ import torch
 from torch import nn
 
 from imgcls import distributed, engine
-from imgcls.data import DatasetError, DataSplits, ImageList, eval_loader, locate, scan, train_loader
+from imgcls.data import (
+    DatasetError,
+    DataSplits,
+    ImageList,
+    dataset_name,
+    eval_loader,
+    locate,
+    scan,
+    train_loader,
+)
 from imgcls.hyperparameters import augmentation, learning_rate
 from imgcls.model import build_model as build_network
 from imgcls.model import set_trainable
@@ -29,7 +38,8 @@ FINAL_KEYS = ("valid_loss", "valid_acc", "test_loss", "test_acc")  # the [final]
 def build_data(
     args: argparse.Namespace, scratch: Path, cfg: distributed.DistConfig
 ) -> tuple[DataSplits, dict[str, torch.utils.data.DataLoader]]:
-    splits = scan(locate(Path(args.data_dir), scratch))
+    data_dir = Path(args.data_dir)
+    splits = scan(locate(data_dir, scratch), dataset_name(data_dir))
     sizes = {name: len(samples) for name, samples in splits.samples.items()}
     log.info("data set at %s: %d classes, %s images", splits.root, len(splits.classes), sizes)
     datasets = {
