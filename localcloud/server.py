@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from localcloud import model_registry, moto_patches, processes, wake
+from localcloud import cloudformation_stacks, model_registry, moto_patches, processes, wake
 from localcloud.config import Settings, add_settings_arguments, settings_from_args
 from localcloud.deploy import clients_for, deploy
 from localcloud.httpapi import HttpApi
@@ -204,6 +204,8 @@ class LocalCloud:
 
         clients = clients_for(self.endpoint_url, stack.region, server.app)
         notes = deploy(stack, clients, profile)
+        cloudformation_stacks.install(stack)  # DescribeStacks & co. answer for it
+        self._stops.append(cloudformation_stacks.uninstall)
         try:
             self.api = HttpApi(
                 stack.functions,
@@ -324,6 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _command_line(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+
+
 def exit_now(code: int) -> None:
     """Exit without the interpreter's teardown: once everything is stopped, freeing moto's
     state and botocore's models object by object took seconds of ``run``'s wall time. The
@@ -337,11 +347,3 @@ def exit_now(code: int) -> None:
 
 if __name__ == "__main__":
     exit_now(main())
-
-
-def _command_line(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
