@@ -13,6 +13,7 @@ endpoint config names exactly the registered version.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,7 @@ PENDING = "PendingManualApproval"
 REJECTED = "Rejected"
 APPROVAL_MODES = ("auto", "manual")
 METADATA_VALUE_MAX = 256  # CustomerMetadataProperties: values up to 256 characters
+METADATA_KEY_MAX = 128  # and keys up to 128
 DESCRIPTION_MAX = 1000  # ApprovalDescription (ModelPackageDescription allows 1024)
 # A retried RegisterModel finds the version it already created among the newest ones.
 RECENT_VERSIONS = 10
@@ -46,9 +48,29 @@ def code_hash(submit_directory: str | None) -> str:
     return parts[-2] if len(parts) >= 2 else "unknown"
 
 
-def _value(value: Any) -> str:
+def _value(value: Any, limit: int = METADATA_VALUE_MAX) -> str:
+    """A CustomerMetadataProperties key or value AWS accepts: 1 to ``limit`` characters of
+    letters, digits, spaces and ``_.:/=+-@`` (the API's pattern; anything else is a
+    ValidationException). Other characters become allowed ones that read alike (``;`` a
+    dash, ``,`` and quotes and brackets dropped, the rest ``-``), so a gate's reason stays
+    readable; an S3 URI with such characters in its key is recorded in this form too."""
     text = value if isinstance(value, str) else json.dumps(value)
-    return text[:METADATA_VALUE_MAX] if text else "-"
+    allowed = "".join(_allowed(char) for char in text)
+    allowed = " ".join(filter(None, allowed.split(" ")))[:limit]  # no doubled or edge spaces
+    while len(allowed.encode("utf-16-le")) > 2 * limit:  # AWS counts UTF-16 units
+        allowed = allowed[:-1]
+    return allowed or "-"
+
+
+_METADATA_PUNCTUATION = frozenset("_.:/=+-@")
+_METADATA_REPLACEMENTS = {";": " -", "(": "- ", ")": "", ",": "", "'": "", '"': "", "`": ""}
+_METADATA_REPLACEMENTS |= {"[": "", "]": "", "{": "", "}": "", "\t": " ", "\n": " ", "\r": " "}
+
+
+def _allowed(char: str) -> str:
+    if char in _METADATA_PUNCTUATION or unicodedata.category(char)[0] in "LNZ":
+        return char
+    return _METADATA_REPLACEMENTS.get(char, "-")
 
 
 def metadata(
@@ -76,7 +98,7 @@ def metadata(
     }
     for name, metric in job.get("metrics", {}).items():
         values[f"metric_{name}"] = f"{metric:.6g}"
-    return {key: _value(value) for key, value in values.items()}
+    return {_value(key, METADATA_KEY_MAX): _value(value) for key, value in values.items()}
 
 
 def _submit_directory(job: Mapping[str, Any]) -> str | None:
