@@ -56,7 +56,7 @@ class DeployedStack:
             ],
             "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in self.outputs.items()],
             "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
-            "Tags": [],
+            "Tags": {},  # moto turns the dict into Key/Value pairs
             "DriftInformation": {"StackDriftStatus": "NOT_CHECKED"},
         }
 

@@ -256,3 +256,35 @@ def test_launcher_reports_the_servers_port_error(
     assert message.startswith(
         f"the local cloud exited (2): --port {taken_port}: the port is not free"
     )
+
+
+def test_cloudformation_describes_the_deployed_stack(cloud: LocalCloudProcess) -> None:
+    """Scripts written for AWS find the stack as they do there: its outputs and parameters
+    with describe-stacks, its resources by logical id (SAM's integration-test way)."""
+    conn, state = cloud.connection, cloud.state
+    assert conn is not None and state is not None
+    cfn = conn.client("cloudformation")
+    stack = cfn.describe_stacks(StackName="fx")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert stack["StackId"].startswith("arn:aws:cloudformation:us-east-1:123456789012:stack/fx/")
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    assert outputs == state["outputs"]
+    assert outputs["BucketName"] == conn.the_bucket()
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+    assert parameters.keys() == state["parameters"].keys()
+    assert cfn.describe_stacks(StackName=stack["StackId"])["Stacks"][0]["StackName"] == "fx"
+
+    listed = cfn.list_stack_resources(StackName="fx")["StackResourceSummaries"]
+    by_id = {r["LogicalResourceId"]: r for r in listed}
+    assert by_id["Pipeline"]["ResourceType"] == "AWS::StepFunctions::StateMachine"
+    assert by_id["Pipeline"]["PhysicalResourceId"] == conn.the_state_machine()
+    assert by_id["DataBucket"]["PhysicalResourceId"] == conn.the_bucket()
+    assert by_id["HelloFunction"]["ResourceType"] == "AWS::Lambda::Function"
+    detail = cfn.describe_stack_resource(StackName="fx", LogicalResourceId="HelloFunction")
+    name = detail["StackResourceDetail"]["PhysicalResourceId"]
+    assert conn.client("lambda").get_function(FunctionName=name)["Configuration"]["FunctionName"]
+    described = cfn.describe_stack_resources(StackName="fx", LogicalResourceId="Pipeline")
+    assert [r["LogicalResourceId"] for r in described["StackResources"]] == ["Pipeline"]
+
+    with pytest.raises(ClientError, match="does not exist"):
+        cfn.describe_stacks(StackName="not-this-one")
