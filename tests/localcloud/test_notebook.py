@@ -15,10 +15,11 @@ from localcloud.launcher import LocalCloudProcess
 from localcloud.sagemaker import container
 from tests.data_helpers import write_image_folder
 from tests.localcloud.sagemaker_support import assert_no_new_children, children
+from tests.parts_support import import_part, missing_part
 
-pytest.importorskip("nbclient")
-nbformat = pytest.importorskip("nbformat")
-pytest.importorskip("sagemaker.train")
+import_part("nbclient")
+nbformat = import_part("nbformat")
+import_part("sagemaker.train")
 from notebooks import run_local  # noqa: E402
 
 # The pipeline's hyperparameters, which the notebook trains with too: a few quick epochs.
@@ -34,7 +35,7 @@ CELL_TIMEOUT_S = 600
 def sandbox() -> None:
     box, reason = container.probe()
     if box is None:
-        pytest.skip(f"the notebook's jobs need the bubblewrap sandbox: {reason}")
+        missing_part(f"the notebook's jobs need the bubblewrap sandbox: {reason}")
 
 
 def test_the_notebook_runs_top_to_bottom_against_the_local_cloud(

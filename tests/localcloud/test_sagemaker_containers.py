@@ -30,6 +30,7 @@ from tests.localcloud.sagemaker_support import (
     wait_endpoint,
     wait_job,
 )
+from tests.parts_support import import_part, missing_part
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "local-sagemaker-containers"
@@ -69,7 +70,7 @@ dist.destroy_process_group()
 def sandboxed() -> None:
     box, reason = container.probe()
     if box is None:
-        pytest.skip(f"needs the bubblewrap sandbox: {reason}")
+        missing_part(f"needs the bubblewrap sandbox: {reason}")
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ def _upload_dir(s3: Any, folder: Path, prefix: str) -> str:
 def test_a_model_trainer_torchrun_job_trains_two_ranks_on_disjoint_shards(
     aws: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("sagemaker.train")
+    import_part("sagemaker.train")
     monkeypatch.setenv("SAGEMAKER_VALIDATE_ROLE", "false")
     monkeypatch.setenv(
         "SAGEMAKER_USER_CONFIG_OVERRIDE", str(REPO / "notebooks" / "sdk-defaults.yaml")
@@ -161,8 +162,9 @@ def test_a_model_trainer_torchrun_job_trains_two_ranks_on_disjoint_shards(
 def test_script_mode_jobs_run_the_training_toolkit_in_the_sandbox(
     aws: dict[str, Any], tmp_path: Path
 ) -> None:
-    if container.toolkit_missing():
-        pytest.skip(container.toolkit_missing())
+    toolkit = container.toolkit_missing()
+    if toolkit:
+        missing_part(toolkit)
     s3, sagemaker = aws["s3"], aws["sagemaker"]
     code = tmp_path / "code"
     code.mkdir()

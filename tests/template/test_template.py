@@ -10,10 +10,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from mlops.run_plan import PlanSettings
 from tests.conftest import REPO
+from tests.parts_support import missing_part
 from tests.statemachine.harness import ASL, definition, placeholders
 from tests.template_support import function_environment, template
 
@@ -187,7 +186,7 @@ def _python313() -> str | None:
 def test_sam_build_packages_both_layers(tmp_path: Path) -> None:
     python_dir = _python313()
     if python_dir is None:
-        pytest.skip("sam build needs a python3.13 interpreter (the functions' runtime)")
+        missing_part("sam build needs a python3.13 interpreter (the functions' runtime)")
     path = f"{python_dir}{os.pathsep}{os.environ['PATH']}"
     build = tmp_path / "build"
     result = run(
