@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from localcloud.activity import Activity
 from localcloud.cli_errors import report
 from localcloud.client import Connection, NotRunning, api_only, connect
 from localcloud.config import DEFAULT_STATE_DIR, add_settings_arguments, settings_from_args
@@ -57,13 +58,18 @@ def _stop_on_sigterm() -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     cloud = LocalCloudProcess(settings)
+    print(
+        f"Starting the local cloud: deploying {settings.template.name} (the first start "
+        "imports moto and starts the IAM evaluator: up to a minute)...",
+        flush=True,
+    )
     conn = cloud.start()
     stops = [cloud.stop]
     try:
         state = cloud.state
         print(f"Local cloud up: stack {state['stack_name']} in {conn.region}")
         print(f"  AWS endpoint  {conn.endpoint_url}")
-        # LOCALCLOUD_STATE: where a notebook or script finds the stack's outputs
+        # LOCALCLOUD_STATE: where the commands, a notebook or a script find the stack
         env = {**conn.environment(), "LOCALCLOUD_STATE": str(settings.state_dir / STATE_FILE)}
         print("    export " + " ".join(f"{k}={v}" for k, v in env.items()))
         routes = ", ".join(conn.routes)
@@ -74,15 +80,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"  IAM           {_iam_line(state)}")
         print(f"  SageMaker     {state.get('sagemaker_containers', '')}")
         print(f"  Account       {state.get('account_profile')}  (quotas: localcloud/account.yaml)")
-        for what, where in _grouped(state.get("not_emulated") or []):
-            print(f"  not emulated: {what} ({', '.join(where)})")
+        print(f"  Not emulated  {_not_emulated_line(state.get('not_emulated') or [])}")
         console = start_console(conn, settings, args.console_port)
         stops.append(console.stop)
         print(f"  Console       {console.url}  (executions, training, endpoint, registry)")
-        print("Ctrl-C stops everything.", flush=True)
+        print("Ctrl-C stops everything. What happens is printed below as it happens.", flush=True)
         assert cloud.proc is not None
+        activity = Activity(conn, state.get("outputs") or {})
         while cloud.proc.poll() is None:
-            time.sleep(0.5)
+            time.sleep(1)
+            for line in activity.poll():
+                print(f"{time.strftime('%H:%M:%S')}  {line}", flush=True)
         print(f"the local cloud exited ({cloud.proc.returncode}); see {cloud.log_path}")
         return 1
     except KeyboardInterrupt:
@@ -102,13 +110,14 @@ def _iam_line(state: dict[str, object]) -> str:
     return "not enforced (--no-iam)"
 
 
-def _grouped(notes: list[str]) -> list[tuple[str, list[str]]]:
-    """``"<resource>: <what>"`` notes as (what, resources), one line per kind of gap."""
-    groups: dict[str, list[str]] = {}
-    for note in notes:
-        where, _, what = note.partition(": ")
-        groups.setdefault(what, []).append(where)
-    return list(groups.items())
+def _not_emulated_line(notes: list[str]) -> str:
+    """The template's features with no local effect, in one line (the list: the docs)."""
+    if not notes:
+        return "nothing: every resource of the template runs locally"
+    kinds = sorted({note.partition(": ")[2] or note for note in notes})
+    shown = "; ".join(kinds[:2]) + ("; ..." if len(kinds) > 2 else "")
+    docs = "docs/local-mode.md#what-is-emulated-and-what-is-not"
+    return f"{len(notes)} template settings ({shown}): see {docs}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:

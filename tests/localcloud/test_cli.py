@@ -22,6 +22,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from localcloud import cli
+from localcloud.activity import Snapshot, changes, take
 from localcloud.statefile import STATE_FILE, write_state
 from tests.data_helpers import write_image_folder
 
@@ -335,3 +336,51 @@ def test_upload_says_what_it_uploaded_and_warns_outside_the_trigger(
     assert "elsewhere/pets.tar.gz is outside the trigger (datasets/*" in err
     assert "starts no run" in err
     assert uploaded(aws_url) == ["datasets/pets.tar.gz", "elsewhere/pets.tar.gz"]
+
+
+def test_up_says_what_happens_one_line_per_event() -> None:
+    quiet = Snapshot()
+    running = Snapshot({"run-1": "RUNNING"}, {}, ("Creating", 0))
+    deployed = Snapshot({"run-1": "SUCCEEDED"}, {1: "Approved"}, ("InService", 1))
+    scaled = Snapshot(
+        {"run-1": "SUCCEEDED", "run-2": "FAILED"}, {1: "Approved", 2: "Rejected"}, ("InService", 2)
+    )
+    assert changes(quiet, running, "ep") == [
+        "run run-1 started",
+        "endpoint ep: Creating, 0 instances",
+    ]
+    assert changes(running, deployed, "ep") == [
+        "run run-1 SUCCEEDED",
+        "model version 1 registered: Approved",
+        "endpoint ep: InService, 1 instance",
+    ]
+    assert changes(deployed, scaled, "ep", cause=lambda name: f"{name} failed its smoke test") == [
+        "run run-2 started",
+        "run run-2 FAILED: run-2 failed its smoke test",
+        "model version 2 registered: Rejected",
+        "endpoint ep: InService, 2 instances",
+    ]
+    assert changes(scaled, scaled, "ep") == []
+    approved = Snapshot(scaled.executions, {1: "Approved", 2: "Approved"}, scaled.endpoint)
+    assert changes(scaled, approved, "ep") == ["model version 2: Rejected -> Approved"]
+
+
+def test_up_reads_the_stack_it_watches(exported: dict[str, str], machine: str) -> None:
+    conn = cli._connection(cli.build_parser().parse_args(["executions"]))
+    outputs = {"ModelPackageGroupName": "not-yet", "EndpointName": "not-yet"}
+    snapshot = take(conn, outputs)
+    assert set(snapshot.executions) >= {"first-run", "second-run"}
+    assert snapshot.versions == {}
+    assert snapshot.endpoint is None
+
+
+def test_the_settings_with_no_local_effect_are_one_line() -> None:
+    notes = [
+        "Dashboard (AWS::CloudWatch::Dashboard): no local effect",
+        "PipelineRule: RetryPolicy, DeadLetterConfig not emulated",
+        "Pipeline: Logging, Tracing not emulated",
+    ]
+    line = cli._not_emulated_line(notes)
+    assert "\n" not in line
+    assert line.startswith("3 template settings (Logging, Tracing not emulated; ")
+    assert line.endswith("see docs/local-mode.md#what-is-emulated-and-what-is-not")
