@@ -122,7 +122,8 @@ def aws(
     from botocore.client import BaseClient
     from moto import mock_aws
 
-    from tests.iam import denied_calls
+    from tests.iam import denied_calls, reference_gaps
+    from tests.template_support import function_statements
 
     recorder = AwsRecorder()
     original = BaseClient._make_api_call
@@ -138,3 +139,6 @@ def aws(
     if function:
         denied = denied_calls(function, recorder.calls)
         assert not denied, f"{function}'s role lacks: " + "; ".join(denied)
+        # and, independently of the request mapping, what the reference says the calls need
+        gaps = reference_gaps(function_statements(function), recorder.calls)
+        assert not gaps, f"{function}'s statements lack: " + "; ".join(gaps)
