@@ -10,12 +10,24 @@ from typing import Any
 
 from botocore.stub import Stubber
 
+from localcloud import model_registry
 from mlops.aws import client
 
 METRIC_DEFINITIONS = [
     {"Name": name, "Regex": f"{name}=([0-9.]+)"}
     for name in ("train_loss", "train_acc", "valid_loss", "valid_acc", "test_loss", "test_acc")
 ] + [{"Name": "epoch", "Regex": r"\[metrics\] epoch=([0-9]+)"}]
+
+
+_REGISTRY_AS_ON_AWS: list[bool] = []
+
+
+def registry_as_on_aws() -> None:
+    """moto's model registry, fixed where it differs from SageMaker's as the local cloud
+    fixes it (UpdateModelPackage keeps the metadata it is not given); once per process."""
+    if not _REGISTRY_AS_ON_AWS:
+        model_registry.install()
+        _REGISTRY_AS_ON_AWS.append(True)
 
 
 @contextmanager

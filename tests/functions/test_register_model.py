@@ -10,7 +10,9 @@ from typing import Any
 import boto3
 import pytest
 
+from mlops import registry
 from tests.conftest import AwsRecorder, load_event, load_handler
+from tests.functions.pipeline_helpers import registry_as_on_aws
 from tests.template_support import BUCKET, SAGEMAKER_ROLE_ARN, set_function_environment
 
 FUNCTION = "RegisterModelFunction"
@@ -31,6 +33,7 @@ PASSED = {
 @pytest.fixture
 def app(aws: AwsRecorder, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     set_function_environment(monkeypatch, FUNCTION)
+    registry_as_on_aws()
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     sagemaker = boto3.client("sagemaker")
     sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
@@ -116,3 +119,59 @@ def test_without_a_group_the_error_says_so(app, aws) -> None:
     with pytest.raises(Exception, match="MODEL_PACKAGE_GROUP is not set") as raised:
         aws.invoke(app, bad)
     assert type(raised.value).__name__ == "ConfigurationError"
+
+
+RERUN = "arn:aws:states:us-east-1:123456789012:execution:mlops-train-deploy:run-2"
+
+
+def rerun(mode: str = "auto", gate: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The same trigger again (a manual StartExecution, or EventBridge delivering twice)."""
+    return {**event(mode, gate), "execution_arn": RERUN}
+
+
+def versions() -> list[dict[str, Any]]:
+    sagemaker = boto3.client("sagemaker")
+    listed = sagemaker.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]
+    return [sagemaker.describe_model_package(ModelPackageName=v["ModelPackageArn"]) for v in listed]
+
+
+def test_a_rerun_after_a_failed_deployment_registers_a_new_version(app, aws) -> None:
+    first = aws.invoke(app, event())
+    # The deployment failed: RejectModel recorded it.
+    registry.reject(boto3.client("sagemaker"), first["model_package_arn"], "SmokeTestFailed")
+    second = aws.invoke(app, rerun())
+    assert second["created"] is True
+    assert second["approval_status"] == "Approved"
+    assert second["model_package_arn"] != first["model_package_arn"]
+    statuses = {v["ModelPackageArn"]: v["ModelApprovalStatus"] for v in versions()}
+    assert statuses == {
+        first["model_package_arn"]: "Rejected",
+        second["model_package_arn"]: "Approved",
+    }
+
+
+def test_a_rerun_in_manual_mode_never_reuses_the_pipelines_own_approval(app, aws) -> None:
+    first = aws.invoke(app, event("auto"))
+    second = aws.invoke(app, rerun("manual"))
+    assert second["created"] is True
+    assert second["approval_status"] == "PendingManualApproval"
+    assert second["model_package_arn"] != first["model_package_arn"]
+
+
+def test_a_rerun_in_manual_mode_keeps_a_persons_approval(app, aws) -> None:
+    first = aws.invoke(app, event("manual"))
+    boto3.client("sagemaker").update_model_package(
+        ModelPackageArn=first["model_package_arn"], ModelApprovalStatus="Approved"
+    )
+    second = aws.invoke(app, rerun("manual"))
+    assert (second["created"], second["approval_status"]) == (False, "Approved")
+    assert second["model_package_arn"] == first["model_package_arn"]
+
+
+def test_a_rerun_whose_gate_fails_never_returns_an_approved_version(app, aws) -> None:
+    first = aws.invoke(app, event("auto"))
+    second = aws.invoke(app, rerun("auto", {**PASSED, "passed": False}))
+    assert second["approval_status"] == "Rejected"
+    assert second["model_package_arn"] != first["model_package_arn"]
+    statuses = {v["ModelPackageArn"]: v["ModelApprovalStatus"] for v in versions()}
+    assert statuses[first["model_package_arn"]] == "Approved"  # untouched: it may be serving

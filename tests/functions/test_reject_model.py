@@ -6,6 +6,7 @@ import boto3
 import pytest
 
 from tests.conftest import AwsRecorder, load_event, load_handler
+from tests.functions.pipeline_helpers import registry_as_on_aws
 from tests.template_support import set_function_environment
 
 FUNCTION = "RejectModelFunction"
@@ -15,6 +16,7 @@ def test_the_failed_version_is_rejected_with_the_cause(
     aws: AwsRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     set_function_environment(monkeypatch, FUNCTION)
+    registry_as_on_aws()
     sagemaker = boto3.client("sagemaker")
     sagemaker.create_model_package_group(ModelPackageGroupName="mlops-models")
     arn = sagemaker.create_model_package(

@@ -161,8 +161,8 @@ def test_happy_path_trains_deploys_scales_smoke_tests_and_releases_the_lock() ->
         "QualityGate", "RegisterModel", "DidQualityGatePass", "IsApprovalPending",
         "AcquireDeploymentLock", "IsLockAcquired", "DeployModel", "DeploymentAction",
         "WaitForEndpoint", "CheckEndpoint", "IsEndpointInService",
-        "WaitForEndpoint", "CheckEndpoint", "IsEndpointInService", "IsSmokeTestDone",
-        "SmokeTest", "DidSmokeTestPass", "IsRolloutDone", "AttachAutoscaling",
+        "WaitForEndpoint", "CheckEndpoint", "IsEndpointInService",
+        "SmokeTest", "DidSmokeTestPass", "AttachAutoscaling",
         "ReleaseLock", "Summarize",
     ]  # fmt: skip
     prepare = scripts.inputs["PrepareRun"][0]
@@ -443,6 +443,19 @@ def test_manual_approval_registers_the_model_pending_and_ends_succeeded() -> Non
     assert "DeployModel" not in execution.entered()
 
 
+def test_a_gate_pass_registered_as_rejected_is_never_deployed() -> None:
+    # Only an Approved version deploys, whatever RegisterModel reports (a reused version
+    # rejected since, say): CreateModel would refuse it and the trigger could never deploy.
+    results = happy_path(RegisterModel=[registered("Rejected")])
+    for name in ("AcquireLock", "DeployModel", "CheckEndpoint", "AttachAutoscaling", "SmokeTest",
+                 "ReleaseLock", "SummarizeRun"):  # fmt: skip
+        del results[name]
+    execution, _ = execute(results)
+    assert (execution.status, execution.error) == ("FAILED", "ModelNotApproved")
+    assert execution.cause == f"registered {PACKAGE} as Rejected"
+    assert execution.entered()[-2:] == ["IsApprovalPending", "ModelNotApproved"]
+
+
 def test_a_candidate_worse_than_the_champion_is_registered_rejected_and_not_deployed() -> None:
     reason = (
         "worse than the live model: test accuracy 0.71 against the live model's 0.9 "
@@ -467,18 +480,42 @@ def test_a_candidate_worse_than_the_champion_is_registered_rejected_and_not_depl
     assert "DeployModel" not in execution.entered()
 
 
-def test_the_smoke_test_runs_against_the_canary_then_the_rollout_is_awaited() -> None:
+def test_the_canary_is_probed_then_the_model_is_judged_once_it_takes_all_traffic() -> None:
     results = happy_path(
         DeployModel=[deployment("update")],
         CheckEndpoint=[endpoint("canary"), endpoint("canary"), endpoint("in_service")],
+        SmokeTest=[smoke(True), smoke(True)],
     )
-    execution, _ = execute(results)
+    execution, scripts = execute(results)
     assert execution.status == "SUCCEEDED"
     entered = execution.entered()
+    # once while the canary takes its share (so its failures trip the rollback alarms), then
+    # the shift is awaited, then once more on the new model alone, before autoscaling
+    assert entered.count("CanarySmokeTest") == 1
+    assert entered[entered.index("CanarySmokeTest") :].count("CheckEndpoint") == 2
+    assert entered.index("CanarySmokeTest") < entered.index("SmokeTest")
     assert entered.index("SmokeTest") < entered.index("AttachAutoscaling")
-    # the smoke test ran once, while the canary took its share; then the shift was awaited
-    assert entered.count("SmokeTest") == 1
-    assert entered[entered.index("SmokeTest") :].count("CheckEndpoint") == 2
+    assert len(scripts.inputs["SmokeTest"]) == 2
+    assert {"canary_smoke", "smoke"} <= set(scripts.inputs["SummarizeRun"][0]["state"])
+
+
+def test_a_model_that_passes_only_beside_the_champion_is_rolled_back() -> None:
+    # During the canary about half the smoke images reach the old fleet: a new model at 40%
+    # beside a 90% champion reaches 0.6 together. Only its own answers decide.
+    alone = "smoke-test accuracy 0.4000 (10/25 images) is below the required 0.6000"
+    results = happy_path(
+        DeployModel=[deployment("update")],
+        CheckEndpoint=[endpoint("canary"), endpoint("in_service")],
+        SmokeTest=[smoke(True, "smoke-test accuracy 0.6400 reaches"), smoke(False, alone)],
+        RejectModel=[REJECTED],
+    )
+    del results["AttachAutoscaling"], results["SummarizeRun"]
+    results["Rollback"] = [ok({"done": True, "action": "restored", "status": "InService"})]
+    execution, scripts = execute(results)
+    assert (execution.status, execution.error) == ("FAILED", "SmokeTestFailed")
+    assert alone in execution.cause
+    assert "AttachAutoscaling" not in execution.entered()
+    assert scripts.inputs["Rollback"][0]["deployment"]["action"] == "update"
 
 
 def test_a_canary_rolled_back_by_an_alarm_fails_naming_the_alarm_and_rejects_the_model() -> None:

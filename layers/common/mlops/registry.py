@@ -8,6 +8,18 @@ pipeline deploys it), ``PendingManualApproval`` (``ApprovalMode=manual``: a pers
 it and the approval event deploys it) or ``Rejected`` (a gate failed, or the deployment
 failed and was rolled back). The endpoint's model is created from the package, so the
 endpoint config names exactly the registered version.
+
+Who approved a version: a version the pipeline registers ``Approved`` itself
+(``ApprovalMode=auto``) carries ``approved_by=pipeline`` in its metadata, which RejectModel
+removes. Any other Approved version was approved by a person (or a tool) after its
+registration. The template's approval rule skips the pipeline's own approvals by that key,
+so they start no second run; a person's re-approval of a rejected version deploys it.
+
+A rerun of the same trigger (a manual StartExecution, or EventBridge delivering an event
+twice) has the same run id. It reuses the version registered earlier only if that version
+still says what this run's verdict says: a rejected one (its deployment failed) or one the
+current approval mode would not have deployed (the pipeline's own approval when the stack
+is now ``manual``) gets a new version instead.
 """
 
 from __future__ import annotations
@@ -20,12 +32,15 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mlops.errors import ModelPackageError
+from mlops.naming import content_id
 from mlops.s3 import parse_s3_uri, put_if_absent, s3_uri
 
 APPROVED = "Approved"
 PENDING = "PendingManualApproval"
 REJECTED = "Rejected"
 APPROVAL_MODES = ("auto", "manual")
+APPROVED_BY = "approved_by"  # metadata key of the pipeline's own approvals
+PIPELINE = "pipeline"
 METADATA_VALUE_MAX = 256  # CustomerMetadataProperties: values up to 256 characters
 METADATA_KEY_MAX = 128  # and keys up to 128
 DESCRIPTION_MAX = 1000  # ApprovalDescription (ModelPackageDescription allows 1024)
@@ -150,10 +165,13 @@ def package_request(
                 "Statistics": {"ContentType": "application/json", "S3Uri": metrics_uri}
             }
         },
-        "CustomerMetadataProperties": metadata(
-            run, job, gate, execution_arn=execution_arn, approval_mode=approval_mode
-        ),
-        "ClientToken": run["run_id"][:36],
+        "CustomerMetadataProperties": {
+            **metadata(run, job, gate, execution_arn=execution_arn, approval_mode=approval_mode),
+            **({APPROVED_BY: PIPELINE} if status == APPROVED else {}),
+        },
+        # One version per run and execution: a rerun that must not reuse the run's earlier
+        # version (see register) gets a new one, where a retry gets its own back.
+        "ClientToken": content_id({"run_id": run["run_id"], "execution": execution_arn}),
     }
 
 
@@ -191,12 +209,31 @@ def find_version(sagemaker: Any, group: str, run_id: str) -> dict[str, Any] | No
     return None
 
 
+def approved_by_pipeline(package: Mapping[str, Any]) -> bool:
+    """Whether the version's approval is the pipeline's own (auto mode), not a person's."""
+    meta = package.get("CustomerMetadataProperties") or {}
+    return package.get("ModelApprovalStatus") == APPROVED and meta.get(APPROVED_BY) == PIPELINE
+
+
+def _reusable(existing: Mapping[str, Any], wanted: str) -> bool:
+    """Whether the run's earlier version still says what its verdict now says (``wanted``).
+
+    A person's approval stands for a run that now asks for one (manual); the pipeline's own
+    approval does not. A version rejected since (its deployment failed) is never reused.
+    """
+    status = existing.get("ModelApprovalStatus")
+    if status == wanted:
+        return True
+    return wanted == PENDING and status == APPROVED and not approved_by_pipeline(existing)
+
+
 def register(sagemaker: Any, request: Mapping[str, Any]) -> dict[str, Any]:
-    """Create the version (or find the one a previous attempt created); what was registered."""
+    """Create the version (or find the one an earlier attempt of this run created, when it
+    still says what this run's verdict says); what was registered."""
     group = request["ModelPackageGroupName"]
     run_id = request["CustomerMetadataProperties"]["run_id"]
     existing = find_version(sagemaker, group, run_id)
-    if existing is None:
+    if existing is None or not _reusable(existing, request["ModelApprovalStatus"]):
         arn = sagemaker.create_model_package(**request)["ModelPackageArn"]
         status, created = request["ModelApprovalStatus"], True
     else:
@@ -211,11 +248,13 @@ def register(sagemaker: Any, request: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def reject(sagemaker: Any, arn: str, reason: str) -> dict[str, Any]:
-    """Record a version that failed after approval (deployment, canary, smoke test)."""
+    """Record a version that failed after approval (deployment, canary, smoke test); a
+    person's later approval of it is then theirs, not the pipeline's."""
     sagemaker.update_model_package(
         ModelPackageArn=arn,
         ModelApprovalStatus=REJECTED,
         ApprovalDescription=_description(reason or "the deployment failed"),
+        CustomerMetadataPropertiesToRemove=[APPROVED_BY],
     )
     return {"model_package_arn": arn, "approval_status": REJECTED}
 
