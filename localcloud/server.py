@@ -25,7 +25,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from localcloud import cloudformation_stacks, model_registry, moto_patches, processes, wake
+from localcloud import (
+    cloudformation_stacks,
+    model_registry,
+    moto_patches,
+    processes,
+    validation,
+    wake,
+)
 from localcloud.config import Settings, add_settings_arguments, settings_from_args
 from localcloud.deploy import clients_for, deploy
 from localcloud.httpapi import HttpApi
@@ -64,11 +71,13 @@ class MotoServer:
     that thread to say it is ready; on a port that is taken, werkzeug ends that thread
     (``sys.exit``) and the wait never ends. Here the socket is bound first and handed to
     werkzeug, so a taken port raises at once. The app is looked up on moto's module now,
-    so a dispatcher the IAM enforcer installed there is the one that serves."""
+    so a dispatcher the IAM enforcer installed there is the one that serves. Each service's
+    app validates its requests (``localcloud.validation``), after the IAM check."""
 
     def __init__(self, port: int) -> None:
         from moto.moto_server import threaded_moto_server as moto_server
 
+        validation.install()
         listener = socket.socket()
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug does
@@ -164,6 +173,10 @@ class LocalCloud:
         moto_patches.configure()
         moto_patches.install_lambda_quota(profile)
         enforcer = self._install_iam(stack)  # before the server starts: it wraps its app
+        # the models' patterns that cannot be checked, logged once (not on the start's path)
+        threading.Thread(
+            target=validation.report_uncompilable, name="validation-patterns", daemon=True
+        ).start()
         server = MotoServer(s.port)
         self._stops.append(server.stop)
         port = server.port

@@ -30,6 +30,7 @@ from localcloud.iam.evaluator import EvaluatorError
 from localcloud.iam.policies import role_policies
 from localcloud.iam.requests import Check, UnknownAction
 from localcloud.iam.wire import (
+    CALL_KEY,
     ApiCall,
     ErrorReply,
     UnreadableRequest,
@@ -128,6 +129,7 @@ class Enforcer:
             path = raw.split("?", 1)[0] or str(environ.get("PATH_INFO", "/"))
             try:
                 call = parse_request(sig, method, path, query, headers, body)
+                environ[CALL_KEY] = call  # validation reads the same call
                 denial = self.check(principal, call, sig.region)
             except (UnreadableRequest, EvaluatorError) as exc:
                 log.warning("IAM: %s: denied", exc)
@@ -203,7 +205,7 @@ def install(enforcer: Enforcer) -> None:
     as it (moto internals: moto is pinned)."""
     from moto.moto_server import threaded_moto_server
 
-    from localcloud import trigger
+    from localcloud import trigger, validation
     from localcloud.sagemaker import execution_role
 
     def start_denied(role_arn: str, state_machine_arn: str) -> str | None:
@@ -228,6 +230,7 @@ def install(enforcer: Enforcer) -> None:
 
     global _active
     _active = enforcer
+    validation.install()  # and the requests it allows validated, as AWS does
     original = threaded_moto_server.DomainDispatcherApplication
     if not getattr(original, "_localcloud_iam", False):
 

@@ -4,7 +4,9 @@ and what AWS answers when it is denied (per protocol: status, error code, body s
 Parsing uses botocore's own service models, so the operation a request names is the one
 the SDK meant: JSON (``X-Amz-Target``), query (``Action``), REST (the operation's method
 and request URI, with labels, query-string and header members) and Smithy RPC v2 CBOR
-(the operation from the path; its parameters are not decoded).
+(the operation from the path). The parameters are decoded into the model's values
+(``wire_params``: nested query members, CBOR bodies, typed REST members), for IAM's
+request context and for the validation of every request (``localcloud.validation``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from urllib.parse import parse_qs, unquote
 
 import botocore.session
 from botocore.model import OperationModel, ServiceModel
+
+from localcloud.iam.wire_params import cbor_params, query_params, rest_value
 
 # Services a local cloud's callers reach, by the name they sign requests with.
 _SERVICES = (
@@ -43,6 +47,10 @@ _SERVICES = (
 # JSON services that answer with their query protocol's error codes (awsQueryCompatible).
 _QUERY_COMPATIBLE = {"cloudwatch", "sqs"}
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
+
+
+# The WSGI environ key of the call a middleware read from the request (read once).
+CALL_KEY = "localcloud.api_call"
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,22 @@ def _models() -> dict[str, list[ServiceModel]]:
     return by_signing
 
 
+@cache
+def served_models() -> dict[str, ServiceModel]:
+    """The models of the services a local cloud serves, by botocore service name."""
+    return {m.service_name: m for models in _models().values() for m in models}
+
+
+def unsigned_signature(headers: Mapping[str, str]) -> Signature | None:
+    """The service an unsigned JSON-protocol request is for, from its ``X-Amz-Target``
+    (other unsigned requests do not say)."""
+    prefix = headers.get("x-amz-target", "").rpartition(".")[0]
+    for model in served_models().values():
+        if prefix and model.metadata.get("targetPrefix") == prefix:
+            return Signature("", "", model.signing_name)
+    return None
+
+
 def _member_params(op: OperationModel, values: Mapping[str, Any]) -> dict[str, Any]:
     shape = op.input_shape
     if shape is None:
@@ -121,14 +145,15 @@ def _request_uri(op: OperationModel) -> str:
     return uri
 
 
-def _required_query(op: OperationModel) -> list[str]:
+def _required(op: OperationModel, location: str) -> list[str]:
+    """The wire names of the operation's required members sent in ``location``."""
     shape = op.input_shape
     if shape is None:
         return []
     return [
         member.serialization.get("name", name)
         for name, member in shape.members.items()
-        if name in shape.required_members and member.serialization.get("location") == "querystring"
+        if name in shape.required_members and member.serialization.get("location") == location
     ]
 
 
@@ -143,11 +168,16 @@ def _rest_call(
             continue
         uri = _request_uri(op)
         pattern, labels, required = _uri_pattern(uri)
-        required += _required_query(op)  # ListParts: uploadId, on GetObject's path
+        required += _required(op, "querystring")  # ListParts: uploadId, on GetObject's path
+        required_headers = _required(op, "header")  # CopyObject: x-amz-copy-source, on PutObject's
         match = pattern.match(path)
-        if not match or any(q not in args for q in required):
+        if (
+            not match
+            or any(q not in args for q in required)
+            or any(h.lower() not in headers for h in required_headers)
+        ):
             continue
-        score = len(required) * 1000 + len(uri)
+        score = (len(required) + len(required_headers)) * 1000 + len(uri)
         if best is None or score > best[0]:
             best = (score, op, match, labels)
     if best is None:
@@ -160,19 +190,28 @@ def _rest_call(
         where = member.serialization.get("location")
         wire_name = member.serialization.get("name", member_name)
         if where == "uri" and wire_name in labels:
-            params[member_name] = unquote(match.group(labels.index(wire_name) + 1))
+            text = unquote(match.group(labels.index(wire_name) + 1))
+            params[member_name] = rest_value(member, [text])
         elif where == "querystring" and wire_name in args:
-            params[member_name] = args[wire_name][0]
+            params[member_name] = rest_value(member, args[wire_name])
         elif where == "header" and wire_name.lower() in headers:
-            params[member_name] = headers[wire_name.lower()]
+            params[member_name] = rest_value(member, [headers[wire_name.lower()]])
     payload = shape.serialization.get("payload") if shape is not None else None
-    if model.protocol == "rest-json" and not payload and body:
+    if (
+        model.protocol == "rest-json"
+        and body
+        and (not payload or members[payload].type_name == "structure")
+    ):
         try:
             decoded = json.loads(body)
         except ValueError:
             decoded = {}
-        if isinstance(decoded, dict):
+        if isinstance(decoded, dict) and payload:
+            params[payload] = decoded
+        elif isinstance(decoded, dict):
             params.update({k: v for k, v in decoded.items() if k in members and k not in params})
+    elif payload and body:  # a blob or streaming payload (Lambda's Payload, an S3 object)
+        params[payload] = body
     return ApiCall(model.service_name, op.name, params, model.protocol)
 
 
@@ -199,10 +238,14 @@ def parse_request(
             if action in model.operation_names:
                 flat = {k: v[0] for k, v in form.items()}
                 op = model.operation_model(action)
-                return ApiCall(model.service_name, action, _member_params(op, flat), "query")
+                return ApiCall(
+                    model.service_name, action, query_params(op.input_shape, flat), "query"
+                )
         found = re.match(r"/service/[^/]+/operation/([^/]+)$", path)
         if "smithy-rpc-v2-cbor" in protocols and found and found.group(1) in model.operation_names:
-            return ApiCall(model.service_name, found.group(1), {}, "smithy-rpc-v2-cbor")
+            op = model.operation_model(found.group(1))
+            params = cbor_params(op.input_shape, body)
+            return ApiCall(model.service_name, op.name, params, "smithy-rpc-v2-cbor")
         if model.protocol in ("rest-json", "rest-xml"):
             call = _rest_call(model, method, path, query, headers, body)
             if call is not None:
@@ -221,40 +264,59 @@ class ErrorReply:
 
 def access_denied(call: ApiCall, message: str, *, head: bool = False) -> ErrorReply:
     """What AWS answers a denied call of this service (code, status and body shape)."""
+    status = 400 if call.protocol in ("json", "smithy-rpc-v2-cbor") else 403
+    return error_reply(
+        call, status, "AccessDeniedException", message, query_code="AccessDenied", head=head
+    )
+
+
+def error_reply(
+    call: ApiCall,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    query_code: str | None = None,
+    head: bool = False,
+) -> ErrorReply:
+    """An error answered in the call's protocol: ``code`` for the JSON protocols,
+    ``query_code`` (default ``code``) for S3, the query protocol and the JSON services
+    that are query-compatible (botocore reads that code from ``x-amzn-query-error``)."""
     request_id = str(uuid.uuid4())
+    query_code = query_code or code
     if call.protocol == "rest-xml":  # S3
         host_id = uuid.uuid4().hex
         body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{query_code}</Code>'
             f"<Message>{_xml(message)}</Message><RequestId>{request_id}</RequestId>"
             f"<HostId>{host_id}</HostId></Error>"
         ).encode()
         headers = [("Content-Type", "application/xml"), ("x-amz-request-id", request_id)]
-        return ErrorReply(403, headers, b"" if head else body)
+        return ErrorReply(status, headers, b"" if head else body)
     if call.protocol == "query":
         body = (
-            "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{query_code}</Code>"
             f"<Message>{_xml(message)}</Message></Error><RequestId>{request_id}</RequestId>"
             "</ErrorResponse>"
         ).encode()
-        return ErrorReply(403, [("Content-Type", "text/xml")], body)
-    common = [("x-amzn-RequestId", request_id), ("x-amzn-ErrorType", "AccessDeniedException")]
+        return ErrorReply(status, [("Content-Type", "text/xml")], body)
+    common = [("x-amzn-RequestId", request_id), ("x-amzn-ErrorType", code)]
     if call.protocol == "rest-json":  # Lambda's shape
         body = json.dumps({"Type": "User", "message": message}).encode()
-        return ErrorReply(403, [("Content-Type", "application/json"), *common], body)
+        return ErrorReply(status, [("Content-Type", "application/json"), *common], body)
     if call.service in _QUERY_COMPATIBLE:  # botocore reads the query-style code from here
-        common.append(("x-amzn-query-error", "AccessDenied;Sender"))
+        common.append(("x-amzn-query-error", f"{query_code};Sender"))
     if call.service == "dynamodb":
-        error = {"__type": "com.amazon.coral.service#AccessDeniedException", "Message": message}
+        error = {"__type": f"com.amazon.coral.service#{code}", "Message": message}
     else:
-        error = {"__type": "AccessDeniedException", "message": message}
+        error = {"__type": code, "message": message}
     content_type = "application/x-amz-json-1.1"
     if call.service in ("dynamodb", "stepfunctions"):
         content_type = "application/x-amz-json-1.0"
     elif call.protocol == "smithy-rpc-v2-cbor":
         content_type = "application/json"  # botocore reads a JSON error body here too
     headers = [("Content-Type", content_type), *common]
-    return ErrorReply(400, headers, json.dumps(error).encode())
+    return ErrorReply(status, headers, json.dumps(error).encode())
 
 
 def _xml(text: str) -> str:
