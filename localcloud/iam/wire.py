@@ -157,29 +157,50 @@ def _required(op: OperationModel, location: str) -> list[str]:
     ]
 
 
-def _rest_call(
-    model: ServiceModel, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
-) -> ApiCall | None:
-    args = parse_qs(query, keep_blank_values=True)
-    best: tuple[int, OperationModel, re.Match[str], list[str]] | None = None
+@dataclass(frozen=True)
+class _Route:
+    """What a REST request must look like to be this operation."""
+
+    op: OperationModel
+    pattern: re.Pattern[str]
+    labels: list[str]
+    required_query: list[str]  # ListParts: uploadId, on GetObject's path
+    required_headers: list[str]  # CopyObject: x-amz-copy-source, on PutObject's
+    score: int  # the most specific route wins
+
+
+@cache
+def _routes(service: str, method: str) -> list[_Route]:
+    model = served_models()[service]
+    routes = []
     for name in model.operation_names:
         op = model.operation_model(name)
         if op.http.get("method", "POST") != method:
             continue
         uri = _request_uri(op)
         pattern, labels, required = _uri_pattern(uri)
-        required += _required(op, "querystring")  # ListParts: uploadId, on GetObject's path
-        required_headers = _required(op, "header")  # CopyObject: x-amz-copy-source, on PutObject's
-        match = pattern.match(path)
+        required += _required(op, "querystring")
+        headers = [h.lower() for h in _required(op, "header")]
+        score = (len(required) + len(headers)) * 1000 + len(uri)
+        routes.append(_Route(op, pattern, labels, required, headers, score))
+    return routes
+
+
+def _rest_call(
+    model: ServiceModel, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+) -> ApiCall | None:
+    args = parse_qs(query, keep_blank_values=True)
+    best: tuple[int, OperationModel, re.Match[str], list[str]] | None = None
+    for route in _routes(model.service_name, method):
+        match = route.pattern.match(path)
         if (
             not match
-            or any(q not in args for q in required)
-            or any(h.lower() not in headers for h in required_headers)
+            or any(q not in args for q in route.required_query)
+            or any(h not in headers for h in route.required_headers)
         ):
             continue
-        score = (len(required) + len(required_headers)) * 1000 + len(uri)
-        if best is None or score > best[0]:
-            best = (score, op, match, labels)
+        if best is None or route.score > best[0]:
+            best = (route.score, route.op, match, route.labels)
     if best is None:
         return None
     _, op, match, labels = best
