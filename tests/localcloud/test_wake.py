@@ -58,15 +58,13 @@ def _status(sfn: Any, arn: str) -> str:
 
 
 def test_a_wait_whose_input_names_the_job_ends_when_the_job_ends(sfn: Any) -> None:
-    began = time.monotonic()
     arn = _start(sfn, 60, {"training": {"training_job_name": "job-1"}})
     assert _until(lambda: wake.waiting() == 1, 10)
     assert wake.settled("job-10") == 0  # another job (a name that contains this one)
     assert wake.settled("job") == 0
     assert _status(sfn, arn) == "RUNNING"
     assert wake.settled("job-1") == 1
-    assert _until(lambda: _status(sfn, arn) == "SUCCEEDED", 10)
-    assert time.monotonic() - began < 30  # not the Wait's 60 s
+    assert _until(lambda: _status(sfn, arn) == "SUCCEEDED", 10)  # not the Wait's 60 s
     events = sfn.get_execution_history(executionArn=arn)["events"]
     kinds = [e["type"] for e in events]
     assert "WaitStateExited" in kinds and kinds[-1] == "ExecutionSucceeded"  # same history
