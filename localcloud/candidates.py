@@ -104,7 +104,9 @@ def repackage(conn: Connection, source_arn: str, handlers: str, name: str, descr
     metadata: dict[str, Any] = {
         k: v
         for k, v in (package.get("CustomerMetadataProperties") or {}).items()
-        if k not in ("run_id", "deployment_id", "execution", "gate")
+        # not the source's run, nor its approval (approved_by: the pipeline approved the
+        # source; this copy waits for a person, whose approval must start its run)
+        if k not in ("run_id", "deployment_id", "execution", "gate", "approved_by")
     }
     metadata.update(approval_mode="manual", derived_from=source_arn[:256], change=description)
     return str(
@@ -120,9 +122,13 @@ def repackage(conn: Connection, source_arn: str, handlers: str, name: str, descr
 
 def approve(conn: Connection, arn: str, description: str) -> None:
     """Approve a version (what ``python -m localcloud approve`` does): its deploy-only run
-    starts from the approval event."""
+    starts from the approval event. The approval is a person's, also of a version the
+    pipeline once approved itself, so its ``approved_by`` mark goes (see mlops/registry.py)."""
     conn.client("sagemaker").update_model_package(
-        ModelPackageArn=arn, ModelApprovalStatus="Approved", ApprovalDescription=description
+        ModelPackageArn=arn,
+        ModelApprovalStatus="Approved",
+        ApprovalDescription=description,
+        CustomerMetadataPropertiesToRemove=["approved_by"],
     )
 
 

@@ -277,8 +277,12 @@ def cmd_approve(args: argparse.Namespace) -> int:
     arn = args.package if args.package != "pending" else _pending_version(conn, args.state_dir)
     status = "Rejected" if args.reject else "Approved"
     sagemaker = conn.client("sagemaker")
+    # A person's decision: the pipeline's own approval mark goes (see mlops/registry.py).
     sagemaker.update_model_package(
-        ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=args.description
+        ModelPackageArn=arn,
+        ModelApprovalStatus=status,
+        ApprovalDescription=args.description,
+        CustomerMetadataPropertiesToRemove=["approved_by"],
     )
     print(f"{arn} is {status}")
     if status == "Approved":

@@ -10,16 +10,21 @@
 - Creating a version in a group, or changing its approval status, sends the "SageMaker
   Model Package State Change" event to EventBridge, where the template's rule starts the
   state machine (a deploy-only run), as on AWS. moto sends no SageMaker events at all.
+- DeleteModelPackage and DeleteModelPackageGroup, which moto lacks (``make verify-aws``'s
+  cleanup deletes the registry it tested; tests/acceptance/test_cleanup.py).
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 from typing import Any
 
+from moto.core.responses import ActionResult, EmptyResult
 from moto.events.models import events_backends
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import SageMakerModelBackend
+from moto.sagemaker.responses import SageMakerResponse
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
 from localcloud import trigger
@@ -28,25 +33,46 @@ log = logging.getLogger(__name__)
 DETAIL_TYPE = "SageMaker Model Package State Change"
 
 
+# The detail of AWS's documented example event is the version's description: these fields
+# (and ApprovalDescription, CustomerMetadataProperties when set, as DescribeModelPackage).
+EVENT_FIELDS = (
+    "ModelPackageGroupName",
+    "ModelPackageVersion",
+    "ModelPackageArn",
+    "ModelPackageDescription",
+    "CreationTime",
+    "InferenceSpecification",
+    "ModelPackageStatus",
+    "ModelPackageStatusDetails",
+    "CertifyForMarketplace",
+    "ModelApprovalStatus",
+    "MetadataProperties",
+    "ModelMetrics",
+    "LastModifiedTime",
+    "ApprovalDescription",
+    "CustomerMetadataProperties",
+)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value of the description (times as EventBridge writes them)."""
+    if isinstance(value, datetime.datetime):
+        return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value
+
+
 def state_change_event(package: Any, account_id: str, region: str) -> dict[str, Any]:
     """The event as EventBridge delivers it (source aws.sagemaker)."""
+    described = package.gen_response_object()
+    detail = {k: _plain(described[k]) for k in EVENT_FIELDS if described.get(k) is not None}
+    detail["ModelPackageStatus"] = "Completed"
     return trigger.envelope(
         detail_type=DETAIL_TYPE,
         source="aws.sagemaker",
         account_id=account_id,
         region=region,
         resources=[package.arn],
-        detail={
-            "ModelPackageGroupName": package.model_package_group_name,
-            "ModelPackageVersion": package.model_package_version,
-            "ModelPackageArn": package.arn,
-            "ModelPackageDescription": package.model_package_description,
-            "CreationTime": str(package.creation_time),
-            "ModelPackageStatus": "Completed",
-            "ModelApprovalStatus": package.model_approval_status,
-            "ApprovalDescription": package.approval_description,
-            "CustomerMetadataProperties": dict(package.customer_metadata_properties or {}),
-        },
+        detail=detail,
     )
 
 
@@ -102,7 +128,35 @@ def resolve_containers(
     return resolved
 
 
+def delete_model_package(backend: SageMakerModelBackend, name: str) -> None:
+    arn = backend.describe_model_package(name).arn  # unknown: moto's ValidationError
+    del backend.model_packages[arn]
+    for key in [k for k, v in backend.model_package_name_mapping.items() if v == arn]:
+        del backend.model_package_name_mapping[key]
+
+
+def delete_model_package_group(backend: SageMakerModelBackend, name: str) -> None:
+    backend.describe_model_package_group(name)  # unknown: moto's ValidationError
+    del backend.model_package_groups[name]
+
+
+def _delete_package(self: SageMakerResponse) -> ActionResult:
+    delete_model_package(self.sagemaker_backend, self._get_param("ModelPackageName"))
+    return EmptyResult()
+
+
+def _delete_group(self: SageMakerResponse) -> ActionResult:
+    delete_model_package_group(self.sagemaker_backend, self._get_param("ModelPackageGroupName"))
+    return EmptyResult()
+
+
+def install_deletes() -> None:
+    SageMakerResponse.delete_model_package = _delete_package  # type: ignore[attr-defined]
+    SageMakerResponse.delete_model_package_group = _delete_group  # type: ignore[attr-defined]
+
+
 def install() -> None:
+    install_deletes()
     original_create_model = SageMakerModelBackend.create_model
     original_create = SageMakerModelBackend.create_model_package
     original_update = SageMakerModelBackend.update_model_package

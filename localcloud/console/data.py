@@ -15,6 +15,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from localcloud import trigger
 from localcloud.client import CREDENTIALS
 from localcloud.console import graph
 from localcloud.history import build_view, readable_cause
@@ -27,7 +28,7 @@ ENTRIES_SHOWN = 20  # the last runs of a state (polling loops enter one many tim
 DETAIL_CHARS = 240  # of an event's details in the history table (the state panel has all)
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, read_timeout=15)
 _ONE_ATTEMPT = Config(retries={"mode": "standard", "max_attempts": 1}, read_timeout=15)
-_SERVICES = ("stepfunctions", "sagemaker", "logs", "cloudwatch")
+_SERVICES = ("stepfunctions", "sagemaker", "logs", "cloudwatch", "events")
 
 
 class NotFound(LookupError):
@@ -45,20 +46,38 @@ def _seconds(start: datetime.datetime | None, stop: datetime.datetime | None) ->
     return round((end - start).total_seconds(), 1)
 
 
-def started_by(execution_input: str | None) -> str:
-    """What started an execution: the S3 upload its EventBridge event names, or by hand."""
+Rule = tuple[str, Mapping[str, Any]]  # an EventBridge rule: (name, event pattern)
+
+
+def started_by(execution_input: str | None, rules: Sequence[Rule] = ()) -> str:
+    """What started an execution: the event its input is (an upload, a model package's
+    state change) and the EventBridge rules of ``rules`` that match it, or by hand."""
     try:
         payload = json.loads(execution_input or "{}")
     except ValueError:
         return "manual"
-    if isinstance(payload, dict) and payload.get("source") == "aws.s3":
-        detail = payload.get("detail") or {}
-        bucket = (detail.get("bucket") or {}).get("name", "?")
-        key = (detail.get("object") or {}).get("key", "?")
-        return f"upload s3://{bucket}/{key} ({payload.get('detail-type', 'event')})"
-    if isinstance(payload, dict) and payload.get("dataset"):
+    if not isinstance(payload, dict):
+        return "manual"
+    if payload.get("source") and payload.get("detail-type"):
+        matched = [name for name, pattern in rules if trigger.matches(pattern, payload)]
+        via = f" via rule {', '.join(matched)}" if matched else ""
+        return f"{_event(payload)}{via}"
+    if payload.get("dataset"):
         return f"manual: {payload['dataset']}"
     return "manual"
+
+
+def _event(payload: Mapping[str, Any]) -> str:
+    detail = payload.get("detail") or {}
+    kind = payload["detail-type"]
+    if payload["source"] == "aws.s3":
+        bucket = (detail.get("bucket") or {}).get("name", "?")
+        key = (detail.get("object") or {}).get("key", "?")
+        return f"upload s3://{bucket}/{key} ({kind})"
+    if kind == "SageMaker Model Package State Change":
+        status = detail.get("ModelApprovalStatus", "?")
+        return f"model package {detail.get('ModelPackageArn', '?')} {status} ({kind})"
+    return f"{payload['source']} event ({kind})"
 
 
 def _event_state(event: Mapping[str, Any]) -> str:
@@ -167,8 +186,19 @@ class Reader:
                 self._finished[arn] = description
         return description
 
+    def rules(self) -> list[Rule]:
+        """The default bus's rules (what may start an execution), as the console shows them."""
+        pages = self.clients["events"].get_paginator("list_rules").paginate()
+        return [
+            (rule["Name"], json.loads(rule["EventPattern"]))
+            for page in pages
+            for rule in page["Rules"]
+            if rule.get("EventPattern") and rule.get("State") == "ENABLED"
+        ]
+
     def executions(self) -> list[dict[str, Any]]:
         sfn = self.clients["stepfunctions"]
+        rules = self.rules()
         rows = []
         for machine in self.state_machines():
             pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=machine["arn"])
@@ -183,7 +213,7 @@ class Reader:
                         "start": iso(description["startDate"]),
                         "stop": iso(description.get("stopDate")),
                         "seconds": _seconds(description["startDate"], description.get("stopDate")),
-                        "started_by": started_by(description.get("input")),
+                        "started_by": started_by(description.get("input"), rules),
                         "error": description.get("error"),
                     }
                 )
@@ -246,7 +276,7 @@ class Reader:
             "start": iso(description["startDate"]),
             "stop": iso(description.get("stopDate")),
             "seconds": _seconds(description["startDate"], description.get("stopDate")),
-            "started_by": started_by(description.get("input")),
+            "started_by": started_by(description.get("input"), self.rules()),
             "input": description.get("input"),
             "output": description.get("output"),
             "error": description.get("error") or view.error,

@@ -171,6 +171,23 @@ def test_started_by_names_the_upload_or_says_manual() -> None:
     assert started_by("not json") == "manual"
 
 
+def test_started_by_names_the_event_and_the_rules_it_matches() -> None:
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/stack-models/2"
+    event = {
+        "source": "aws.sagemaker",
+        "detail-type": "SageMaker Model Package State Change",
+        "detail": {"ModelPackageArn": arn, "ModelApprovalStatus": "Approved"},
+    }
+    rules = [
+        ("stack-ModelApproved-1", {"source": ["aws.sagemaker"]}),
+        ("stack-DatasetUploaded-1", {"source": ["aws.s3"]}),
+    ]
+    assert started_by(json.dumps(event), rules) == (
+        f"model package {arn} Approved (SageMaker Model Package State Change) "
+        "via rule stack-ModelApproved-1"
+    )
+
+
 def test_state_runs_keep_every_entry_with_its_input_output_and_failure() -> None:
     def ev(n: int, kind: str, **details: Any) -> dict[str, Any]:
         key = {"Entered": "stateEnteredEventDetails", "Exited": "stateExitedEventDetails"}

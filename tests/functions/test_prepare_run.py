@@ -10,8 +10,10 @@ from typing import Any
 import boto3
 import pytest
 
+from mlops import registry
 from mlops.errors import ConfigurationError
 from tests.conftest import AwsRecorder, load_event, load_handler
+from tests.functions.pipeline_helpers import registry_as_on_aws
 from tests.template_support import BUCKET, set_function_environment
 
 FUNCTION = "PrepareRunFunction"
@@ -95,7 +97,7 @@ def test_s3_event_plans_a_run_from_the_template_configuration(app, aws, s3) -> N
         "type": "CANARY",
         "wait_seconds": 300,
         "baking_seconds": 300,
-        "max_seconds": 1500,
+        "max_seconds": 7200,  # the run's whole deployment window: a third of the lease
         "alarms": ["mlops-endpoint-5xx", "mlops-model-latency", "mlops-classify-errors"],
     }
     assert run["endpoint"]["data_capture"] is None
@@ -198,8 +200,10 @@ def test_a_missing_setting_fails_with_its_name(app, aws, s3, monkeypatch) -> Non
 
 
 def registered(mode: str, status: str = "PendingManualApproval") -> str:
-    """A version the pipeline registered (as RegisterModel does); its ARN."""
+    """A version the pipeline registered (as RegisterModel does: Approved in auto mode is
+    the pipeline's own approval, marked so); its ARN."""
     sagemaker = boto3.client("sagemaker")
+    own = {"approved_by": "pipeline"} if (mode, status) == ("auto", "Approved") else {}
     sagemaker.create_model_package_group(ModelPackageGroupName="mlops-models")
     return sagemaker.create_model_package(
         ModelPackageGroupName="mlops-models",
@@ -218,6 +222,7 @@ def registered(mode: str, status: str = "PendingManualApproval") -> str:
             "training_job": "image-classifier-a9ffe2205ad15d12",
             "approval_mode": mode,
             "metric_valid_acc": "0.91",
+            **own,
         },
     )["ModelPackageArn"]
 
@@ -270,6 +275,19 @@ def test_events_that_ask_for_nothing_end_the_run_quietly(
     assert words in result["reason"]
 
 
+def test_a_persons_reapproval_of_a_version_registered_in_auto_mode_deploys_it(app, aws) -> None:
+    # Approved by the pipeline, its deployment failed (RejectModel), then approved again by
+    # a person: that approval is theirs, so it deploys, whatever mode registered it.
+    registry_as_on_aws()
+    arn = registered("auto", "Approved")
+    sagemaker = boto3.client("sagemaker")
+    registry.reject(sagemaker, arn, "SmokeTestFailed: accuracy 0.1")
+    sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
+    result = aws.invoke(app, approval_event(arn))
+    assert (result["accepted"], result["skipped"]) == (True, False)
+    assert result["run"]["package"]["registry"]["model_package_arn"] == arn
+
+
 def test_a_version_that_is_not_approved_is_not_deployed(app, aws) -> None:
     arn = registered("manual")  # the event says Approved, the registry does not (any more)
     result = aws.invoke(app, approval_event(arn))
@@ -305,6 +323,46 @@ def test_a_rollout_sagemaker_would_refuse_is_named(
     with pytest.raises(Exception, match=re.escape(words)) as raised:
         aws.invoke(app, s3_event(upload(s3)))
     assert type(raised.value).__name__ == "ConfigurationError"
+
+
+@pytest.mark.parametrize(
+    ("variables", "words"),
+    [
+        # the issue's case: SageMaker would still be baking when the run gives up (7200 s)
+        (
+            {"ROLLOUT_WAIT_SECONDS": "3600", "ROLLOUT_BAKING_SECONDS": "3600"},
+            "waits 7200 s (RolloutWaitSeconds 3600 + RolloutBakingSeconds 3600), which leaves "
+            "the new fleet less than 900 s to start within the 7200 s the run waits for a "
+            "deployment (a third of DeploymentLockLeaseSeconds 21600",
+        ),
+        # 400 checks a second apart: the run would give up after 400 s
+        ({"POLL_INTERVAL_SECONDS": "1"}, "at most 400 checks of PollIntervalSeconds 1"),
+        (
+            {"DEPLOYMENT_STRATEGY": "LINEAR", "ROLLOUT_WAIT_SECONDS": "3000"},
+            "(RolloutWaitSeconds 3000 x 3 steps + RolloutBakingSeconds 300)",
+        ),
+    ],
+)
+def test_a_rollout_that_outlasts_the_runs_deployment_window_is_refused(
+    app, aws, s3, monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], words: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(Exception, match=re.escape(words)) as raised:
+        aws.invoke(app, s3_event(upload(s3)))
+    assert type(raised.value).__name__ == "ConfigurationError"
+
+
+def test_sagemaker_may_take_as_long_as_the_run_waits_for_the_update(
+    app, aws, s3, monkeypatch
+) -> None:
+    # A longer lease widens the window: the same hour-long canary then fits, and SageMaker's
+    # own timeout is the whole window (the new fleet is not cut off after 900 s).
+    monkeypatch.setenv("ROLLOUT_WAIT_SECONDS", "3600")
+    monkeypatch.setenv("ROLLOUT_BAKING_SECONDS", "3600")
+    monkeypatch.setenv("LOCK_LEASE_SECONDS", "36000")
+    rollout = aws.invoke(app, s3_event(upload(s3)))["run"]["endpoint"]["rollout"]
+    assert rollout["max_seconds"] == 12000
 
 
 def test_all_at_once_needs_no_second_instance(app, aws, s3, monkeypatch) -> None:

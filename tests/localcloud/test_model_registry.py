@@ -11,7 +11,9 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.sagemaker.models import SageMakerModelBackend
 
-from localcloud import model_registry, trigger
+from localcloud import candidates, model_registry, trigger
+from mlops import registry
+from tests.template_support import resolve, template
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
@@ -35,8 +37,11 @@ def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         yield delivered
 
 
-def register(sagemaker: Any, status: str) -> str:
-    sagemaker.create_model_package_group(ModelPackageGroupName="stack-models")
+def register(
+    sagemaker: Any, status: str, metadata: dict[str, str] | None = None, group_exists: bool = False
+) -> str:
+    if not group_exists:
+        sagemaker.create_model_package_group(ModelPackageGroupName="stack-models")
     return sagemaker.create_model_package(
         ModelPackageGroupName="stack-models",
         ModelApprovalStatus=status,
@@ -47,7 +52,8 @@ def register(sagemaker: Any, status: str) -> str:
             "SupportedContentTypes": ["image/jpeg"],
             "SupportedResponseMIMETypes": ["application/json"],
         },
-        CustomerMetadataProperties={"run_id": "r1", "approval_mode": "manual"},
+        MetadataProperties={"GeneratedBy": "execution-1"},
+        CustomerMetadataProperties={"run_id": "r1", "approval_mode": "manual", **(metadata or {})},
     )["ModelPackageArn"]
 
 
@@ -89,3 +95,44 @@ def test_creating_and_approving_a_version_send_its_state_change_events(events) -
     package = sagemaker.describe_model_package(ModelPackageName=arn)
     assert package["CustomerMetadataProperties"] == {"run_id": "r1", "approval_mode": "manual"}
     assert package["ApprovalDescription"] == "no status change"
+
+
+def approval_rule_matches(event: dict[str, Any]) -> bool:
+    """Whether the template's ModelApproved rule (deploy-only runs) matches the event."""
+    events = template()["Resources"]["TrainDeployStateMachine"]["Properties"]["Events"]
+    pattern = resolve(events["ModelApproved"]["Properties"]["Pattern"], {"AWS::StackName": "stack"})
+    return trigger.matches(pattern, event)
+
+
+def test_only_a_persons_approval_matches_the_approval_rule(events) -> None:
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    # ApprovalMode=auto: the pipeline registers the version Approved, marked as its own.
+    own = register(sagemaker, "Approved", {"approved_by": "pipeline"})
+    assert events[-1]["detail"]["ModelApprovalStatus"] == "Approved"
+    assert events[-1]["detail"]["MetadataProperties"] == {"GeneratedBy": "execution-1"}
+    assert not approval_rule_matches(events[-1])  # one upload, one run
+    # Its deployment failed (RejectModel), then a person approves it again: that deploys.
+    registry.reject(sagemaker, own, "SmokeTestFailed: accuracy 0.1")
+    assert not approval_rule_matches(events[-1])
+    sagemaker.update_model_package(ModelPackageArn=own, ModelApprovalStatus="Approved")
+    assert approval_rule_matches(events[-1])
+    # ApprovalMode=manual: a person approves the pending version.
+    pending = register(sagemaker, "PendingManualApproval", group_exists=True)
+    sagemaker.update_model_package(ModelPackageArn=pending, ModelApprovalStatus="Approved")
+    assert events[-1]["detail"]["ModelPackageArn"] == pending
+    assert approval_rule_matches(events[-1])
+
+
+class _Conn:
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION)
+
+
+def test_a_persons_approval_with_the_approve_command_is_theirs(events) -> None:
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    own = register(sagemaker, "Approved", {"approved_by": "pipeline"})
+    # A person rejected the pipeline's approval, then approves the version again.
+    sagemaker.update_model_package(ModelPackageArn=own, ModelApprovalStatus="Rejected")
+    candidates.approve(_Conn(), own, "approved again by a person")
+    assert events[-1]["detail"]["ModelApprovalStatus"] == "Approved"
+    assert approval_rule_matches(events[-1])

@@ -5,6 +5,8 @@ person approves it (console, ``aws sagemaker update-model-package``, ``python -m
 approve``); SageMaker emits a "SageMaker Model Package State Change" event, and the
 template's EventBridge rule starts the state machine with it. This plans that run: the
 package's training job, data set and model data, the stack's current endpoint settings.
+The pipeline's own approvals (``ApprovalMode=auto``: ``approved_by=pipeline``, see
+mlops/registry.py) are not the rule's to act on; any other approval is a person's.
 """
 
 from __future__ import annotations
@@ -65,8 +67,10 @@ def deploy_plan(
     except ModelPackageError as exc:
         raise NotDeployable(str(exc)) from None
     meta = package["metadata"]
-    if meta.get("approval_mode") == "auto":
+    if package["approved_by_pipeline"]:
         # Registered Approved by a run that deploys it itself: that run is the deployment.
+        # (The template's rule drops these events; this covers a hand-started run.) A
+        # person's approval, even of a version an auto-mode run registered, deploys.
         raise NotDeployable(
             f"{arn} was approved by the pipeline run that registered it, which deploys it",
             skipped=True,

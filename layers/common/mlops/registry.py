@@ -285,6 +285,7 @@ def approved_package(sagemaker: Any, arn: str, group: str) -> dict[str, Any]:
         "image": containers[0].get("Image"),
         "metadata": dict(package.get("CustomerMetadataProperties") or {}),
         "version": package.get("ModelPackageVersion"),
+        "approved_by_pipeline": approved_by_pipeline(package),
     }
 
 
