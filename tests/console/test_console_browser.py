@@ -51,7 +51,7 @@ OVERRIDES = {
     "TrainingInstanceCount": "1",
     "MinValidationAccuracy": "0.5",
     "SmokeTestMinAccuracy": "0.5",
-    "PollIntervalSeconds": "1",
+    "PollIntervalSeconds": "3",  # the least that fits a canary (mlops/run_plan.py)
 }
 START_TIMEOUT_S = 180
 EXECUTION_TIMEOUT_S = 300

@@ -50,7 +50,7 @@ def local_cloud(state_dir: Path, **overrides: str) -> Iterator[LocalCloudProcess
         "TrainingHyperparameters": json.dumps(HYPERPARAMETERS),
         "MinValidationAccuracy": "0.5",
         "SmokeTestMinAccuracy": "0.5",
-        "PollIntervalSeconds": "1",
+        "PollIntervalSeconds": "3",  # the least that fits a canary (mlops/run_plan.py)
         **overrides,
     }
     settings = Settings(

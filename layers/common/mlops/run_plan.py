@@ -22,6 +22,7 @@ from mlops.config import env_bool, env_float, env_int, env_json_object, env_str
 from mlops.errors import ConfigurationError
 from mlops.gate import LOAD_FAILURE_ACTIONS
 from mlops.naming import check_endpoint_name, content_id, resource_name
+from mlops.polling import DEPLOY_POLLS, deployment_window
 from mlops.s3 import head_object, parse_s3_uri, s3_uri
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
@@ -32,7 +33,7 @@ ROLLOUTS = ("CANARY", "LINEAR", "ALL_AT_ONCE")
 MAX_WAIT_SECONDS = 3600  # WaitIntervalInSeconds, TerminationWaitInSeconds
 MAX_ROLLBACK_ALARMS = 10
 MAX_LINEAR_INSTANCES = 10
-MIN_UPDATE_SECONDS = 900  # room to start the new fleet within MaximumExecutionTimeout
+MIN_START_SECONDS = 900  # the least time an update leaves SageMaker to start the new fleet
 MAX_UPDATE_SECONDS = 28800
 DATA_CAPTURE_PREFIX = "data-capture/"
 MAX_RUNTIME_LIMIT = 28 * 24 * 3600  # SageMaker's MaxRuntimeInSeconds maximum
@@ -79,6 +80,9 @@ class PlanSettings:
     rollout_baking_seconds: int = 0
     rollback_alarms: tuple[str, ...] = ()
     data_capture_percent: int = 0
+    # What bounds the run's deployment window (mlops.polling.deployment_window).
+    poll_seconds: int = 60
+    lock_lease_seconds: int = 21600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PlanSettings:
@@ -125,6 +129,8 @@ class PlanSettings:
                 if n.strip()
             ),
             data_capture_percent=env_int("DATA_CAPTURE_PERCENT", env, default=0),
+            poll_seconds=env_int("POLL_INTERVAL_SECONDS", env, default=60, minimum=1),
+            lock_lease_seconds=env_int("LOCK_LEASE_SECONDS", env, default=21600, minimum=60),
         )
         check_rollout(settings)
         try:
@@ -190,23 +196,40 @@ def check_rollout(settings: PlanSettings) -> None:
 
 
 def rollout_policy(settings: PlanSettings) -> dict[str, Any] | None:
-    """The plan's ``endpoint.rollout`` (mlops.deployment.deployment_config builds the call)."""
+    """The plan's ``endpoint.rollout`` (mlops.deployment.deployment_config builds the call).
+
+    The run waits for a deployment for its window (a third of the lock's lease, at most
+    ``DEPLOY_POLLS`` checks); an update still going when it closes is rolled back. So the
+    update's waits must leave the new fleet ``MIN_START_SECONDS`` to start within it, and
+    SageMaker's own timeout (MaximumExecutionTimeoutInSeconds) is the whole window: the
+    fleet may take as long to start as the run waits, never longer.
+    """
     steps = {"CANARY": 1, "LINEAR": settings.autoscaling_max_capacity, "ALL_AT_ONCE": 0}
     waits = (
         settings.rollout_wait_seconds * steps[settings.rollout] + settings.rollout_baking_seconds
     )
-    if waits + MIN_UPDATE_SECONDS > MAX_UPDATE_SECONDS:
+    window = deployment_window(settings.poll_seconds, settings.lock_lease_seconds)
+    limit = min(window, MAX_UPDATE_SECONDS)
+    if waits + MIN_START_SECONDS > limit:
+        count = steps[settings.rollout]
+        parts = [f"RolloutBakingSeconds {settings.rollout_baking_seconds}"]
+        if count:
+            each = f" x {count} steps" if count > 1 else ""
+            parts.insert(0, f"RolloutWaitSeconds {settings.rollout_wait_seconds}{each}")
         raise ConfigurationError(
-            f"the {settings.rollout} update's waits add up to {waits} s; with "
-            f"{MIN_UPDATE_SECONDS} s to start the new fleet they exceed SageMaker's "
-            f"{MAX_UPDATE_SECONDS} s maximum: shorten ROLLOUT_WAIT_SECONDS or "
-            "ROLLOUT_BAKING_SECONDS"
+            f"the {settings.rollout} update waits {waits} s ({' + '.join(parts)}), which "
+            f"leaves the new fleet less than "
+            f"{MIN_START_SECONDS} s to start within the {limit} s the run waits for a "
+            f"deployment (a third of DeploymentLockLeaseSeconds {settings.lock_lease_seconds}, "
+            f"at most {DEPLOY_POLLS} checks of PollIntervalSeconds {settings.poll_seconds}, "
+            f"at most SageMaker's {MAX_UPDATE_SECONDS}): shorten RolloutWaitSeconds or "
+            "RolloutBakingSeconds, or raise DeploymentLockLeaseSeconds or PollIntervalSeconds"
         )
     return {
         "type": settings.rollout,
         "wait_seconds": settings.rollout_wait_seconds,
         "baking_seconds": settings.rollout_baking_seconds,
-        "max_seconds": max(600, waits + MIN_UPDATE_SECONDS),
+        "max_seconds": limit,
         "alarms": list(settings.rollback_alarms),
     }
 
