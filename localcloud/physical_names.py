@@ -41,6 +41,12 @@ class PhysicalNames:
             return self._generated(logical_id, 64)
         if logical_id == IMPLICIT_HTTP_API:
             return self._api_id(logical_id)
+        event = implicit_rule_event(logical_id, self._resources)
+        if event is not None:
+            given = event.get("Properties", {}).get("RuleName")
+            name = str(self.resolver.value(given)) if given else self._generated(logical_id, 64)
+            self._cache[logical_id] = name
+            return name
         resource = self._resources.get(logical_id)
         if resource is None:
             raise TemplateError(f"Ref/GetAtt to unknown resource {logical_id}")
@@ -102,6 +108,8 @@ class PhysicalNames:
     def type_of(self, logical_id: str) -> str:
         if implicit_role_owner(logical_id, self._resources):
             return "AWS::IAM::Role"
+        if implicit_rule_event(logical_id, self._resources) is not None:
+            return "AWS::Events::Rule"
         if logical_id == IMPLICIT_HTTP_API:
             return SAM_HTTP_API
         if logical_id not in self._resources:
@@ -156,6 +164,22 @@ NAME_PROPERTY = {
     SAM_LAYER: "LayerName",
     SAM_STATE_MACHINE: "Name",
 }
+
+
+def implicit_rule_event(logical_id: str, resources: Mapping[str, Any]) -> dict[str, Any] | None:
+    """SAM creates the rule ``<Id><Event>`` for an EventBridge event of a function or state
+    machine (referable by that logical id, as on AWS); the event, or None."""
+    if logical_id in resources:
+        return None
+    for owner_id, owner in resources.items():
+        if owner.get("Type") not in (SAM_FUNCTION, SAM_STATE_MACHINE):
+            continue
+        if not logical_id.startswith(owner_id):
+            continue
+        event = owner.get("Properties", {}).get("Events", {}).get(logical_id[len(owner_id) :])
+        if isinstance(event, dict) and event.get("Type") in ("EventBridgeRule", "CloudWatchEvent"):
+            return event
+    return None
 
 
 def implicit_role_owner(logical_id: str, resources: Mapping[str, Any]) -> str | None:

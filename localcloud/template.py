@@ -428,7 +428,7 @@ class _Builder:
         if ignored:
             stack.not_emulated.append(f"{lid}.{event_id}: {', '.join(ignored)} not emulated")
         rule_lid = f"{lid}{event_id}"
-        name = str(props.get("RuleName") or self.names._generated(rule_lid, 64))
+        name = self.names.name(rule_lid)
         role_lid = f"{rule_lid}Role"
         stack.rules.append(
             EventRule(
