@@ -78,7 +78,7 @@ def timings(
     total_seconds: float,
 ) -> Timings:
     """Split ``total_seconds`` into training (the job's own start to end), endpoint start
-    (the deploy call returning to the endpoint turning InService), smoke test (its state)
+    (the deploy call returning to the endpoint turning InService), smoke tests (their states)
     and everything else (orchestration: polling, Lambda calls, start-up, data)."""
     spans = state_spans(events)
     training = 0.0
@@ -88,7 +88,12 @@ def timings(
     deployed = [end for _, end in spans.get("DeployModel", []) if end is not None]
     if deployed and endpoint and endpoint.get("EndpointStatus") == "InService":
         endpoint_s = max(0.0, (endpoint["LastModifiedTime"] - deployed[0]).total_seconds())
-    smoke = sum((end - start).total_seconds() for start, end in spans.get("SmokeTest", []) if end)
+    smoke = sum(
+        (end - start).total_seconds()
+        for state in ("CanarySmokeTest", "SmokeTest")
+        for start, end in spans.get(state, [])
+        if end
+    )
     return Timings(total_seconds, training, endpoint_s, smoke)
 
 

@@ -101,12 +101,13 @@ ROLLBACK_ALARMS = ["e2e-endpoint-5xx", "e2e-model-latency", "e2e-classify-errors
 
 
 def _check_endpoint_states(conn: Connection, arn: str) -> list[str]:
-    """The ``endpoint.state`` each CheckEndpoint returned, and SmokeTest entries, in order."""
+    """The ``endpoint.state`` each CheckEndpoint returned, and the smoke tests' entries, in
+    order."""
     seen = []
     for event in execution_events(conn, arn):
         details = event.get("stateEnteredEventDetails")
-        if details and details["name"] == "SmokeTest":
-            seen.append("SmokeTest")
+        if details and details["name"] in ("CanarySmokeTest", "SmokeTest"):
+            seen.append(details["name"])
         exited = event.get("stateExitedEventDetails")
         if exited and exited["name"] == "CheckEndpoint":
             seen.append(json.loads(exited["output"])["endpoint"]["state"])
@@ -137,11 +138,11 @@ def test_a_retrained_model_goes_through_the_canary_and_takes_all_traffic(
     assert routing["CanarySize"] == {"Type": "INSTANCE_COUNT", "Value": 1}
     alarms = [a["AlarmName"] for a in config["AutoRollbackConfiguration"]["Alarms"]]
     assert sorted(alarms) == sorted(ROLLBACK_ALARMS)
-    # ... the smoke test ran while the endpoint was in the canary stage, then the rest shifted
+    # ... the smoke images went out while the endpoint was in the canary stage, the rest
+    # shifted, then the smoke test judged the new model alone
     states = _check_endpoint_states(conn, arn)
-    assert "canary" in states and "SmokeTest" in states
-    assert states.index("canary") < states.index("SmokeTest")
-    assert states[-1] == "in_service"
+    assert states.index("canary") < states.index("CanarySmokeTest") < states.index("in_service")
+    assert states[-2:] == ["in_service", "SmokeTest"]
     # Under traffic: nothing failed; while the canary baked A and B both answered (B's
     # answers are the ones A would not give); once the run ended only B answered.
     answers = flow.answers()
