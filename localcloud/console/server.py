@@ -50,6 +50,7 @@ class Console:
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._plotted: dict[str, str] = {}  # job name -> the status its PNG shows
+        self._blank: set[str] = set()  # failed jobs with no epoch to draw: no PNG
         self._plot_lock = threading.Lock()
 
     @property
@@ -101,12 +102,17 @@ class Console:
                 if job["status"] not in FINISHED_JOB:
                     continue
                 path = self.plot_path(job["name"])
-                if self._plotted.get(job["name"]) != job["status"] or not path.is_file():
+                drawn = self._plotted.get(job["name"]) == job["status"]
+                if not drawn or not (path.is_file() or job["name"] in self._blank):
                     described = sagemaker_data.describe_job(clients, job["name"])
                     metrics, _ = sagemaker_data.job_metrics(clients, described)
-                    plots.write_png(metrics, f"{job['name']} ({job['status']})", path)
                     self._plotted[job["name"]] = job["status"]
-                files.append(path)
+                    if not metrics.names and job["status"] != "Completed":
+                        self._blank.add(job["name"])  # failed before its first epoch
+                        continue
+                    plots.write_png(metrics, f"{job['name']} ({job['status']})", path)
+                if path.is_file():
+                    files.append(path)
         return files
 
     def _plot_loop(self) -> None:

@@ -331,3 +331,23 @@ def test_finished_jobs_get_one_png_each_in_the_state_dir(console: Console) -> No
     assert png.stat().st_mtime_ns == drawn
     status, kind, svg = get(console, "/api/training-jobs/job-1/plot.svg")
     assert (status, kind) == (200, "image/svg+xml") and b"no metrics yet" in svg
+
+
+def test_a_job_that_failed_before_its_first_epoch_gets_no_png(console: Console) -> None:
+    from moto.sagemaker.models import sagemaker_backends
+
+    sm = console.reader.clients["sagemaker"]
+    sm.create_training_job(
+        TrainingJobName="job-failed",
+        AlgorithmSpecification={"TrainingImage": "img", "TrainingInputMode": "File"},
+        RoleArn="arn:aws:iam::123456789012:role/sm",
+        OutputDataConfig={"S3OutputPath": "s3://b/models"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": 60},
+    )
+    job = sagemaker_backends["123456789012"][REGION].training_jobs["job-failed"]
+    job.training_job_status = "Failed"  # a bad data set: it failed before any epoch
+    pngs = console.write_plots()
+    assert console.plot_path("job-failed") not in pngs
+    assert not console.plot_path("job-failed").exists()
+    assert console.write_plots() == pngs  # and it is not looked at again
