@@ -10,6 +10,11 @@
 - Creating a version in a group, or changing its approval status, sends the "SageMaker
   Model Package State Change" event to EventBridge, where the template's rule starts the
   state machine (a deploy-only run), as on AWS. moto sends no SageMaker events at all.
+- A new version is ``InProgress`` for a moment (``install(validation_seconds=...)``; the
+  local cloud's server uses ``VALIDATION_SECONDS``), then ``Completed``, as SageMaker
+  validates a package before it can be used; moto makes it Completed at once. CreateModel
+  from a version that is not Completed is refused (the wording is ours). A Wait state whose
+  input names the version ends when it completes (``localcloud.wake``).
 - DeleteModelPackage and DeleteModelPackageGroup, which moto lacks (``make verify-aws``'s
   cleanup deletes the registry it tested; tests/acceptance/test_cleanup.py).
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import threading
 from typing import Any
 
 from moto.core.responses import ActionResult, EmptyResult
@@ -27,10 +33,12 @@ from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
-from localcloud import trigger
+from localcloud import trigger, wake
 
 log = logging.getLogger(__name__)
 DETAIL_TYPE = "SageMaker Model Package State Change"
+# How long a new version stays InProgress in the local cloud (SageMaker takes seconds).
+VALIDATION_SECONDS = 0.5
 
 
 # The detail of AWS's documented example event is the version's description: these fields
@@ -113,6 +121,11 @@ def resolve_containers(
             resolved.append(container)
             continue
         package = backend.describe_model_package(arn)
+        if package.model_package_status != "Completed":
+            raise ValidationError(
+                f"Model package {arn} is {package.model_package_status}: SageMaker is still "
+                "validating it; create the model once its ModelPackageStatus is Completed"
+            )
         if package.model_approval_status != "Approved":
             raise ValidationError(
                 f"Model package {arn} is {package.model_approval_status}: "
@@ -155,7 +168,23 @@ def install_deletes() -> None:
     SageMakerResponse.delete_model_package_group = _delete_group  # type: ignore[attr-defined]
 
 
-def install() -> None:
+def _validate(package: Any, seconds: float) -> None:
+    """The version is InProgress for ``seconds`` (on a timer thread), then Completed."""
+    if seconds <= 0:
+        return
+    package.model_package_status = "InProgress"
+
+    def complete() -> None:
+        package.model_package_status = "Completed"
+        wake.settled(package.arn)
+
+    timer = threading.Timer(seconds, complete)
+    timer.daemon = True
+    timer.start()
+
+
+def install(validation_seconds: float = 0.0) -> None:
+    """The registry's local behaviour; a new version is InProgress ``validation_seconds``."""
     install_deletes()
     original_create_model = SageMakerModelBackend.create_model
     original_create = SageMakerModelBackend.create_model_package
@@ -168,7 +197,9 @@ def install() -> None:
 
     def create_model_package(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> str:
         arn = original_create(self, *args, **kwargs)
-        publish(self, self.describe_model_package(arn))
+        package = self.describe_model_package(arn)
+        _validate(package, validation_seconds)
+        publish(self, package)
         return arn
 
     def update_model_package(
