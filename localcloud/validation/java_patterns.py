@@ -14,15 +14,18 @@ read here:
   positive ones are (a negated one there stays Unicode).
 - Java's POSIX classes are ASCII (``\\p{Print}`` is ``[\\x20-\\x7E]``, ``\\p{Alnum}``
   ``[a-zA-Z0-9]``, ``\\p{ASCII}`` ``[\\x00-\\x7F]``, ...): written out as those ranges,
-  where ``regex`` would read them as Unicode properties.
-- A quantified anchor, as in SageMaker's ``CustomerMetadataValue``
+  where ``regex`` would read them as Unicode properties (Application Auto Scaling's
+  ``PolicyName``, SageMaker Runtime's headers, Step Functions' ``TraceHeader``).
+- A quantified anchor, as in SageMaker's ``CustomerMetadataValue`` (and ``...Key``)
   ``([\\p{L}\\p{Z}\\p{N}_.:\\/=+\\-@]*)${1,256}`` (a mangled ``^(...)$`` whose length bound
   became a quantifier of ``$``): the quantifier is dropped, ``$`` is kept; the shape's
   ``min``/``max`` carry the length (1-256) as separate constraints.
-- ``\\z`` (end of input) is ``regex``'s ``\\Z``; ``\\A`` is the same in both.
+- ``\\z`` (end of input) is ``regex``'s ``\\Z``; ``\\A`` is the same in both (SageMaker
+  Runtime's ``InferenceId``, ``TargetModelHeader``).
 - A UTF-16 surrogate pair written as two ``\\u`` escapes (``\\uD800\\uDC00-\\uDBFF\\uDFFF``
-  in Lambda's and Step Functions' XML-character classes) is the code point it encodes
-  (here U+10000-U+10FFFF): Python strings hold code points, not UTF-16 units.
+  in XML-character classes) is the code point it encodes (here U+10000-U+10FFFF): Python
+  strings hold code points, not UTF-16 units (Application Auto Scaling's ``ResourceId`` and
+  metric names, SageMaker's Athena/Glue names).
 
 A pattern that still does not compile is reported once (``uncompilable``, logged when the
 local cloud starts) and that one check is not made.
