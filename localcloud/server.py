@@ -208,7 +208,8 @@ class LocalCloud:
         ).start()
         moto_patches.install_lambda(runtime)
         moto_patches.install_trigger()
-        model_registry.install()  # package events, CreateModel from a package
+        # package events, CreateModel from a package, a new version InProgress a moment
+        model_registry.install(validation_seconds=model_registry.VALIDATION_SECONDS)
         wake.install()  # a Wait polling a training job ends when the job does
         self._stops.append(wake.uninstall)
         moto_patches.install_history_archive(s.state_dir / "executions")

@@ -333,3 +333,42 @@ def test_a_registered_version_is_deployed_from_its_model_package(app, aws) -> No
     model = sagemaker.describe_model(ModelName=MODEL)
     assert model["Containers"] == [{"ModelPackageName": package}]
     assert "Image" not in model.get("PrimaryContainer", {})
+
+
+@pytest.mark.parametrize("status", ["Pending", "InProgress"])
+def test_a_version_sagemaker_still_validates_is_waited_for(app, aws, status: str) -> None:
+    # CreateModelPackage returns before the package is Completed; CreateModel waits for it.
+    package = f"{ARN}:model-package/mlops-models/3"
+    with stubbed("sagemaker") as sagemaker:
+        sagemaker.add_response(
+            "describe_model_package",
+            {
+                "ModelPackageName": "mlops-models",
+                "ModelPackageArn": package,
+                "CreationTime": "2026-12-08T00:00:00Z",
+                "ModelPackageStatus": status,
+                "ModelPackageStatusDetails": {"ValidationStatuses": []},
+            },
+            {"ModelPackageName": package},
+        )
+        result = aws.invoke(app, {**EVENT, "model_package_arn": package})
+    assert (result["action"], result["reason"]) == ("wait", f"model package {package} is {status}")
+    assert aws.operations() == ["DescribeModelPackage"]
+
+
+def test_a_version_that_failed_validation_fails_the_deploy(app, aws) -> None:
+    package = f"{ARN}:model-package/mlops-models/3"
+    with stubbed("sagemaker") as sagemaker:
+        sagemaker.add_response(
+            "describe_model_package",
+            {
+                "ModelPackageName": "mlops-models",
+                "ModelPackageArn": package,
+                "CreationTime": "2026-12-08T00:00:00Z",
+                "ModelPackageStatus": "Failed",
+                "ModelPackageStatusDetails": {"ValidationStatuses": []},
+            },
+        )
+        with pytest.raises(Exception, match="is Failed, so it cannot be deployed") as raised:
+            aws.invoke(app, {**EVENT, "model_package_arn": package})
+    assert type(raised.value).__name__ == "DeploymentError"

@@ -136,3 +136,47 @@ def test_a_persons_approval_with_the_approve_command_is_theirs(events) -> None:
     candidates.approve(_Conn(), own, "approved again by a person")
     assert events[-1]["detail"]["ModelApprovalStatus"] == "Approved"
     assert approval_rule_matches(events[-1])
+
+
+class HeldTimer:
+    """threading.Timer that runs its function only when the test says so."""
+
+    held: list[HeldTimer] = []
+
+    def __init__(self, seconds: float, function: Any) -> None:
+        self.seconds, self.function, self.daemon = seconds, function, False
+        HeldTimer.held.append(self)
+
+    def start(self) -> None:
+        pass
+
+
+def test_a_new_version_is_in_progress_until_sagemaker_has_validated_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # CreateModelPackage returns before the version is usable: DeployModel must wait.
+    for name in ("create_model", "create_model_package", "update_model_package"):
+        monkeypatch.setattr(SageMakerModelBackend, name, getattr(SageMakerModelBackend, name))
+    monkeypatch.setattr(trigger, "deliver", lambda event, rules, start: [])
+    monkeypatch.setattr(model_registry.threading, "Timer", HeldTimer)
+    monkeypatch.setattr(HeldTimer, "held", [])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        model_registry.install(validation_seconds=0.5)
+        sagemaker = boto3.client("sagemaker", region_name=REGION)
+        arn = register(sagemaker, "Approved")
+        described = sagemaker.describe_model_package(ModelPackageName=arn)
+        assert described["ModelPackageStatus"] == "InProgress"
+        model = {
+            "ModelName": "from-package",
+            "ExecutionRoleArn": ROLE,
+            "Containers": [{"ModelPackageName": arn}],
+        }
+        with pytest.raises(ClientError, match="is InProgress: SageMaker is still validating"):
+            sagemaker.create_model(**model)
+        [timer] = HeldTimer.held
+        assert (timer.seconds, timer.daemon) == (0.5, True)
+        timer.function()  # validation done
+        described = sagemaker.describe_model_package(ModelPackageName=arn)
+        assert described["ModelPackageStatus"] == "Completed"
+        sagemaker.create_model(**model)

@@ -19,6 +19,8 @@ from mlops.errors import DeploymentError, RollbackError
 
 MODEL_CODE_DIR = "/opt/ml/model/code"  # code/ inside model.tar.gz, where the toolkit looks
 INFERENCE_PROGRAM = "inference.py"
+# ModelPackageStatus values a new package passes through before Completed.
+PACKAGE_PENDING = frozenset({"Pending", "InProgress"})
 # Statuses that end by themselves; nothing can be deployed or rolled back until they do.
 # OutOfService is one too: SageMaker takes the endpoint out while it repairs it.
 TRANSITIONAL = frozenset(
@@ -64,6 +66,19 @@ def _create_or_adopt(create: Any, **request: Any) -> bool:
             return False
         raise
     return True
+
+
+def package_pending(sagemaker: Any, package_arn: str) -> str | None:
+    """Why the registered version cannot be deployed yet (SageMaker still validates a new
+    package: Pending, InProgress), or None once it is Completed; DeploymentError if it
+    failed or is being deleted (CreateModel from it would fail)."""
+    package = sagemaker.describe_model_package(ModelPackageName=package_arn)
+    status = package.get("ModelPackageStatus")
+    if status == "Completed":
+        return None
+    if status in PACKAGE_PENDING:
+        return f"model package {package_arn} is {status}"
+    raise DeploymentError(f"model package {package_arn} is {status}, so it cannot be deployed")
 
 
 def serving_environment(run: Mapping[str, Any], *, region: str, log_level: int) -> dict[str, str]:
@@ -206,10 +221,15 @@ def deploy(
 
     - ``create`` / ``update``: the endpoint is on its way to the new config;
     - ``already_deployed``: the endpoint already serves this run (a duplicate trigger);
-    - ``wait``: the endpoint is busy (or a Failed one is being deleted); call again later.
+    - ``wait``: the endpoint is busy (or a Failed one is being deleted), or the registered
+      version is still being validated; call again later.
     """
     endpoint = run["endpoint"]
     name, config_name = endpoint["endpoint_name"], endpoint["endpoint_config_name"]
+    pending = package_pending(sagemaker, model_package_arn) if model_package_arn else None
+    if pending:
+        _check_window(now, deadlines["deploy"], pending)
+        return _deployment(run, "wait", reason=pending)
     current = describe_endpoint(sagemaker, name)
     if current is not None:
         status = current["EndpointStatus"]
