@@ -11,7 +11,7 @@ NPM    := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/npm
 
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test notebook setup setup-dev lint bench-serving bench-training bench-pipeline bench-faults clean
+.PHONY: run test notebook setup setup-dev lint bench-serving bench-serving-memory bench-training bench-pipeline bench-faults licenses clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,9 @@ lint: setup-dev
 bench-serving: setup
 	$(BIN)/python -m bench.serving
 
+bench-serving-memory: setup
+	$(BIN)/python -m bench.serving_memory
+
 bench-training: setup
 	$(BIN)/python -m bench.training
 
@@ -72,6 +75,10 @@ bench-pipeline: setup
 
 bench-faults: setup-dev
 	$(BIN)/python -m bench.faults
+
+# THIRD_PARTY.md: every dependency's licence, from the installed packages (tools/licenses.py)
+licenses: setup-dev
+	$(BIN)/python -m tools.licenses
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .aws-sam .localcloud work
