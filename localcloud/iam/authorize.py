@@ -53,6 +53,7 @@ class Denial:
     action: str
     resource: str
     explicit: bool = False
+    validation: bool = False  # the service's own check of the caller (Check.validation)
 
     @property
     def message(self) -> str:
@@ -112,7 +113,11 @@ class Authorizer:
             result = self.decide(principal, check)
             if result != "Allowed":
                 return Denial(
-                    principal.arn, check.action, check.resource, result == "ExplicitlyDenied"
+                    principal.arn,
+                    check.action,
+                    check.resource,
+                    result == "ExplicitlyDenied",
+                    check.validation,
                 )
         return None
 

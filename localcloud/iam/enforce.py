@@ -35,6 +35,7 @@ from localcloud.iam.wire import (
     ErrorReply,
     UnreadableRequest,
     access_denied,
+    error_reply,
     parse_request,
     signature,
 )
@@ -138,6 +139,10 @@ class Enforcer:
                 text = denial.s3_message if call.service == "s3" else denial.message
                 log.warning("IAM: AccessDenied: %s", text)
                 self.denials.append(text)
+                if denial.validation:  # the service's own check of the caller
+                    return _reply(
+                        start_response, error_reply(call, 400, "ValidationException", text)
+                    )
                 return _reply(start_response, access_denied(call, text, head=method == "HEAD"))
             if call.service == "s3" and call.operation in ("HeadObject", "GetObject"):
                 return self._missing_key(app, environ, start_response, principal, call, method)

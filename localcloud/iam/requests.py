@@ -53,13 +53,22 @@ _LOWER_CASE_ARNS = {"sagemaker"}
 _ROLE_PARAMS = ("RoleArn", "ExecutionRoleArn")
 
 
+# The alarm name standing for a CloudWatch call that names none (see _on_behalf).
+NO_ALARM_NAME = "(no alarm name)"
+
+
 @dataclass(frozen=True)
 class Check:
-    """One authorization: may the principal perform ``action`` on ``resource``?"""
+    """One authorization: may the principal perform ``action`` on ``resource``?
+
+    ``validation``: the service checks it itself, as the caller, before it acts (Application
+    Auto Scaling's permissions validation): a denial is the service's ValidationException
+    listing the missing permission, not an AccessDenied of the call."""
 
     action: str
     resource: str
     context: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    validation: bool = False
 
 
 class UnknownAction(Exception):
@@ -230,8 +239,15 @@ def required_checks(
 def _on_behalf(
     service: str, operation: str, params: Mapping[str, Any], where: Mapping[str, str]
 ) -> list[Check]:
-    """What Application Auto Scaling does as the caller, which the caller must be allowed:
-    target-tracking policies' CloudWatch alarms, and a SageMaker variant it will scale."""
+    """What Application Auto Scaling checks the caller may do before it acts ("Permissions
+    validation for API calls on target resources", its user guide): at RegisterScalableTarget
+    the target service's calls (the SageMaker variant it will scale) and CloudWatch's, which
+    it tries as the caller with no alarm name (PutMetricAlarm, DeleteAlarms: AWS's resource
+    is ``alarm:``) or for one record of any alarm (DescribeAlarms: ``alarm:*``, taken
+    literally). The evaluator cannot place an empty name and reads a ``*`` in a request as a
+    pattern, so these are checked on ``NO_ALARM_NAME``: allowed by a statement on all the
+    account's alarms, not by one on some of them (``TargetTracking*``), as on AWS; and the
+    alarms of the target-tracking policies it creates and deletes."""
     if service != "application-autoscaling":
         return []
     arn = f"arn:{where['Partition']}:{{service}}:{where['Region']}:{where['Account']}:{{resource}}"
@@ -241,13 +257,20 @@ def _on_behalf(
         service="cloudwatch",
         resource=f"alarm:TargetTracking-{resource_id}-AlarmHigh-00000000-0000-0000-0000-000000000000",
     )
+    actions: list[tuple[str, str]] = []
     if operation in ("DeregisterScalableTarget", "DeleteScalingPolicy"):
-        return [Check(f"cloudwatch:{a}", alarm) for a in ("DescribeAlarms", "DeleteAlarms")]
+        actions = [(f"cloudwatch:{a}", alarm) for a in ("DescribeAlarms", "DeleteAlarms")]
     if operation == "PutScalingPolicy" and params.get("PolicyType") == "TargetTrackingScaling":
-        return [Check(f"cloudwatch:{a}", alarm) for a in ("PutMetricAlarm", "DescribeAlarms")]
+        actions = [(f"cloudwatch:{a}", alarm) for a in ("PutMetricAlarm", "DescribeAlarms")]
     if operation == "RegisterScalableTarget" and params.get("ServiceNamespace") == "sagemaker":
         endpoint = resource_id.split("/")[1] if resource_id.count("/") >= 1 else ""
-        resource = arn.format(service="sagemaker", resource=f"endpoint/{endpoint}").lower()
-        actions = ("DescribeEndpoint", "UpdateEndpointWeightsAndCapacities")
-        return [Check(f"sagemaker:{a}", resource) for a in actions]
-    return []
+        variant = arn.format(service="sagemaker", resource=f"endpoint/{endpoint}").lower()
+        any_alarm = arn.format(service="cloudwatch", resource=f"alarm:{NO_ALARM_NAME}")
+        actions = [
+            ("sagemaker:DescribeEndpoint", variant),
+            ("sagemaker:UpdateEndpointWeightsAndCapacities", variant),
+            ("cloudwatch:PutMetricAlarm", any_alarm),
+            ("cloudwatch:DescribeAlarms", any_alarm),
+            ("cloudwatch:DeleteAlarms", any_alarm),
+        ]
+    return [Check(action, resource, validation=True) for action, resource in actions]

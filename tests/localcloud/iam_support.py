@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +108,25 @@ class EnforcedCloud:
     @contextmanager
     def without(self, owner: str, statement: str, action: str) -> Iterator[None]:
         """The role's policies with ``action`` removed from one statement (by Sid or index)."""
+
+        def remove(st: dict[str, Any]) -> dict[str, Any] | None:
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            st["Action"] = [a for a in actions if a != action]
+            return st if st["Action"] else None
+
+        with self._changed(owner, statement, remove):
+            yield
+
+    @contextmanager
+    def resource_of(self, owner: str, statement: str, resource: str) -> Iterator[None]:
+        """The role's policies with one statement's Resource replaced."""
+        with self._changed(owner, statement, lambda st: {**st, "Resource": resource}):
+            yield
+
+    @contextmanager
+    def _changed(
+        self, owner: str, statement: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> Iterator[None]:
         role_arn, session = self.role_of(owner)
         original = self.enforcer.policies[role_arn]
         changed = json.loads(json.dumps(original))
@@ -115,11 +134,9 @@ class EnforcedCloud:
             kept = []
             for index, st in enumerate(entry["policy"]["Statement"]):
                 if statement in (st.get("Sid"), f"{entry['name']}#{index}"):
-                    actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-                    st["Action"] = [a for a in actions if a != action]
-                    if not st["Action"]:
-                        continue
-                kept.append(st)
+                    st = change(st)
+                if st is not None:
+                    kept.append(st)
             entry["policy"]["Statement"] = kept
         self.enforcer.policies[role_arn] = tuple(changed)
         self.enforcer.session(role_arn, session)
@@ -234,6 +251,16 @@ def pipeline_calls(stack: Stack, version: str = "v1") -> dict[str, list[Call]]:
                     "Bucket": b,
                     "Key": "training-input/0123456789abcdef/digits.tar.gz",
                     "CopySource": {"Bucket": b, "Key": dataset, "VersionId": version},
+                },
+            ),
+            # a data set over 5 GiB is copied in parts; a failed part aborts the upload
+            (
+                "s3",
+                "AbortMultipartUpload",
+                {
+                    "Bucket": b,
+                    "Key": "training-input/0123456789abcdef/digits.tar.gz",
+                    "UploadId": "u",
                 },
             ),
             (

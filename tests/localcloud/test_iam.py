@@ -43,13 +43,17 @@ def call(cloud: EnforcedCloud, owner: str, service: str, operation: str, params:
 
 def denial(cloud: EnforcedCloud, owner: str, service: str, op: str, params: Any) -> str | None:
     """AWS's AccessDenied message for the call, or None if IAM let it through. A HEAD's
-    403 has no body (as on AWS): its message is the one the local cloud logged."""
+    403 has no body (as on AWS): its message is the one the local cloud logged. Application
+    Auto Scaling's own validation of the caller's permissions answers ValidationException."""
     try:
         call(cloud, owner, service, op, params)
     except ClientError as exc:
         error = exc.response["Error"]
+        message = str(error.get("Message"))
         if error.get("Code") in ("AccessDenied", "AccessDeniedException"):
-            return str(error.get("Message"))
+            return message
+        if error.get("Code") == "ValidationException" and "not authorized" in message:
+            return message
         if op == "HeadObject" and error.get("Code") == "403":
             return cloud.enforcer.denials[-1]
     return None

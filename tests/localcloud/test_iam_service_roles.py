@@ -18,7 +18,9 @@ from localcloud.stack import Stack
 from tests.localcloud.iam_support import (
     REGION,
     SAGEMAKER_ROLE,
+    EnforcedCloud,
     bucket,
+    enforced_cloud,
     pipeline_stack,
     template_without,
 )
@@ -162,3 +164,32 @@ def test_the_template_lets_the_execution_role_read_the_rollback_alarms() -> None
         guardrails.check_alarm_access([sagemaker_role(stack)], names, stack.account_id, REGION)
     finally:
         iam.uninstall()
+
+
+# --------------------------------------------------------------------- Application Auto Scaling
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[EnforcedCloud]:
+    with enforced_cloud() as running:
+        yield running
+
+
+@pytest.mark.parametrize("owner", ["AttachAutoscalingFunction", "DeployModelFunction"])
+def test_registering_a_target_needs_the_alarm_permissions_on_all_alarms(
+    cloud: EnforcedCloud, owner: str
+) -> None:
+    """Application Auto Scaling tries PutMetricAlarm, DescribeAlarms and DeleteAlarms as the
+    caller with no alarm name before it registers: a statement on TargetTracking* alarms
+    only (the template before) fails the registration with its ValidationException."""
+    service, _, params = next(c for c in cloud.calls()[owner] if c[1] == "RegisterScalableTarget")
+    client = cloud.client(owner, service)
+    client.register_scalable_target(**params)  # the template's statement allows it
+    sid = "TargetTrackingAlarms" if owner == "AttachAutoscalingFunction" else "RestoreScalingAlarms"
+    some = f"arn:aws:cloudwatch:{REGION}:{cloud.stack.account_id}:alarm:TargetTracking*"
+    with cloud.resource_of(owner, sid, some), pytest.raises(ClientError) as caught:
+        client.register_scalable_target(**params)
+    error = caught.value.response["Error"]
+    assert (caught.value.response["ResponseMetadata"]["HTTPStatusCode"], error["Code"]) == (
+        400,
+        "ValidationException",
+    )
+    assert "is not authorized to perform: cloudwatch:PutMetricAlarm" in error["Message"]
