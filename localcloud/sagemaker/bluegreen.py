@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import guardrails, metrics
+from . import capture, guardrails, metrics
 from .fleet import DeployError, VariantFleet
 from .guardrails import Plan
 from .settings import Settings
@@ -171,6 +171,7 @@ class Rollout:
         runtime.green, runtime.green_shares = {}, {}
         runtime.endpoint.endpoint_config_name = self.config["EndpointConfigName"]
         runtime.endpoint.pending_deployment_summary = None
+        capture.apply(runtime.endpoint, self.config.get("DataCaptureConfig"))
         self._remember_config()
         runtime._finish("InService")
         self._publish(old.values())

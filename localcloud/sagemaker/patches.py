@@ -26,7 +26,7 @@ from moto.sagemaker.models import (
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
-from . import guardrails, quota, sdk_shapes, settings
+from . import capture, guardrails, quota, sdk_shapes, settings
 from .autoscaling import deregister_endpoint, describe_scaling_activities, forget_activities
 from .hosting import ENDPOINTS, EndpointRuntime, InvokeError, not_found
 from .training import TRAINING_RUNS, TrainingRun, check_metric_definitions
@@ -97,6 +97,7 @@ def _config(self: SageMakerResponse, name: str) -> dict[str, Any]:
     return {
         "EndpointConfigName": name,
         "ProductionVariants": copy.deepcopy(config.production_variants),
+        "DataCaptureConfig": copy.deepcopy(config.data_capture_config or {}),
     }
 
 
@@ -145,6 +146,7 @@ def create_endpoint(self: SageMakerResponse) -> ActionResult:
     result = _original(SageMakerResponse, "create_endpoint")(self)
     endpoint = self.sagemaker_backend.endpoints[name]
     endpoint.last_deployment_config = deployment
+    capture.apply(endpoint, config["DataCaptureConfig"])
     runtime = EndpointRuntime(
         endpoint, self.sagemaker_backend, self.current_account, self.region, settings.current()
     )
@@ -171,6 +173,9 @@ def update_endpoint(self: SageMakerResponse) -> ActionResult:
     if deployment is None and self._get_param("RetainDeploymentConfig"):
         deployment = getattr(runtime.endpoint, "last_deployment_config", None)
     counts, weights = runtime.new_counts(config, retain, excluded)
+    config["DataCaptureConfig"] = capture.after_update(
+        capture.in_effect(runtime.endpoint), config["DataCaptureConfig"], retain
+    )  # in effect once the update completes
     if deployment is not None:
         guardrails.check_variants(set(runtime.fleets), set(counts), runtime.name)
     plan = guardrails.plan(
