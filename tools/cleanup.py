@@ -10,6 +10,8 @@ the stack is half-created, half-deleted or already gone:
 - the model package group ``<stack>-models`` and its versions;
 - the data bucket ``<stack>-databucket-*`` (the template retains it: every object version
   and delete marker, then the bucket);
+- the stack's artifacts that ``sam deploy --s3-prefix <stack>`` uploaded to the SAM CLI's
+  bucket (the bucket is shared and stays);
 - the stack itself, then the log groups the services created outside it
   (``/aws/sagemaker/Endpoints/<endpoint>``, the jobs' streams in
   ``/aws/sagemaker/TrainingJobs``) and any of the stack's own left (``/aws/lambda/<stack>/*``,
@@ -34,6 +36,7 @@ Clients = Callable[[str], BaseClient]
 Log = Callable[[str], None]
 BUSY = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
 TRAINING_JOBS_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+SAM_STACK = "aws-sam-cli-managed-default"
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,10 @@ def leftovers(clients: Clients, names: Names) -> list[str]:
     found += [f"model package {p}" for p in packages]
     found += [f"model package group {names.group}"] if group else []
     found += [f"bucket {b}" for b in _buckets(clients, names)]
+    if (sam_bucket := _sam_bucket(clients)) and next(
+        _versions(clients("s3"), sam_bucket, f"{names.stack}/"), None
+    ):
+        found.append(f"SAM artifacts s3://{sam_bucket}/{names.stack}/")
     found += [f"log group {g}" for g in _log_groups(clients, names)]
     found += [
         f"log stream {TRAINING_JOBS_LOG_GROUP}/{s}" for s in _training_streams(clients, names)
@@ -271,21 +278,43 @@ def _delete_registry(clients: Clients, names: Names, log: Log) -> None:
         log(f"deleted model package group {names.group} and its {len(packages)} versions")
 
 
+def _versions(s3: BaseClient, bucket: str, prefix: str = "") -> Iterator[list[dict[str, str]]]:
+    """Every object version and delete marker under ``prefix``, a page at a time."""
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        found = page.get("Versions", []) + page.get("DeleteMarkers", [])
+        if found:
+            yield [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in found]
+
+
+def _delete_versions(s3: BaseClient, bucket: str, prefix: str = "") -> int:
+    count = 0
+    for versions in _versions(s3, bucket, prefix):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": versions, "Quiet": True})
+        count += len(versions)
+    return count
+
+
+def _sam_bucket(clients: Clients) -> str | None:
+    """The SAM CLI's bucket (``--resolve-s3``), shared by the account's SAM apps."""
+    try:
+        (stack,) = clients("cloudformation").describe_stacks(StackName=SAM_STACK)["Stacks"]
+    except ClientError as exc:
+        if _missing(exc):
+            return None
+        raise
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    return outputs.get("SourceBucket")
+
+
 def _empty_buckets(clients: Clients, names: Names, log: Log) -> None:
     s3 = clients("s3")
     for bucket in _buckets(clients, names):
         for upload in _pages(s3, "list_multipart_uploads", "Uploads", Bucket=bucket):
             s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-        count = 0
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            versions = [
-                {"Key": v["Key"], "VersionId": v["VersionId"]}
-                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
-            ]
-            if versions:
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": versions, "Quiet": True})
-                count += len(versions)
-        log(f"emptied bucket {bucket} ({count} object versions)")
+        log(f"emptied bucket {bucket} ({_delete_versions(s3, bucket)} object versions)")
+    if sam_bucket := _sam_bucket(clients):
+        count = _delete_versions(s3, sam_bucket, f"{names.stack}/")
+        log(f"deleted the stack's {count} artifacts under s3://{sam_bucket}/{names.stack}/")
 
 
 def _delete_stack(clients: Clients, names: Names, log: Log, timeouts: Timeouts) -> None:

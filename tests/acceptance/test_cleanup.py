@@ -24,7 +24,7 @@ from moto.server import ThreadedMotoServer
 
 from localcloud import model_registry
 from tests.acceptance.verify_support import REPO, bare_environment, fake_sam
-from tools.cleanup import Names, Timeouts, cleanup, leftovers
+from tools.cleanup import SAM_STACK, Names, Timeouts, cleanup, leftovers
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -97,8 +97,28 @@ def stack_template(names: Names) -> str:
     )
 
 
+# The SAM CLI's own stack (`sam deploy --resolve-s3`): one bucket for every SAM app
+SAM_TEMPLATE = json.dumps(
+    {
+        "Resources": {
+            "SamCliSourceBucket": {
+                "Type": "AWS::S3::Bucket",
+                "Properties": {"VersioningConfiguration": {"Status": "Enabled"}},
+            }
+        },
+        "Outputs": {"SourceBucket": {"Value": {"Ref": "SamCliSourceBucket"}}},
+    }
+)
+
+
 def create_what_a_run_leaves(client, names: Names) -> None:  # type: ignore[no-untyped-def]
     """Everything a verification stack and one run of its pipeline create."""
+    cfn = client("cloudformation")
+    with contextlib.suppress(cfn.exceptions.AlreadyExistsException):
+        cfn.create_stack(StackName=SAM_STACK, TemplateBody=SAM_TEMPLATE)
+    (sam,) = cfn.describe_stacks(StackName=SAM_STACK)["Stacks"]
+    sam_bucket = sam["Outputs"][0]["OutputValue"]
+    client("s3").put_object(Bucket=sam_bucket, Key=f"{names.stack}/0a1b2c.template", Body=b"{}")
     client("cloudformation").create_stack(StackName=names.stack, TemplateBody=stack_template(names))
     sfn = client("stepfunctions")
     (machine,) = [
@@ -172,7 +192,7 @@ def test_cleanup_deletes_everything_a_verification_run_left_and_nothing_else(
     create_what_a_run_leaves(client, other)
     others = leftovers(client, other)
     found = leftovers(client, names)
-    assert len(found) == 13, found  # each kind of resource is found before ...
+    assert len(found) == 14, found  # each kind of resource is found before ...
     said: list[str] = []
     assert cleanup(client, names, said.append, QUICK) == []  # ... and gone after
     assert leftovers(client, names) == []
