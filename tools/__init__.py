@@ -1,1 +1,2 @@
-"""Tools that act on a real AWS account (`make verify-aws`) and the data they share."""
+"""Project tools the Makefile runs: `make verify-aws` (verify_aws, cleanup, costs and its
+price table) and `make licenses` (licenses)."""
