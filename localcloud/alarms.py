@@ -45,6 +45,9 @@ COMPARISONS: dict[str, tuple[str, Callable[[float, float], bool]]] = {
     "LessThanOrEqualToThreshold": ("less than or equal to", lambda v, t: v <= t),
 }
 MAX_HISTORY = 100  # per alarm, newest first
+# Set by the local cloud when IAM is enforced: (topic ARN, alarm ARN) -> None if CloudWatch
+# may publish to the topic (its access policy allows cloudwatch.amazonaws.com), else why not.
+AUTHORIZE_PUBLISH: Callable[[str, str], str | None] | None = None
 # datapoints are appended in time order, except those sent with their own older timestamp:
 # the scan (newest first) stops after a run of _OLD_RUN this much older than the window
 _LOOK_BACK_S = 3600.0
@@ -266,10 +269,11 @@ class Evaluator:
                 }
             ),
         }
+        self._append(account_id, region, alarm.name, item)
+
+    def _append(self, account_id: str, region: str, name: str, item: dict[str, Any]) -> None:
         with self._lock:
-            rows = self._history.setdefault(
-                (account_id, region, alarm.name), deque(maxlen=MAX_HISTORY)
-            )
+            rows = self._history.setdefault((account_id, region, name), deque(maxlen=MAX_HISTORY))
             rows.appendleft(item)
 
     def history(self, account_id: str, region: str, name: str | None) -> list[dict[str, Any]]:
@@ -292,12 +296,28 @@ class Evaluator:
             return
         message = message_body(account_id, region, alarm, old, outcome)
         subject = f'{outcome.state}: "{alarm.name}" in {region}'[:99]
-        error = None
+        error = AUTHORIZE_PUBLISH(arn, alarm.alarm_arn) if AUTHORIZE_PUBLISH else None
         try:
-            sns_backends[parts[4]][parts[3]].publish(json.dumps(message), arn=arn, subject=subject)
+            if error is None:
+                topics = sns_backends[parts[4]][parts[3]]
+                topics.publish(json.dumps(message), arn=arn, subject=subject)
         except Exception as exc:  # a missing topic: record it, keep evaluating
             error = f"{type(exc).__name__}: {exc}"
+        if error is not None:  # as CloudWatch does: the alarm's history says the action failed
             logger.warning("alarm %s: publishing to %s failed: %s", alarm.name, arn, error)
+            self._append(
+                account_id,
+                region,
+                alarm.name,
+                {
+                    "AlarmName": alarm.name,
+                    "AlarmType": "MetricAlarm",
+                    "Timestamp": datetime.now(UTC),
+                    "HistoryItemType": "Action",
+                    "HistorySummary": f"Failed to execute action {arn}. Received error: {error}",
+                    "HistoryData": json.dumps({"actionState": "Failed", "error": error}),
+                },
+            )
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             line = {"time": datetime.now(UTC).isoformat(), "topic": arn, "subject": subject}

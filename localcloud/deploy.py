@@ -109,9 +109,13 @@ def deploy(stack: Stack, client: Clients, profile: AccountProfile | None = None)
         "AWS::SQS::Queue": _queue,
         "AWS::SageMaker::ModelPackageGroup": _model_package_group,
         "AWS::CloudWatch::Alarm": _alarm,
+        "AWS::SNS::TopicPolicy": _topic_policy,
+        "AWS::SQS::QueuePolicy": _queue_policy,
     }
     try:
-        for resource in sorted(stack.resources, key=lambda r: r.type != "AWS::IAM::Role"):
+        # roles first (others name them), resource policies last (on topics and queues)
+        order = {"AWS::IAM::Role": 0, "AWS::SNS::TopicPolicy": 2, "AWS::SQS::QueuePolicy": 2}
+        for resource in sorted(stack.resources, key=lambda r: order.get(r.type, 1)):
             where = resource.logical_id
             notes += deployers[resource.type](resource, client)
         layer_arns = {}
@@ -284,6 +288,23 @@ def _topic(resource: Resource, client: Clients) -> list[str]:
 def _queue(resource: Resource, client: Clients) -> list[str]:
     client("sqs").create_queue(QueueName=resource.name)
     return _ignored(resource, {"QueueName", "Tags"})
+
+
+def _topic_policy(resource: Resource, client: Clients) -> list[str]:
+    """The topics' access policy (replacing SNS's default one), as CloudFormation sets it."""
+    policy = json.dumps(resource.properties["PolicyDocument"])
+    for arn in resource.properties["Topics"]:
+        client("sns").set_topic_attributes(
+            TopicArn=str(arn), AttributeName="Policy", AttributeValue=policy
+        )
+    return []
+
+
+def _queue_policy(resource: Resource, client: Clients) -> list[str]:
+    policy = json.dumps(resource.properties["PolicyDocument"])
+    for url in resource.properties["Queues"]:
+        client("sqs").set_queue_attributes(QueueUrl=str(url), Attributes={"Policy": policy})
+    return []
 
 
 def _model_package_group(resource: Resource, client: Clients) -> list[str]:

@@ -36,6 +36,9 @@ from localcloud.stack import (
     StateMachine,
 )
 
+# Resource policies: set on their topics and queues, and evaluated where a service acts on
+# them (CloudWatch publishing an alarm, EventBridge dead-lettering an event). They have no ARN.
+RESOURCE_POLICIES = ("AWS::SNS::TopicPolicy", "AWS::SQS::QueuePolicy")
 # Types that are deployed into the local cloud.
 DEPLOYED = {
     "AWS::S3::Bucket",
@@ -47,6 +50,7 @@ DEPLOYED = {
     "AWS::Events::Rule",
     "AWS::SageMaker::ModelPackageGroup",
     "AWS::CloudWatch::Alarm",
+    *RESOURCE_POLICIES,
     SAM_FUNCTION,
     SAM_LAYER,
     SAM_STATE_MACHINE,
@@ -59,8 +63,6 @@ NO_LOCAL_EFFECT = {
     "AWS::IAM::ManagedPolicy",
     "AWS::Lambda::Permission",
     "AWS::S3::BucketPolicy",
-    "AWS::SNS::TopicPolicy",
-    "AWS::SQS::QueuePolicy",
     "AWS::CloudWatch::Dashboard",
 }
 
@@ -190,9 +192,8 @@ class _Builder:
                 stack.not_emulated.append(f"{lid} ({kind}): no local effect")
             else:
                 resolved = self.r.value(props)
-                stack.resources.append(
-                    Resource(lid, kind, self.names.name(lid), self.names.arn(lid), resolved)
-                )
+                arn = "" if kind in RESOURCE_POLICIES else self.names.arn(lid)
+                stack.resources.append(Resource(lid, kind, self.names.name(lid), arn, resolved))
         stack.outputs = {
             key: self.r.value(out.get("Value"))
             for key, out in self.template.get("Outputs", {}).items()

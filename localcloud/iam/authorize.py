@@ -108,6 +108,37 @@ class Authorizer:
             self._cache[key] = result
         return result
 
+    def service_allowed(
+        self,
+        service: str,
+        account: str,
+        check: Check,
+        resource_policy: Mapping[str, Any],
+    ) -> bool:
+        """Whether a service principal ("cloudwatch.amazonaws.com") may act on a resource of
+        ``account`` under its resource policy (a topic's or queue's access policy)."""
+        key = (
+            service,
+            hashlib.sha256(json.dumps(resource_policy, sort_keys=True).encode()).hexdigest(),
+            check.action,
+            f"{check.resource} {json.dumps(dict(check.context), sort_keys=True)}",
+        )
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is None:
+            cached = self.reference.simulate(
+                principal=service,
+                account=account,
+                action=check.action,
+                resource=check.resource,
+                context=dict(check.context),
+                policies=[],
+                resource_policy=dict(resource_policy),
+            )
+            with self._lock:
+                self._cache[key] = cached
+        return cached == "Allowed"
+
     def first_denial(self, principal: Principal, checks: Iterable[Check]) -> Denial | None:
         for check in checks:
             result = self.decide(principal, check)

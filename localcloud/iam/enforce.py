@@ -108,6 +108,27 @@ class Enforcer:
     ) -> Denial | None:
         return self.authorizer.first_denial(principal, [Check(action, resource, context)])
 
+    def alarm_publish_denied(self, topic_arn: str, alarm_arn: str) -> str | None:
+        """Why CloudWatch may not publish an alarm to the topic (its access policy must allow
+        ``cloudwatch.amazonaws.com`` ``sns:Publish``), or None. SNS's default policy (the
+        owner account) lets the account's own alarms publish."""
+        from moto.sns.models import sns_backends
+
+        account, region = topic_arn.split(":")[4], topic_arn.split(":")[3]
+        topic = sns_backends[account][region].topics.get(topic_arn)
+        if topic is None:  # publishing fails on its own (NotFound)
+            return None
+        policy = topic._policy_json
+        if all(st.get("Sid") == "__default_statement_ID" for st in policy.get("Statement", [])):
+            return None
+        context = {"aws:SourceArn": alarm_arn, "aws:SourceAccount": account}
+        check = Check("sns:Publish", topic_arn, context)
+        if self.authorizer.service_allowed("cloudwatch.amazonaws.com", account, check, policy):
+            return None
+        return (
+            f'"CloudWatch Alarms is not authorized to perform: SNS:Publish on resource:{topic_arn}"'
+        )
+
     # --- the WSGI middleware ------------------------------------------------------------
 
     def wrap(self, app: WsgiApp) -> WsgiApp:
@@ -210,7 +231,7 @@ def install(enforcer: Enforcer) -> None:
     as it (moto internals: moto is pinned)."""
     from moto.moto_server import threaded_moto_server
 
-    from localcloud import trigger, validation
+    from localcloud import alarms, trigger, validation
     from localcloud.sagemaker import execution_role
 
     def start_denied(role_arn: str, state_machine_arn: str) -> str | None:
@@ -232,6 +253,7 @@ def install(enforcer: Enforcer) -> None:
 
     trigger.AUTHORIZE_START = start_denied
     execution_role.AUTHORIZE = execution_role_denied
+    alarms.AUTHORIZE_PUBLISH = enforcer.alarm_publish_denied
 
     global _active
     _active = enforcer
@@ -287,10 +309,11 @@ def _patch_state_machine_clients() -> None:
 
 def uninstall() -> None:
     """No enforcement in this process (the patches stay, and let everything through)."""
-    from localcloud import trigger
+    from localcloud import alarms, trigger
     from localcloud.sagemaker import execution_role
 
     global _active
     _active = None
+    alarms.AUTHORIZE_PUBLISH = None
     trigger.AUTHORIZE_START = None
     execution_role.AUTHORIZE = None

@@ -156,19 +156,22 @@ class Evaluator:
         resource: str,
         context: dict[str, Any],
         policies: list[dict[str, Any]],
+        resource_policy: dict[str, Any] | None = None,
     ) -> str:
-        """'Allowed', 'ImplicitlyDenied' or 'ExplicitlyDenied'."""
-        answer = self._ask(
-            {
-                "op": "simulate",
-                "principal": principal,
-                "account": account,
-                "action": action,
-                "resource": resource,
-                "context": context,
-                "policies": policies,
-            }
-        )
+        """'Allowed', 'ImplicitlyDenied' or 'ExplicitlyDenied'. ``principal`` may be a
+        service ("cloudwatch.amazonaws.com"), which only ``resource_policy`` can allow."""
+        request = {
+            "op": "simulate",
+            "principal": principal,
+            "account": account,
+            "action": action,
+            "resource": resource,
+            "context": context,
+            "policies": policies,
+        }
+        if resource_policy is not None:
+            request["resourcePolicy"] = resource_policy
+        answer = self._ask(request)
         return str(answer["result"])
 
     def close(self) -> None:

@@ -5,7 +5,8 @@
 //     -> {"id": 1, "action": {...iam-data action...}, "resourceTypes": {"object": {"arn": ...}}}
 //        or {"id": 1, "action": null} when the Service Authorization Reference has no such action
 //   {"id": 2, "op": "simulate", "principal": ARN, "account": ID, "action": "s3:GetObject",
-//    "resource": ARN or "*", "context": {...}, "policies": [{"name": ..., "policy": {...}}]}
+//    "resource": ARN or "*", "context": {...}, "policies": [{"name": ..., "policy": {...}}],
+//    "resourcePolicy": {...} (optional; the principal may be a service, "sns.amazonaws.com")}
 //     -> {"id": 2, "result": "Allowed" | "ImplicitlyDenied" | "ExplicitlyDenied",
 //         "ignoredContextKeys": [...]} or {"id": 2, "error": "..."}
 import { createInterface } from 'node:readline'
@@ -29,6 +30,7 @@ async function action(request) {
 async function simulate(request) {
   const simulation = {
     identityPolicies: request.policies,
+    resourcePolicy: request.resourcePolicy || undefined,
     serviceControlPolicies: [],
     resourceControlPolicies: [],
     request: {

@@ -48,12 +48,23 @@ def template_without(folder: Path, resource: str, sid: str) -> Path:
     block = text[start : end.start() if end else len(text)]
     statement = re.search(rf"\n( +)- Sid: {sid}\n(?:\1  .*\n)*", block)
     assert statement, f"{resource} has no statement {sid}"
+    return _template_copy(folder, block, block.replace(statement.group(0), "\n", 1))
+
+
+def template_replacing(folder: Path, old: str, new: str) -> Path:
+    """A copy of template.yaml with the one occurrence of ``old`` replaced by ``new``."""
+    return _template_copy(folder, old, new)
+
+
+def _template_copy(folder: Path, old: str, new: str) -> Path:
+    text = DEFAULT_TEMPLATE.read_text()
+    assert text.count(old) == 1, f"template.yaml has {text.count(old)} of {old!r}"
     folder.mkdir(parents=True, exist_ok=True)
     for entry in DEFAULT_TEMPLATE.parent.iterdir():
         if entry.name != DEFAULT_TEMPLATE.name and not entry.name.startswith("."):
             (folder / entry.name).symlink_to(entry)
     copy = folder / DEFAULT_TEMPLATE.name
-    copy.write_text(text.replace(block, block.replace(statement.group(0), "\n", 1), 1))
+    copy.write_text(text.replace(old, new))
     return copy
 
 

@@ -13,7 +13,8 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 import localcloud.sagemaker as local_sagemaker
-from localcloud import iam
+from localcloud import alarms, iam
+from localcloud.deploy import _topic_policy
 from localcloud.stack import Stack
 from tests.localcloud.iam_support import (
     REGION,
@@ -22,6 +23,7 @@ from tests.localcloud.iam_support import (
     bucket,
     enforced_cloud,
     pipeline_stack,
+    template_replacing,
     template_without,
 )
 from tests.localcloud.sagemaker_support import (
@@ -31,6 +33,7 @@ from tests.localcloud.sagemaker_support import (
     children,
     tgz,
     wait_endpoint,
+    wait_for,
 )
 
 
@@ -193,3 +196,75 @@ def test_registering_a_target_needs_the_alarm_permissions_on_all_alarms(
         "ValidationException",
     )
     assert "is not authorized to perform: cloudwatch:PutMetricAlarm" in error["Message"]
+
+
+# --------------------------------------------------------------------- resource policies
+@pytest.mark.parametrize("principal", ["cloudwatch.amazonaws.com", "events.amazonaws.com"])
+def test_an_alarm_publishes_to_the_topic_only_if_its_policy_lets_cloudwatch(
+    tmp_path: Path, principal: str
+) -> None:
+    """The template's AlarmTopicPolicy replaces SNS's default policy: it must allow
+    cloudwatch.amazonaws.com, or CloudWatch's alarm actions fail (the alarm's history says
+    so) and nobody is notified."""
+    granted = "Principal: {Service: cloudwatch.amazonaws.com}"
+    copy = template_replacing(
+        tmp_path / "template", granted, f"Principal: {{Service: {principal}}}"
+    )
+    stack = pipeline_stack(copy)
+    topic = next(r for r in stack.resources if r.logical_id == "AlarmTopic")
+    enforcer = iam.Enforcer(stack)
+    iam.install(enforcer)
+    try:
+        with mock_aws():
+            alarms.start(time_scale=0.02)
+            try:
+                history, received = _alarm_to_topic(stack, topic.arn)
+            finally:
+                alarms.stop()
+    finally:
+        iam.uninstall()
+    if principal == "cloudwatch.amazonaws.com":
+        assert (received, history) == (1, [])
+    else:
+        assert received == 0
+        assert history == [
+            f'Failed to execute action {topic.arn}. Received error: "CloudWatch Alarms is not '
+            f'authorized to perform: SNS:Publish on resource:{topic.arn}"'
+        ]
+
+
+def _alarm_to_topic(stack: Stack, topic_arn: str) -> tuple[list[str], int]:
+    """An alarm of the stack that goes into ALARM with the stack's topic (and its policy, as
+    deployed) as action: (its failed actions, the messages a subscribed queue received)."""
+    sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    sns.create_topic(Name=topic_arn.rsplit(":", 1)[1])
+    policy = next(r for r in stack.resources if r.type == "AWS::SNS::TopicPolicy")
+    _topic_policy(policy, lambda service: boto3.client(service, region_name=REGION))
+    queue = sqs.create_queue(QueueName="mail")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"])
+    name = f"{stack.name}-endpoint-5xx"
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        Namespace="Test",
+        MetricName="Errors",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        AlarmActions=[topic_arn],
+    )
+
+    def state() -> str:
+        cloudwatch.put_metric_data(
+            Namespace="Test", MetricData=[{"MetricName": "Errors", "Value": 5}]
+        )
+        alarms.EVALUATOR.run_once(force=True)
+        return cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["StateValue"]
+
+    wait_for(state, lambda s: s == "ALARM", 10)
+    actions = cloudwatch.describe_alarm_history(AlarmName=name, HistoryItemType="Action")
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    return [item["HistorySummary"] for item in actions["AlarmHistoryItems"]], len(messages)
