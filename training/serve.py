@@ -9,8 +9,10 @@ decoded on their own threads and batched into one forward pass on a single infer
 thread. Each request has one deadline, ``--timeout`` from its arrival, for its upload
 and its answer: a body that does not arrive in time is a 408, work whose deadline passed
 or whose client hung up is dropped before its forward pass, and at most ``--max-queue``
-items wait for the model (503 with Retry-After beyond). Errors are JSON
-``{"error": ..., "message": ...}``; see docs/serving.md.
+items wait for the model (503 with Retry-After beyond). A request is admitted (at most
+``--max-pending`` in flight) before its body is read; the HTTP side, its strict framing
+included, is ``training/serve_http.py``. Errors are JSON ``{"error": ..., "message": ...}``;
+see docs/serving.md.
 """
 
 from __future__ import annotations
@@ -18,60 +20,32 @@ from __future__ import annotations
 import argparse
 import atexit
 import importlib.util
-import json
 import logging
 import os
-import select
 import signal
-import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from training.batching import Batcher, Expired, QueueFull
+from training.serve_http import JSON, ClientGone, HttpError, Server
 
 log = logging.getLogger("serve")
 
 BUNDLED_HANDLERS = Path(__file__).resolve().parent / "inference.py"
 HOOKS = ("model_fn", "input_fn", "predict_fn", "output_fn")
 MAX_BODY = 6 * 1024 * 1024  # InvokeEndpoint's payload limit
-JSON = "application/json"
 DRAIN_S = 10.0  # bounds the wait for requests in flight at shutdown
 UTF8_TYPES = ("application/json", "text/csv")  # the toolkit hands these over as str
 CLIENT_CHECK_S = 0.25  # how often a waiting request checks that its client is still there
 RETRY_AFTER_BUSY_S = 1
 RETRY_AFTER_LOADING_S = 5
-ERROR_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    406: "not_acceptable",
-    408: "request_timeout",
-    411: "length_required",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    500: "internal_error",
-    501: "not_implemented",
-    503: "unavailable",
-    504: "timeout",
-}
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after  # seconds, sent as Retry-After when set
-
-
-class ClientGone(Exception):
-    """The client closed its connection while its request waited: nobody to answer."""
 
 
 class StartupError(Exception):
@@ -142,15 +116,10 @@ class Service:
         )
         self.ready.set()
 
-    def invoke(
-        self,
-        body: bytes,
-        content_type: str | None,
-        accept: str | None,
-        deadline: float,
-        client_gone: Callable[[], bool] = lambda: False,
-    ) -> tuple[bytes, str]:
-        """The answer to one request, due by ``deadline`` (``time.monotonic()``)."""
+    @contextmanager
+    def admitted(self) -> Iterator[None]:
+        """A place among the ``--max-pending`` requests in flight, taken before the body is
+        read (so refused uploads take no memory); HttpError 503 while loading or full."""
         if not self.ready.is_set() or self.batcher is None:
             raise HttpError(
                 503,
@@ -162,7 +131,7 @@ class Service:
                 raise HttpError(503, "the server is busy; retry shortly", RETRY_AFTER_BUSY_S)
             self._pending += 1
         try:
-            return self._invoke(body, content_type, accept, deadline, client_gone)
+            yield
         finally:
             with self._idle:
                 self._pending -= 1
@@ -173,14 +142,15 @@ class Service:
         with self._idle:
             self._idle.wait_for(lambda: self._pending == 0, timeout)
 
-    def _invoke(
+    def invoke(
         self,
         body: bytes,
         content_type: str | None,
         accept: str | None,
         deadline: float,
-        client_gone: Callable[[], bool],
+        client_gone: Callable[[], bool] = lambda: False,
     ) -> tuple[bytes, str]:
+        """The answer to one admitted request, due by ``deadline`` (``time.monotonic()``)."""
         assert self.batcher is not None
         data: Any = body
         if content_type in UTF8_TYPES:
@@ -224,153 +194,6 @@ class Service:
                     raise ClientGone from None
             except Expired:
                 raise late from None
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive
-    # headers and body go out as two writes: with Nagle on, the body waited for the
-    # client's delayed ACK (up to 40 ms per response on Linux)
-    disable_nagle_algorithm = True
-    server_version = "imgcls-serve"
-    timeout = 60  # drop idle or stalled connections
-    server: Server
-
-    def do_GET(self) -> None:
-        if self.path.split("?", 1)[0] != "/ping":
-            self._send_error(HttpError(404, f"no such path {self.path}; use GET /ping"))
-        elif self.server.service.ready.is_set():
-            self._send(200, b'{"status": "Healthy"}', JSON)
-        else:
-            self._send_error(HttpError(503, "the model is still loading"))
-
-    def do_POST(self) -> None:
-        deadline = time.monotonic() + self.server.service.timeout_s
-        try:
-            if self.path.split("?", 1)[0] != "/invocations":
-                self.close_connection = True  # its body stays unread
-                raise HttpError(404, f"no such path {self.path}; use POST /invocations")
-            body = self._read_body(deadline)
-            payload, content_type = self.server.service.invoke(
-                body,
-                self.headers.get("Content-Type"),
-                self.headers.get("Accept"),
-                deadline,
-                self._client_gone,
-            )
-        except ClientGone:
-            log.info("%s %s: the client hung up; its request was dropped", self.command, self.path)
-            self.close_connection = True
-        except Exception as exc:
-            self._send_error(exc)
-        else:
-            self._send(200, payload, content_type)
-
-    def handle_expect_100(self) -> bool:
-        try:
-            self._content_length()
-        except HttpError as exc:
-            self.close_connection = True
-            self._send_error(exc)
-            return False
-        return super().handle_expect_100()
-
-    def _content_length(self) -> int:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            raise HttpError(411, "chunked bodies are not supported; send Content-Length")
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            raise HttpError(411, "a Content-Length header is required") from None
-        if length > self.server.max_body:
-            raise HttpError(
-                413, f"the body is {length} bytes; the limit is {self.server.max_body} bytes"
-            )
-        return length
-
-    def _read_body(self, deadline: float) -> bytes:
-        try:
-            length = self._content_length()
-        except HttpError:
-            self.close_connection = True  # the unread body would be taken as the next request
-            raise
-        data = bytearray()
-        try:
-            while len(data) < length:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError
-                self.connection.settimeout(left)  # bounds the whole body, not each read
-                chunk = self.rfile.read1(min(length - len(data), 1 << 16))
-                if not chunk:
-                    raise ClientGone
-                data += chunk
-        except TimeoutError:
-            self.close_connection = True
-            raise HttpError(
-                408,
-                f"the request body did not arrive within {self.server.service.timeout_s:g} s "
-                f"({len(data)} of {length} bytes)",
-            ) from None
-        finally:
-            self.connection.settimeout(self.timeout)
-        return bytes(data)
-
-    def _client_gone(self) -> bool:
-        """True once the client has closed its side (a pipelined request is not that)."""
-        try:
-            poller = select.poll()  # not select(): no limit on the descriptor's number
-            poller.register(self.connection, select.POLLIN)
-            events = poller.poll(0)
-            if not events:
-                return False
-            if events[0][1] & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
-                return True
-            return self.connection.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):  # reset, or closed
-            return True
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The stdlib's own errors (malformed request, unknown method) as JSON too."""
-        self.close_connection = True
-        self._send_error(HttpError(code, message or HTTPStatus(code).phrase))
-
-    def _send_error(self, exc: Exception) -> None:
-        status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
-        if isinstance(status, int) and 400 <= status < 600:
-            message = str(exc)
-        else:  # a fault of the server or the handlers: log it, tell the client little
-            log.error("%s %s failed", self.command, self.path, exc_info=exc)
-            status, message = 500, "internal error while handling the request; see the server log"
-        body = json.dumps({"error": ERROR_CODES.get(status, "error"), "message": message})
-        retry_after = getattr(exc, "retry_after", None)
-        headers = {"Retry-After": str(retry_after)} if retry_after else {}
-        self._send(status, body.encode(), JSON, headers)
-
-    def _send(
-        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # listen backlog; the stdlib's 5 resets bursts of connections
-
-    def __init__(self, address: tuple[str, int], service: Service, max_body: int) -> None:
-        self.service = service
-        self.max_body = max_body
-        super().__init__(address, Handler)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -48,6 +48,34 @@ def make_model_dir(path: Path, image_size: int = 32, seed: int = 0) -> Path:
     return path
 
 
+def model_with_handlers(path: Path, source: str, image_size: int = 32) -> Path:
+    """A model whose code/inference.py is ``source``, with the real handlers as ``bundled``."""
+    model_dir = make_model_dir(path, image_size)
+    code = model_dir / "code"
+    (code / "bundled.py").write_text((TRAINING / "inference.py").read_text())
+    (code / "inference.py").write_text(source)
+    return model_dir
+
+
+# Handlers whose model_fn waits (at most 300 s) for a "release" file in the model directory:
+# the server stays "loading" until a test creates it.
+GATED_HANDLERS = """
+import time
+from pathlib import Path
+
+import bundled
+from bundled import input_fn, output_fn, predict_batch_fn, predict_fn  # noqa: F401
+
+
+def model_fn(model_dir):
+    gate = Path(model_dir) / "release"
+    deadline = time.monotonic() + 300
+    while not gate.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return bundled.model_fn(model_dir)
+"""
+
+
 def copy_code(model_dir: Path) -> None:
     code = model_dir / "code"
     code.mkdir(exist_ok=True)
@@ -130,6 +158,16 @@ class ServerProcess:
         except queue.Empty:
             pass
         return "".join(self.log)
+
+    def logged(self, text: str, timeout: float = 30) -> bool:
+        """Whether serve.py logs a line holding ``text`` (reads its stderr for at most
+        ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.log):
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.read_line(left):
+                return False
+        return True
 
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict | None = None

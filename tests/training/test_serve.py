@@ -16,31 +16,17 @@ import torch
 
 from tests.training.serving_helpers import (
     CLASSES,
+    GATED_HANDLERS,
     REPO,
     TRAINING,
     ServerProcess,
     image_bytes,
     make_model_dir,
+    model_with_handlers,
 )
 
 IMAGE_SIZE = 32
 JPEG = {"Content-Type": "image/jpeg"}
-
-GATED_HANDLERS = """
-import time
-from pathlib import Path
-
-import bundled
-from bundled import input_fn, output_fn, predict_batch_fn, predict_fn  # noqa: F401
-
-
-def model_fn(model_dir):
-    gate = Path(model_dir) / "release"
-    deadline = time.monotonic() + 60
-    while not gate.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return bundled.model_fn(model_dir)
-"""
 
 FAULTY_HANDLERS = """
 from bundled import input_fn, model_fn, predict_fn  # noqa: F401
@@ -49,15 +35,6 @@ from bundled import input_fn, model_fn, predict_fn  # noqa: F401
 def output_fn(prediction, accept):
     raise RuntimeError("boom at /secret/internal/path")
 """
-
-
-def model_with_handlers(path: Path, source: str) -> Path:
-    """A model whose code/inference.py is ``source``, with the real handlers as ``bundled``."""
-    model_dir = make_model_dir(path, IMAGE_SIZE)
-    code = model_dir / "code"
-    (code / "bundled.py").write_text((TRAINING / "inference.py").read_text())
-    (code / "inference.py").write_text(source)
-    return model_dir
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +191,7 @@ def test_missing_content_length(server):
 
 
 def test_ping_is_503_until_the_model_is_loaded_then_sigterm_stops(tmp_path):
-    model_dir = model_with_handlers(tmp_path / "gated", GATED_HANDLERS)
+    model_dir = model_with_handlers(tmp_path / "gated", GATED_HANDLERS, IMAGE_SIZE)
     with ServerProcess(model_dir) as srv:
         assert srv.request("GET", "/ping")[0] == 503
         status, body = srv.request("POST", "/invocations", image_bytes(), JPEG)
@@ -227,7 +204,7 @@ def test_ping_is_503_until_the_model_is_loaded_then_sigterm_stops(tmp_path):
 
 
 def test_handler_fault_is_a_500_without_details(tmp_path):
-    model_dir = model_with_handlers(tmp_path / "faulty", FAULTY_HANDLERS)
+    model_dir = model_with_handlers(tmp_path / "faulty", FAULTY_HANDLERS, IMAGE_SIZE)
     with ServerProcess(model_dir) as srv:
         srv.wait_ready()
         status, body = srv.request("POST", "/invocations", image_bytes(), JPEG)

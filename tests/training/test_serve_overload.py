@@ -110,16 +110,6 @@ def in_background(port: int, count: int) -> tuple[list[threading.Thread], list[t
     return threads, replies
 
 
-def logged(server: ServerProcess, text: str) -> bool:
-    """Whether serve.py logs ``text`` (reads its stderr for at most WAIT_S)."""
-    deadline = time.monotonic() + WAIT_S
-    while not any(text in line for line in server.log):
-        left = deadline - time.monotonic()
-        if left <= 0 or not server.read_line(left):
-            return False
-    return True
-
-
 def read_until_closed(client: socket.socket) -> str:
     chunks = []
     while chunk := client.recv(65536):
@@ -228,7 +218,7 @@ def test_a_request_whose_client_hung_up_never_runs(bounded) -> None:
         )
         model.wait_for_decodes(decoded + 1)  # queued behind the held model
     # then the client gives up
-    assert logged(server, "the client hung up; its request was dropped")
+    assert server.logged("the client hung up; its request was dropped", WAIT_S)
     probe_runs(server, model, before + 2)  # the first and the probe: not the dropped one
     join(first)
     assert first_reply[0][0] == 200
