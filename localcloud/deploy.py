@@ -190,7 +190,18 @@ def _rule(rule: EventRule, client: Clients) -> None:
     events.put_targets(
         Rule=rule.name,
         EventBusName=rule.bus,
-        Targets=[{"Id": rule.target_id, "Arn": rule.target_arn, "RoleArn": rule.role_arn}],
+        Targets=[
+            {
+                "Id": rule.target_id,
+                "Arn": rule.target_arn,
+                "RoleArn": rule.role_arn,
+                **(
+                    {"DeadLetterConfig": {"Arn": rule.dead_letter_arn}}
+                    if rule.dead_letter_arn
+                    else {}
+                ),
+            }
+        ],
     )
 
 

@@ -78,6 +78,7 @@ class EventRule:
     target_arn: str
     target_id: str
     role_arn: str
+    dead_letter_arn: str | None = None  # the target's DeadLetterConfig (an SQS queue)
 
 
 @dataclass(frozen=True)

@@ -425,7 +425,10 @@ class _Builder:
         for unsupported in ("Input", "InputPath", "InputTransformer"):
             if unsupported in props:
                 raise TemplateError(f"{lid}.{event_id}: {unsupported} is not supported locally")
+        dead_letter = self.r.value(props.get("DeadLetterConfig") or {}).get("Arn")
         ignored = sorted(set(props) & {"RetryPolicy", "DeadLetterConfig"})
+        if dead_letter:  # SAM's Type: SQS (a queue it creates) is not emulated
+            ignored.remove("DeadLetterConfig")
         if ignored:
             stack.not_emulated.append(f"{lid}.{event_id}: {', '.join(ignored)} not emulated")
         rule_lid = f"{lid}{event_id}"
@@ -443,6 +446,7 @@ class _Builder:
                 role_arn=self.names._arn(
                     "iam", f"role/{self.names._generated(role_lid, 64)}", region=False
                 ),
+                dead_letter_arn=str(dead_letter) if dead_letter else None,
             )
         )
 

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 # Set by the local cloud when IAM is enforced: (target's role ARN, state machine ARN) ->
 # None if the role may start executions of it, else AWS's AccessDenied message.
 AUTHORIZE_START: Callable[[str, str], str | None] | None = None
+# Likewise: (dead-letter queue ARN, rule ARN) -> None if the queue's policy lets EventBridge
+# send the rule's failed events to it, else why not.
+AUTHORIZE_DEAD_LETTER: Callable[[str, str], str | None] | None = None
 
 # s3:ObjectCreated:Put -> the API call AWS names as the event's reason
 _REASONS = {
@@ -110,6 +113,7 @@ class RuleLike(Protocol):
     """What is read from a rule (moto's ``moto.events.models.Rule`` has these)."""
 
     name: str
+    arn: str
     state: str
     event_pattern: EventPattern
     targets: list[dict[str, Any]]
@@ -136,11 +140,46 @@ def deliver(
             if ":states:" in target["Arn"]:
                 denied = _start_denied(target)
                 if denied:
-                    # EventBridge retries, then drops (or dead-letters) the event
+                    # a permission error is not retried: dropped, or sent to the DLQ at once
                     log.warning("rule %s could not start %s: %s", rule.name, target["Arn"], denied)
+                    dead_letter(rule.arn, target, event, "NO_PERMISSIONS", denied)
                     continue
                 started.append(start(target["Arn"], str(uuid.uuid4()), json.dumps(event)))
     return started
+
+
+def dead_letter(
+    rule_arn: str, target: Mapping[str, Any], event: Mapping[str, Any], code: str, message: str
+) -> bool:
+    """Send an event a target failed to the target's dead-letter queue, as EventBridge does
+    (the event as body; RULE_ARN, TARGET_ARN, ERROR_CODE, ERROR_MESSAGE attributes), if the
+    queue's policy allows it. False if the event is dropped."""
+    from moto.sqs.models import sqs_backends
+
+    queue_arn = (target.get("DeadLetterConfig") or {}).get("Arn")
+    if not queue_arn:
+        return False
+    denied = AUTHORIZE_DEAD_LETTER(queue_arn, rule_arn) if AUTHORIZE_DEAD_LETTER else None
+    if denied:
+        log.warning(
+            "rule %s could not dead-letter the event to %s: %s", rule_arn, queue_arn, denied
+        )
+        return False
+    _, _, _, region, account, queue = queue_arn.split(":", 5)
+    attributes = {
+        "RULE_ARN": rule_arn,
+        "TARGET_ARN": str(target["Arn"]),
+        "ERROR_CODE": code,
+        "ERROR_MESSAGE": message,
+    }
+    sqs_backends[account][region].send_message(
+        queue,
+        json.dumps(event),
+        message_attributes={
+            k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
+        },
+    )
+    return True
 
 
 def _start_denied(target: Mapping[str, Any]) -> str | None:

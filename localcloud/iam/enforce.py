@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import http
 import io
+import json
 import logging
 import sys
 from collections.abc import Callable, Iterable
@@ -127,6 +128,26 @@ class Enforcer:
             return None
         return (
             f'"CloudWatch Alarms is not authorized to perform: SNS:Publish on resource:{topic_arn}"'
+        )
+
+    def dead_letter_denied(self, queue_arn: str, rule_arn: str) -> str | None:
+        """Why EventBridge may not send a rule's failed event to the queue (its policy must
+        let ``events.amazonaws.com`` ``sqs:SendMessage``; a queue without one does not), or
+        None."""
+        from moto.sqs.models import sqs_backends
+
+        _, _, _, region, account, name = queue_arn.split(":", 5)
+        queue = sqs_backends[account][region].queues.get(name)
+        policy = json.loads(queue.policy) if queue is not None and queue.policy else None
+        context = {"aws:SourceArn": rule_arn, "aws:SourceAccount": account}
+        check = Check("sqs:SendMessage", queue_arn, context)
+        if policy and self.authorizer.service_allowed(
+            "events.amazonaws.com", account, check, policy
+        ):
+            return None
+        return (
+            f"EventBridge (events.amazonaws.com) is not authorized to perform: sqs:SendMessage "
+            f"on resource: {queue_arn} for rule {rule_arn} (the queue's policy does not allow it)"
         )
 
     # --- the WSGI middleware ------------------------------------------------------------
@@ -254,6 +275,7 @@ def install(enforcer: Enforcer) -> None:
     trigger.AUTHORIZE_START = start_denied
     execution_role.AUTHORIZE = execution_role_denied
     alarms.AUTHORIZE_PUBLISH = enforcer.alarm_publish_denied
+    trigger.AUTHORIZE_DEAD_LETTER = enforcer.dead_letter_denied
 
     global _active
     _active = enforcer
@@ -316,4 +338,5 @@ def uninstall() -> None:
     _active = None
     alarms.AUTHORIZE_PUBLISH = None
     trigger.AUTHORIZE_START = None
+    trigger.AUTHORIZE_DEAD_LETTER = None
     execution_role.AUTHORIZE = None

@@ -4,17 +4,21 @@ the work as AWS would."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.events.models import EventPattern
 
 import localcloud.sagemaker as local_sagemaker
-from localcloud import alarms, iam
-from localcloud.deploy import _topic_policy
+from localcloud import alarms, iam, trigger
+from localcloud.deploy import _queue_policy, _topic_policy
 from localcloud.stack import Stack
 from tests.localcloud.iam_support import (
     REGION,
@@ -268,3 +272,79 @@ def _alarm_to_topic(stack: Stack, topic_arn: str) -> tuple[list[str], int]:
     actions = cloudwatch.describe_alarm_history(AlarmName=name, HistoryItemType="Action")
     messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
     return [item["HistorySummary"] for item in actions["AlarmHistoryItems"]], len(messages)
+
+
+@dataclass
+class _Rule:
+    """A deployed rule as the trigger reads it (moto's Rule has these fields)."""
+
+    name: str
+    arn: str
+    state: str
+    event_pattern: EventPattern
+    targets: list[dict[str, Any]]
+
+
+@pytest.mark.parametrize("principal", ["events.amazonaws.com", "sns.amazonaws.com"])
+def test_an_event_the_rule_cannot_deliver_is_dead_lettered_if_the_queue_policy_allows(
+    tmp_path: Path, principal: str
+) -> None:
+    """EventBridge sends an event it may not deliver (no retries for a permission error)
+    to the target's dead-letter queue, whose policy must let events.amazonaws.com send it
+    for that rule; else the event is dropped."""
+    granted = "Principal: {Service: events.amazonaws.com}"
+    copy = template_replacing(
+        tmp_path / "template", granted, f"Principal: {{Service: {principal}}}"
+    )
+    stack = pipeline_stack(copy)
+    rule = stack.rules[0]
+    queue = next(r for r in stack.resources if r.logical_id == "TriggerDeadLetterQueue")
+    assert rule.dead_letter_arn == queue.arn
+    enforcer = iam.Enforcer(stack)
+    enforcer.policies[rule.role_arn] = ()  # the rule's role may not start the execution
+    iam.install(enforcer)
+    try:
+        with mock_aws():
+            sqs = boto3.client("sqs", region_name=REGION)
+            url = sqs.create_queue(QueueName=queue.name)["QueueUrl"]
+            policy = next(r for r in stack.resources if r.type == "AWS::SQS::QueuePolicy")
+            _queue_policy(policy, lambda service: boto3.client(service, region_name=REGION))
+            target = {
+                "Id": rule.target_id,
+                "Arn": rule.target_arn,
+                "RoleArn": rule.role_arn,
+                "DeadLetterConfig": {"Arn": rule.dead_letter_arn},
+            }
+            deployed = _Rule(
+                rule.name,
+                rule.arn,
+                "ENABLED",
+                EventPattern.load(json.dumps(rule.pattern)),
+                [target],
+            )
+            event = trigger.s3_event(
+                detail_type="Object Created",
+                event_name="s3:ObjectCreated:Put",
+                bucket=bucket(stack),
+                key="datasets/digits.tar.gz",
+                size=1,
+                etag="e",
+                version_id="v1",
+                region=REGION,
+                account_id=stack.account_id,
+            )
+            started = trigger.deliver(event, [deployed], lambda *args: pytest.fail("started"))
+            messages = sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+            ).get("Messages", [])
+    finally:
+        iam.uninstall()
+    assert started == []
+    if principal == "sns.amazonaws.com":
+        assert messages == []
+        return
+    (message,) = messages
+    assert json.loads(message["Body"]) == event
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert (attributes["RULE_ARN"], attributes["ERROR_CODE"]) == (rule.arn, "NO_PERMISSIONS")
+    assert "is not authorized to perform: states:StartExecution" in attributes["ERROR_MESSAGE"]
