@@ -9,8 +9,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops import schemas
 from mlops.aws import client, create_at_init
-from mlops.deployment import rollback_step
 from mlops.observability import logger, metrics, pipeline_handler
+from mlops.rollback import rollback_step
 
 create_at_init("sagemaker", "application-autoscaling")
 
@@ -25,7 +25,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         event["deadlines"],
         time.time(),
     )
-    if result["done"]:
+    if result["done"] and result["action"] != "untouched":
         metrics.add_metric(name="DeploymentsRolledBack", unit="Count", value=1)
     logger.warning("rollback step", extra={"rollback": result})
     return result

@@ -9,6 +9,8 @@ import boto3
 import pytest
 from botocore.stub import ANY
 
+from mlops.deployment import REPLACES_TAG, VERIFIED_TAG
+from mlops.naming import resource_tags
 from tests.conftest import AwsRecorder, load_event, load_handler
 from tests.functions.pipeline_helpers import (
     describe_endpoint_response,
@@ -24,6 +26,7 @@ ARN = "arn:aws:sagemaker:us-east-1:123456789012"
 ENDPOINT = RUN["endpoint"]["endpoint_name"]
 CONFIG = RUN["endpoint"]["endpoint_config_name"]
 MODEL = RUN["model"]["model_name"]
+TAGS = resource_tags(RUN, EVENT["execution_arn"])
 PREVIOUS = f"{ENDPOINT}-0123456789abcdef"
 TARGET = f"endpoint/{ENDPOINT}/variant/AllTraffic"
 
@@ -123,6 +126,9 @@ def test_a_new_model_updates_the_endpoint_keeping_the_autoscaled_count(app, aws)
             {"EndpointName": ENDPOINT},
         )
         sagemaker.add_response(
+            "list_tags", {"Tags": []}, {"ResourceArn": f"{ARN}:endpoint/{ENDPOINT}"}
+        )
+        sagemaker.add_response(
             "create_model",
             {"ModelArn": f"{ARN}:model/{MODEL}"},
             model_request(),
@@ -152,11 +158,36 @@ def test_a_new_model_updates_the_endpoint_keeping_the_autoscaled_count(app, aws)
     assert result["created_endpoint"] is False
 
 
-def test_an_instance_type_change_deregisters_autoscaling_first(app, aws) -> None:
+CAPTURING = {  # DescribeEndpoint's capture in effect; the plan captures nothing
+    "DataCaptureConfig": {
+        "EnableCapture": True,
+        "CaptureStatus": "Started",
+        "CurrentSamplingPercentage": 10,
+        "DestinationS3Uri": "s3://pipeline-data/data-capture/",
+        "KmsKeyId": "",
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "live"),
+    [
+        ("ml.c5.xlarge", {}),  # an autoscaled variant's instance type cannot change
+        # RetainAllVariantProperties would keep the endpoint's data capture (SageMaker
+        # retains DataCaptureConfig as a variant property), so the change would be lost
+        ("ml.m5.large", CAPTURING),
+    ],
+    ids=["instance-type", "data-capture"],
+)
+def test_an_instance_type_or_capture_change_deregisters_autoscaling_first(
+    app, aws, instance_type: str, live: dict[str, Any]
+) -> None:
     with stubbed("sagemaker") as sagemaker, stubbed("application-autoscaling") as scaling:
         sagemaker.add_response(
-            "describe_endpoint", describe_endpoint_response(ENDPOINT, "InService", PREVIOUS)
+            "describe_endpoint",
+            describe_endpoint_response(ENDPOINT, "InService", PREVIOUS, **live),
         )
+        sagemaker.add_response("list_tags", {"Tags": []})
         sagemaker.add_client_error(
             "create_model",
             "ValidationException",
@@ -168,7 +199,7 @@ def test_an_instance_type_change_deregisters_autoscaling_first(app, aws) -> None
             f'Cannot create already existing endpoint configuration "arn:{CONFIG}".',
         )
         sagemaker.add_response(
-            "describe_endpoint_config", endpoint_config_response(PREVIOUS, "ml.c5.xlarge")
+            "describe_endpoint_config", endpoint_config_response(PREVIOUS, instance_type)
         )
         scaling.add_response(
             "describe_scalable_targets",
@@ -269,6 +300,7 @@ def test_a_refused_update_puts_the_removed_scaling_back(app, aws) -> None:
         sagemaker.add_response(
             "describe_endpoint", describe_endpoint_response(ENDPOINT, "InService", PREVIOUS)
         )
+        sagemaker.add_response("list_tags", {"Tags": []})
         sagemaker.add_response("create_model", {"ModelArn": f"{ARN}:model/{MODEL}"})
         sagemaker.add_response(
             "create_endpoint_config", {"EndpointConfigArn": f"{ARN}:endpoint-config/{CONFIG}"}
@@ -372,3 +404,32 @@ def test_a_version_that_failed_validation_fails_the_deploy(app, aws) -> None:
         with pytest.raises(Exception, match="is Failed, so it cannot be deployed") as raised:
             aws.invoke(app, {**EVENT, "model_package_arn": package})
     assert type(raised.value).__name__ == "DeploymentError"
+
+
+def test_a_failed_update_restores_the_last_verified_config_not_the_live_one(app, aws) -> None:
+    # A run stopped mid-canary left UNVERIFIED serving; VERIFIED passed its smoke test.
+    unverified = f"{ENDPOINT}-fedcba9876543210"
+    with stubbed("sagemaker") as sagemaker:
+        sagemaker.add_response(
+            "describe_endpoint", describe_endpoint_response(ENDPOINT, "InService", unverified)
+        )
+        sagemaker.add_response(
+            "list_tags",
+            {"Tags": [{"Key": VERIFIED_TAG, "Value": PREVIOUS}]},
+            {"ResourceArn": f"{ARN}:endpoint/{ENDPOINT}"},
+        )
+        sagemaker.add_response("create_model", {"ModelArn": f"{ARN}:model/{MODEL}"})
+        sagemaker.add_response(
+            "create_endpoint_config",
+            {"EndpointConfigArn": f"{ARN}:endpoint-config/{CONFIG}"},
+            {**config_request(), "Tags": [*TAGS, {"Key": REPLACES_TAG, "Value": PREVIOUS}]},
+        )
+        # the update replaces what serves: its variants decide RetainAllVariantProperties
+        sagemaker.add_response(
+            "describe_endpoint_config",
+            endpoint_config_response(unverified, "ml.m5.large"),
+            {"EndpointConfigName": unverified},
+        )
+        sagemaker.add_response("update_endpoint", {"EndpointArn": f"{ARN}:endpoint/{ENDPOINT}"})
+        result = aws.invoke(app, EVENT)
+    assert (result["action"], result["previous_endpoint_config_name"]) == ("update", PREVIOUS)

@@ -73,6 +73,19 @@ def test_a_failed_rollback_names_both_failures() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("action", "suffix"), [("restored", " (rolled back)"), ("untouched", " (nothing was deployed)")]
+)
+def test_a_failed_deploy_says_whether_anything_was_rolled_back(action: str, suffix: str) -> None:
+    failure = describe_failure(
+        {
+            "error": {"Error": "QuotaExceededError", "Cause": "no ml.m5.large left"},
+            "rollback": {"done": True, "action": action, "status": "InService"},
+        }
+    )
+    assert failure == {"error": "QuotaExceededError", "cause": f"no ml.m5.large left{suffix}"}
+
+
 def test_a_cause_is_bounded_and_single_line() -> None:
     failure = describe_failure({"error": {"Error": "E", "Cause": "word\n" * 1000}})
     assert len(failure["cause"]) <= CAUSE_MAX and "\n" not in failure["cause"]

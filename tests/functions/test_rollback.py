@@ -174,3 +174,84 @@ def test_a_late_step_that_finds_the_previous_config_restored_reattaches_scaling(
     result = step(app, aws, late, "InService", OLD, reattach)
     assert (result["done"], result["action"]) == (True, "restored")
     assert "RegisterScalableTarget" in aws.operations()
+
+
+# DeployModel failed (timeout, lost response, an error after SageMaker took the request):
+# the state machine hands RollBack this, and the endpoint says what happened.
+UNCERTAIN = {
+    **UPDATED,
+    "deployment": {
+        **UPDATED["deployment"],
+        "action": "uncertain",
+        "previous_endpoint_config_name": None,
+        "created_endpoint": False,
+    },
+}
+ARN = "arn:aws:sagemaker:us-east-1:123456789012"
+
+
+def _config_tags(sagemaker: Any, replaces: str) -> None:
+    sagemaker.add_response(
+        "describe_endpoint_config",
+        endpoint_config_response(NEW, "ml.m5.large"),
+        {"EndpointConfigName": NEW},
+    )
+    sagemaker.add_response(
+        "list_tags",
+        {"Tags": [{"Key": "mlops:replaces-endpoint-config", "Value": replaces}]},
+        {"ResourceArn": f"{ARN}:endpoint-config/{NEW}"},
+    )
+
+
+def test_an_update_sagemaker_took_before_deploy_failed_is_waited_for(app, aws) -> None:
+    pending = {"PendingDeploymentSummary": {"EndpointConfigName": NEW}}
+
+    def found(sagemaker: Any, scaling: Any) -> None:
+        _config_tags(sagemaker, OLD)
+
+    with stubbed("sagemaker") as sagemaker, stubbed("application-autoscaling") as scaling:
+        sagemaker.add_response(
+            "describe_endpoint", describe_endpoint_response(NAME, "Updating", OLD, **pending)
+        )
+        found(sagemaker, scaling)
+        result = aws.invoke(app, UNCERTAIN)
+    assert (result["done"], result["action"]) == (False, "waiting")
+
+
+def test_an_unchecked_model_live_after_deploy_failed_is_rolled_back(app, aws) -> None:
+    def restore(sagemaker: Any, scaling: Any) -> None:
+        sagemaker.add_response("list_tags", {"Tags": []})  # the endpoint: nothing verified yet
+        _config_tags(sagemaker, OLD)
+        for config in (OLD, NEW):
+            sagemaker.add_response(
+                "describe_endpoint_config", endpoint_config_response(config, "ml.m5.large")
+            )
+        sagemaker.add_response(
+            "update_endpoint",
+            {"EndpointArn": f"{ARN}:endpoint/{NAME}"},
+            {"EndpointName": NAME, "EndpointConfigName": OLD, "RetainAllVariantProperties": True},
+        )
+
+    result = step(app, aws, UNCERTAIN, "InService", NEW, restore)
+    assert (result["done"], result["action"]) == (False, "restoring")
+
+
+def test_a_deploy_that_failed_before_sagemaker_took_it_leaves_the_endpoint_alone(app, aws) -> None:
+    def reattach(sagemaker: Any, scaling: Any) -> None:
+        scaling.add_response("register_scalable_target", {})
+        scaling.add_response("put_scaling_policy", {"PolicyARN": "arn:aws:autoscaling:x:y:z:p"})
+
+    result = step(app, aws, UNCERTAIN, "InService", OLD, reattach)
+    assert (result["done"], result["action"]) == (True, "untouched")
+    assert "UpdateEndpoint" not in aws.operations()
+    gone = step(app, aws, UNCERTAIN, None, None)
+    assert (gone["done"], gone["action"]) == (True, "untouched")
+
+
+def test_a_created_endpoint_still_creating_after_deploy_failed_is_deleted_once_up(app, aws) -> None:
+    def created(sagemaker: Any, scaling: Any) -> None:
+        sagemaker.add_response("list_tags", {"Tags": []})  # the endpoint: nothing verified
+        _config_tags(sagemaker, "")
+
+    first = step(app, aws, UNCERTAIN, "Creating", NEW, created)
+    assert (first["done"], first["action"]) == (False, "waiting")

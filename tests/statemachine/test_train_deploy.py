@@ -348,9 +348,12 @@ def test_other_errors_are_not_retried() -> None:
 
 FAILURES = {
     "StartTraining": happy_path(StartTraining=[throw("TrainingRetriesExhausted", "no more")]),
-    "DeployModel": happy_path(
-        DeployModel=[throw("DeploymentError", "window closed")], RejectModel=[REJECTED]
-    ),
+    "DeployModel": {
+        **happy_path(
+            DeployModel=[throw("DeploymentError", "window closed")], RejectModel=[REJECTED]
+        ),
+        "Rollback": [ok({"done": True, "action": "untouched", "status": "InService"})],
+    },
     "AttachAutoscaling": rollback_then_release(
         happy_path(AttachAutoscaling=[throw("ValidationException", "no variant")])
     ),
@@ -359,6 +362,32 @@ FAILURES = {
         "Rollback": [throw("RollbackError", "endpoint gone")],
     },
 }
+
+
+def test_a_deploy_that_failed_after_sagemaker_took_it_is_rolled_back_before_the_lock_goes() -> None:
+    # DeployModel timed out (Lambda's error) after UpdateEndpoint was accepted: the
+    # unchecked model must not stay live with the lock released and its version Rejected.
+    results = happy_path(
+        DeployModel=[throw("Sandbox.Timedout", "Task timed out after 60.00 seconds")],
+        Rollback=[
+            ok({"done": False, "action": "restoring", "status": "InService"}),
+            ok({"done": True, "action": "restored", "status": "InService"}),
+        ],
+        RejectModel=[REJECTED],
+    )
+    for name in ("CheckEndpoint", "AttachAutoscaling", "SmokeTest", "SummarizeRun"):
+        del results[name]
+    execution, scripts = execute(results)
+    assert (execution.status, execution.error) == ("FAILED", "Sandbox.Timedout")
+    assert execution.cause.endswith("(rolled back)")
+    entered = execution.entered()
+    assert entered[entered.index("DeployModel") :][:4] == [
+        "DeployModel", "DeployModelFailed", "RollBack", "IsRollbackDone",
+    ]  # fmt: skip
+    assert entered.index("RollBack") < entered.index("ReleaseLockAfterFailure")
+    handed = scripts.inputs["Rollback"][0]["deployment"]
+    assert (handed["action"], handed["endpoint_config_name"]) == ("uncertain", CONFIG)
+    assert handed["endpoint_name"] == ENDPOINT
 
 
 @pytest.mark.parametrize("where", sorted(FAILURES))

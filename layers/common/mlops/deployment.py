@@ -1,4 +1,5 @@
-"""Deploy a trained model to the endpoint, watch the deployment, and roll it back.
+"""Deploy a trained model to the endpoint and watch the deployment (mlops/rollback.py
+rolls it back).
 
 The endpoint keeps its name across runs; each run brings a new model and endpoint
 config (named by the run's deployment id). The first run creates the endpoint, later
@@ -15,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mlops import autoscaling
-from mlops.errors import DeploymentError, RollbackError
+from mlops.errors import DeploymentError
 
 MODEL_CODE_DIR = "/opt/ml/model/code"  # code/ inside model.tar.gz, where the toolkit looks
 INFERENCE_PROGRAM = "inference.py"
@@ -29,6 +30,10 @@ TRANSITIONAL = frozenset(
 # The tag on an endpoint config naming the config it replaced ("" for a new endpoint), so a
 # re-run that finds its config already live still knows what a rollback must restore.
 REPLACES_TAG = "mlops:replaces-endpoint-config"
+# The tag on the endpoint naming the last config that passed its smoke test (set once a
+# deployment is verified). A later deployment restores that one on failure, not whatever
+# is live: a run stopped mid-canary can leave an unverified config serving.
+VERIFIED_TAG = "mlops:verified-endpoint-config"
 
 
 def _error(exc: ClientError) -> tuple[str, str]:
@@ -181,7 +186,7 @@ def endpoint_config_request(
     return request
 
 
-def _variants(sagemaker: Any, config_name: str) -> dict[str, str]:
+def variants_of(sagemaker: Any, config_name: str) -> dict[str, str]:
     """{variant name: instance type} of an endpoint config."""
     config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
     return {v["VariantName"]: v.get("InstanceType", "") for v in config["ProductionVariants"]}
@@ -246,7 +251,7 @@ def deploy(
         if current.get("EndpointConfigName") == config_name:
             # Live already (an earlier attempt of this deployment got this far): the checks,
             # autoscaling and smoke test that follow are idempotent and run again.
-            replaced = _replaced_config(sagemaker, config_name)
+            replaced = replaced_config(sagemaker, config_name)
             return _deployment(
                 run,
                 "already_deployed",
@@ -255,7 +260,8 @@ def deploy(
                 reason=f"endpoint {name} already serves {config_name}",
             )
 
-    previous = current["EndpointConfigName"] if current is not None else None
+    live = current["EndpointConfigName"] if current is not None else None
+    previous = last_verified(sagemaker, current) if current is not None else None
     region = sagemaker.meta.region_name
     _create_or_adopt(
         sagemaker.create_model,
@@ -276,12 +282,40 @@ def deploy(
         sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config_name, Tags=tags)
         return _deployment(run, "create", created_endpoint=True)
 
-    assert previous is not None
+    assert live is not None
     rollout = deployment_config(endpoint.get("rollout"))
-    if not _update(sagemaker, scaling, name, previous, config_name, endpoint, rollout):
+    # An update that retains the variant properties keeps the endpoint's data capture.
+    same_capture = not capture_changes(
+        current.get("DataCaptureConfig"), endpoint.get("data_capture")
+    )
+    if not update_to(
+        sagemaker, scaling, name, live, config_name, endpoint, rollout, keep_capture=same_capture
+    ):
         _check_window(now, deadlines["deploy"], f"endpoint {name} stayed busy")
         return _deployment(run, "wait", reason=f"endpoint {name} became busy; trying again")
     return _deployment(run, "update", previous_endpoint_config_name=previous)
+
+
+def _tags(sagemaker: Any, arn: str) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn).get("Tags", [])}
+
+
+def verified(sagemaker: Any, current: Mapping[str, Any]) -> str | None:
+    """The endpoint's last verified config (its VERIFIED_TAG), if one was recorded."""
+    return _tags(sagemaker, current["EndpointArn"]).get(VERIFIED_TAG) or None
+
+
+def last_verified(sagemaker: Any, current: Mapping[str, Any]) -> str:
+    """What a failed deployment restores: the endpoint's last verified config, or the live
+    one where none was recorded (an endpoint older than the tag)."""
+    return verified(sagemaker, current) or current["EndpointConfigName"]
+
+
+def mark_verified(sagemaker: Any, endpoint_name: str, config_name: str) -> None:
+    """Record ``config_name`` as the endpoint's last verified config (it passed its smoke
+    test and took all the traffic): what later deployments roll back to."""
+    arn = sagemaker.describe_endpoint(EndpointName=endpoint_name)["EndpointArn"]
+    sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": VERIFIED_TAG, "Value": config_name}])
 
 
 def _check_window(now: float, deadline: int, what: str) -> None:
@@ -292,10 +326,10 @@ def _check_window(now: float, deadline: int, what: str) -> None:
         )
 
 
-def _replaced_config(sagemaker: Any, config_name: str) -> str | None:
+def replaced_config(sagemaker: Any, config_name: str) -> str | None:
     """The config a live config replaced, from its tag; None if it created the endpoint."""
     arn = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)["EndpointConfigArn"]
-    tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn).get("Tags", [])}
+    tags = _tags(sagemaker, arn)
     if REPLACES_TAG not in tags:
         raise DeploymentError(
             f"endpoint config {config_name} is live but has no {REPLACES_TAG} tag, so a "
@@ -304,7 +338,7 @@ def _replaced_config(sagemaker: Any, config_name: str) -> str | None:
     return tags[REPLACES_TAG] or None
 
 
-def _update(
+def update_to(
     sagemaker: Any,
     scaling: Any,
     name: str,
@@ -312,6 +346,8 @@ def _update(
     target: str,
     endpoint: Mapping[str, Any],
     rollout: Mapping[str, Any] | None = None,
+    *,
+    keep_capture: bool = True,
 ) -> bool:
     """UpdateEndpoint to ``target``; False if the endpoint turned busy first.
 
@@ -319,7 +355,7 @@ def _update(
     exactly as they were when SageMaker does not accept it. ``rollout`` is the
     DeploymentConfig (None: SageMaker's default, blue/green all at once).
     """
-    retain, removed = _prepare_variants(sagemaker, scaling, name, current, endpoint)
+    retain, removed = _prepare_variants(sagemaker, scaling, name, current, endpoint, keep_capture)
     request: dict[str, Any] = {
         "EndpointName": name,
         "EndpointConfigName": target,
@@ -338,21 +374,39 @@ def _update(
 
 
 def _prepare_variants(
-    sagemaker: Any, scaling: Any, name: str, current: str, endpoint: Mapping[str, Any]
+    sagemaker: Any,
+    scaling: Any,
+    name: str,
+    current: str,
+    endpoint: Mapping[str, Any],
+    keep_capture: bool = True,
 ) -> tuple[bool, list[dict]]:
     """Keep the autoscaled instance count when only the model changes.
 
     An update that changes an autoscaled variant's instance type (or drops the variant)
     fails, so those targets are deregistered first and the update starts from the new
-    config's initial count; AttachAutoscaling registers the variant again afterwards.
+    config's initial count; AttachAutoscaling registers the variant again afterwards. So
+    does one that changes the data capture (``keep_capture`` False): SageMaker keeps the
+    endpoint's capture when the update retains the variant properties.
     Returns (RetainAllVariantProperties, the targets removed, as ``autoscaling.snapshot``).
     """
-    old = _variants(sagemaker, current)
-    if old.get(endpoint["variant_name"]) == endpoint["instance_type"] and len(old) == 1:
+    old = variants_of(sagemaker, current)
+    same = old.get(endpoint["variant_name"]) == endpoint["instance_type"] and len(old) == 1
+    if same and keep_capture:
         return True, []
     saved = autoscaling.snapshot(scaling, name, old)
     autoscaling.deregister(scaling, saved)
     return False, saved
+
+
+def capture_changes(live: Mapping[str, Any] | None, wanted: Mapping[str, Any] | None) -> bool:
+    """Whether the plan's data capture (``data_capture``: percent and uri, None: off) differs
+    from the endpoint's in effect (DescribeEndpoint's DataCaptureConfig)."""
+    live = live or {}
+    now = None
+    if live.get("EnableCapture"):
+        now = (live.get("CurrentSamplingPercentage"), live.get("DestinationS3Uri"))
+    return now != ((wanted["percent"], wanted["uri"]) if wanted else None)
 
 
 def _canary(current: Mapping[str, Any], wanted: str) -> dict[str, Any] | None:
@@ -434,72 +488,3 @@ def endpoint_state(
         "state": "failed",
         "reason": f"endpoint {name} is {status}: {failure or 'no reason given'}",
     }
-
-
-def rollback_step(
-    sagemaker: Any,
-    scaling: Any,
-    run: Mapping[str, Any],
-    deployment: Mapping[str, Any],
-    deadlines: Mapping[str, int],
-    now: float,
-) -> dict[str, Any]:
-    """One rollback step; ``done`` once nothing of the failed deployment is live.
-
-    A brand-new endpoint is deleted; an updated one is updated back to the previous
-    config. Until the endpoint settles the step only waits, because SageMaker refuses
-    both operations mid-transition. RollbackError when the previous config cannot be
-    restored (the endpoint is gone or Failed): the execution then ends RollbackFailed.
-    """
-    name = deployment["endpoint_name"]
-    previous = deployment.get("previous_endpoint_config_name")
-    created = previous is None or bool(deployment.get("created_endpoint"))
-    current = describe_endpoint(sagemaker, name)
-    if current is None:
-        if created:
-            return {"done": True, "action": "deleted", "status": None}
-        raise RollbackError(
-            f"endpoint {name} no longer exists, so {previous} could not be restored; "
-            "redeploy the last good model"
-        )
-    status = current["EndpointStatus"]
-    if not created and status == "InService" and current.get("EndpointConfigName") == previous:
-        # Restored (by us, or by SageMaker's own rollback), however late this step runs:
-        # scaling as the run configured it.
-        autoscaling.attach(scaling, name, deployment["variant_name"], run["autoscaling"])
-        return {"done": True, "action": "restored", "status": status}
-    if now > deadlines["rollback"]:
-        raise RollbackError(
-            f"endpoint {name} was still {status} when the rollback window closed; "
-            "check that it serves the model you expect"
-        )
-    if status in TRANSITIONAL:
-        return {"done": False, "action": "waiting", "status": status}
-    variants = [v["VariantName"] for v in current.get("ProductionVariants", [])]
-    if created:
-        autoscaling.detach(scaling, name, variants)
-        sagemaker.delete_endpoint(EndpointName=name)
-        return {"done": False, "action": "deleting", "status": status}
-    if status == "Failed":
-        raise RollbackError(
-            f"endpoint {name} is Failed ({current.get('FailureReason') or 'no reason given'}), "
-            f"so {previous} could not be restored; delete the endpoint and redeploy"
-        )
-    # InService on the failed config, or UpdateRollbackFailed (a mix of both): update back.
-    restoring = _update(
-        sagemaker,
-        scaling,
-        name,
-        current["EndpointConfigName"],
-        previous,
-        _previous_variant(sagemaker, previous, deployment),
-    )
-    return {"done": False, "action": "restoring" if restoring else "waiting", "status": status}
-
-
-def _previous_variant(
-    sagemaker: Any, previous: str, deployment: Mapping[str, Any]
-) -> dict[str, str]:
-    variants = _variants(sagemaker, previous)
-    variant = deployment["variant_name"]
-    return {"variant_name": variant, "instance_type": variants.get(variant, "")}

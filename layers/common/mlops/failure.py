@@ -52,8 +52,11 @@ def describe_failure(state: Mapping[str, Any]) -> dict[str, str]:
     if original is None:
         return {"error": "PipelineFailed", "cause": UNKNOWN}
     error, cause = original
-    if isinstance(state.get("rollback"), Mapping) and state["rollback"].get("done"):
-        cause = f"{cause} (rolled back)"
+    rollback = state.get("rollback")
+    if isinstance(rollback, Mapping) and rollback.get("done"):
+        # "untouched": DeployModel failed before SageMaker took its request
+        untouched = rollback.get("action") == "untouched"
+        cause = f"{cause} ({'nothing was deployed' if untouched else 'rolled back'})"
     return {"error": error, "cause": _sentence(cause)}
 
 
