@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from localcloud import run_cost
 from localcloud.activity import Activity
 from localcloud.cli_errors import report
 from localcloud.client import Connection, NotRunning, api_only, connect
@@ -36,7 +37,7 @@ from localcloud.dataset_check import DatasetRefused, check_dataset, trigger_warn
 from localcloud.history import build_view, duration, is_no_op, render, render_output
 from localcloud.intrinsics import TemplateError
 from localcloud.launcher import LaunchError, LocalCloudProcess
-from localcloud.report import execution_events
+from localcloud.report import describe_endpoint, execution_events, training_job_of
 from localcloud.runner import (
     CliError,
     as_archive,
@@ -229,11 +230,17 @@ def cmd_history(args: argparse.Namespace) -> int:
     description = _find_execution(conn, args.execution)
     if args.execution == "latest":
         print(f"(the newest run that did something: {description['name']})")
-    view = build_view(execution_events(conn, description["executionArn"]), description)
-    print(render(view))
+    events = execution_events(conn, description["executionArn"])
+    print(render(build_view(events, description)))
     output = render_output(description.get("output"))
     if output:
         print("\n" + output)
+    if not is_no_op(description):
+        endpoint_name = (json.loads(description.get("output") or "{}") or {}).get("endpoint_name")
+        endpoint = describe_endpoint(conn, endpoint_name) if endpoint_name else None
+        job = training_job_of(conn, description)
+        print("\n  On AWS it would cost (estimate)")
+        print("\n".join("  " + line for line in run_cost.for_run(conn, events, job, endpoint)))
     return 0
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from localcloud import run_cost
 from localcloud.client import Connection
 from localcloud.history import duration, failure_text, readable_cause
 
@@ -225,4 +226,6 @@ def summary(
     elif endpoint_name:
         lines.append(f"  Endpoint     {endpoint_name}: does not exist")
     lines.append(f"  Timings      {spent.line()}")
+    lines.append("  On AWS it would cost (estimate)")
+    lines += ["  " + line for line in run_cost.for_run(conn, events, job, endpoint)]
     return "\n".join(lines), spent

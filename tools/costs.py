@@ -59,21 +59,28 @@ class Usage:
 
 
 def estimate(usage: Usage, prices: Prices) -> list[tuple[str, float]]:
-    """One (what, dollars) line per meter."""
+    """One (what, dollars) line per meter; no endpoint line for a usage without endpoint
+    minutes (a run's own cost: its endpoint is priced per hour instead)."""
     u, t = usage, prices.table
     train = prices.hourly("training", u.training_instance_type)
-    host = prices.hourly("hosting", u.endpoint_instance_type)
-    return [
+    lines = [
         (
             f"training: {u.training_instances} x {u.training_instance_type} "
             f"x {u.training_minutes:g} min at ${train}/h",
             u.training_instances * u.training_minutes / 60 * train,
-        ),
-        (
-            f"endpoint: {u.endpoint_instances} x {u.endpoint_instance_type} "
-            f"x {u.endpoint_minutes:g} min at ${host}/h",
-            u.endpoint_instances * u.endpoint_minutes / 60 * host,
-        ),
+        )
+    ]
+    if u.endpoint_minutes:
+        host = prices.hourly("hosting", u.endpoint_instance_type)
+        lines.append(
+            (
+                f"endpoint: {u.endpoint_instances} x {u.endpoint_instance_type} "
+                f"x {u.endpoint_minutes:g} min at ${host}/h",
+                u.endpoint_instances * u.endpoint_minutes / 60 * host,
+            )
+        )
+    return [
+        *lines,
         (
             f"Lambda: {u.lambda_requests} requests, {u.lambda_gb_seconds:g} GB-s",
             u.lambda_gb_seconds * t["lambda_per_gb_second"]
