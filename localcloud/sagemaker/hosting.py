@@ -252,7 +252,7 @@ class EndpointRuntime:
             image=container.get("Image", ""),
             weight=weight,
             logs=folder / "logs",
-            stream_factory=self._log_stream,
+            stream_factory=lambda stream: self._log_stream(stream, model.execution_role_arn),
             settings=self._settings,
             health_timeout=float(
                 variant.get("ContainerStartupHealthCheckTimeoutInSeconds")
@@ -263,8 +263,8 @@ class EndpointRuntime:
     def _download(self, url: str, dest: Any, role_arn: str | None = None) -> None:
         S3(self._account_id, self._region, role_arn).download(url, dest)
 
-    def _log_stream(self, stream: str) -> LogStream:
-        return LogStream(self._account_id, self._region, self.log_group, stream)
+    def _log_stream(self, stream: str, role_arn: str | None) -> LogStream:
+        return LogStream(self._account_id, self._region, self.log_group, stream, role_arn)
 
     # --- what DescribeEndpoint shows --------------------------------------------------
 

@@ -181,14 +181,29 @@ def log_group_arn(account_id: str, region: str, group: str) -> str:
 
 
 class LogStream:
-    """One CloudWatch Logs stream in the local account (created if missing)."""
+    """One CloudWatch Logs stream in the local account (created if missing), written as
+    ``role_arn`` when given: SageMaker writes a job's or endpoint's logs as its execution
+    role. A role that may not (``logs:CreateLogGroup`` for a missing group,
+    ``logs:CreateLogStream``, ``logs:PutLogEvents``) gets no logs in CloudWatch while the job
+    or endpoint runs on, as on AWS; ``denied`` says why (None when it is written)."""
 
-    def __init__(self, account_id: str, region: str, group: str, stream: str) -> None:
+    def __init__(
+        self, account_id: str, region: str, group: str, stream: str, role_arn: str | None = None
+    ) -> None:
         self._backend = logs_backends[account_id][region]
         self.group = group
         self.stream = stream
         self.group_arn = log_group_arn(account_id, region, group)
         self.arn = f"{self.group_arn}:log-stream:{stream}"
+        with _logs_lock:
+            missing = group not in self._backend.groups
+        needed = [("logs:CreateLogGroup", self.group_arn)] if missing else []
+        needed += [("logs:CreateLogStream", self.arn), ("logs:PutLogEvents", self.arn)]
+        self.denied = next(
+            (d for a, r in needed if (d := execution_role.denied(role_arn, a, r))), None
+        )
+        if self.denied:
+            return
         with _logs_lock:
             with contextlib.suppress(ResourceAlreadyExistsException):
                 self._backend.create_log_group(group, tags={})
@@ -196,6 +211,8 @@ class LogStream:
                 self._backend.create_log_stream(group, stream)
 
     def put(self, message: str) -> None:
+        if self.denied:
+            return
         event = {"timestamp": int(time.time() * 1000), "message": message}
         # the group is gone when the account's state was reset while the process still ran
         with _logs_lock, contextlib.suppress(ResourceNotFoundException):

@@ -356,8 +356,12 @@ class TrainingRun:
                 cwd = layout.code
             log = LogFile(layout.root / "training.log")
             self._logs.append(log)
-            stream = LogStream(
-                self._account_id, self._region, LOG_GROUP, f"{self._name}/{host}-{started}"
+            stream = LogStream(  # as the job's role, like SageMaker
+                self._account_id,
+                self._region,
+                LOG_GROUP,
+                f"{self._name}/{host}-{started}",
+                self._request.get("RoleArn"),
             )
             log.write(f"[local] {host}: {' '.join(argv)}")
             self._children.append(

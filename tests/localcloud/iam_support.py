@@ -369,6 +369,8 @@ NOT_EXERCISED: dict[tuple[str, ...], str] = {
     ("AttachAutoscalingFunction", "sagemaker:DescribeEndpointConfig"): "checked by AWS only",
     # deleting the alarms of a target-tracking policy that PutScalingPolicy replaces
     ("AttachAutoscalingFunction", "cloudwatch:DeleteAlarms"): "replacing a policy only",
+    # SageMaker's own log reads (the console, the SDK's log tailing), not the job's writes
+    (SAGEMAKER_ROLE, "logs:DescribeLogStreams"): "read by tools, not by the local SageMaker",
     # Step Functions delivers execution logs to CloudWatch Logs as its role.
     (STATE_MACHINE, "logs:*"): "log delivery is not emulated",
     # A new package's ARN (group/version) exists only after the call: locally the request is

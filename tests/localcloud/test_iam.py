@@ -4,6 +4,7 @@ and 7; removing any one permission the pipeline needs makes its call fail, namin
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,8 @@ from moto.sagemaker.exceptions import ValidationError
 
 from localcloud.iam.policies import MANAGED_POLICIES, role_policies
 from localcloud.sagemaker import guardrails
-from localcloud.sagemaker.storage import S3, StorageError
+from localcloud.sagemaker.storage import S3, LogStream, StorageError
+from localcloud.sagemaker.training import LOG_GROUP
 from tests.localcloud.iam_support import (
     NOT_EXERCISED,
     REGION,
@@ -242,7 +244,12 @@ def sagemaker_denials(cloud: EnforcedCloud, tmp: Path) -> list[str]:
             operation()
         except (StorageError, ValidationError) as exc:
             denied.append(str(exc))
-    return denied
+    # the job's logs: written as the role (none when it may not; the job runs on)
+    logs = cloud.admin("logs")
+    with contextlib.suppress(logs.exceptions.ResourceNotFoundException):
+        logs.delete_log_group(logGroupName=LOG_GROUP)  # so creating it is checked too
+    stream = LogStream(cloud.stack.account_id, REGION, LOG_GROUP, "j/algo-1-1", role_arn)
+    return denied + ([stream.denied] if stream.denied else [])
 
 
 def owner_denials(cloud: EnforcedCloud, owner: str, tmp: Path) -> list[str]:
@@ -253,8 +260,8 @@ def owner_denials(cloud: EnforcedCloud, owner: str, tmp: Path) -> list[str]:
 
 
 def _exercised(owner: str, statement: dict[str, Any], action: str) -> bool:
-    if owner == SAGEMAKER_ROLE and statement.get("Sid") in ("Logs", "Metrics"):
-        return False  # the local SageMaker writes its logs through moto's backend
+    if owner == SAGEMAKER_ROLE and statement.get("Sid") == "Metrics":
+        return False  # the local SageMaker publishes no metrics as the role
     service = action.split(":")[0]
     keys = {(owner, action), (owner, f"{service}:*"), (owner, statement.get("Sid"), action)}
     return not keys & set(NOT_EXERCISED)
