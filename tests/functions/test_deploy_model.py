@@ -349,10 +349,8 @@ def test_a_refused_update_puts_the_removed_scaling_back(app, aws) -> None:
             aws.invoke(app, EVENT)
 
 
-def test_a_registered_version_is_deployed_from_its_model_package(app, aws) -> None:
-    sagemaker = boto3.client("sagemaker")
-    sagemaker.create_model_package_group(ModelPackageGroupName="mlops-models")
-    package = sagemaker.create_model_package(
+def approved_version(sagemaker: Any) -> str:
+    return sagemaker.create_model_package(
         ModelPackageGroupName="mlops-models",
         ModelApprovalStatus="Approved",
         InferenceSpecification={
@@ -361,10 +359,31 @@ def test_a_registered_version_is_deployed_from_its_model_package(app, aws) -> No
             "SupportedResponseMIMETypes": ["application/json"],
         },
     )["ModelPackageArn"]
-    aws.invoke(app, {**EVENT, "model_package_arn": package})
-    model = sagemaker.describe_model(ModelName=MODEL)
+
+
+def test_a_registered_version_is_deployed_from_its_model_package(app, aws) -> None:
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_model_package_group(ModelPackageGroupName="mlops-models")
+    package = approved_version(sagemaker)
+    result = aws.invoke(app, {**EVENT, "model_package_arn": package})
+    assert result["model_name"] == result["endpoint_config_name"] != MODEL  # the version's own
+    model = sagemaker.describe_model(ModelName=result["model_name"])
     assert model["Containers"] == [{"ModelPackageName": package}]
     assert "Image" not in model.get("PrimaryContainer", {})
+
+
+def test_a_rerun_with_a_new_version_never_adopts_the_rejected_versions_model(app, aws) -> None:
+    # The run's first version failed to deploy (rolled back, Rejected); the rerun registered
+    # a new version of the same model: it gets its own model, naming the new version.
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_model_package_group(ModelPackageGroupName="mlops-models")
+    first = aws.invoke(app, {**EVENT, "model_package_arn": approved_version(sagemaker)})
+    sagemaker.delete_endpoint(EndpointName=ENDPOINT)  # the rollback deleted what it created
+    package = approved_version(sagemaker)
+    second = aws.invoke(app, {**EVENT, "model_package_arn": package})
+    assert second["model_name"] != first["model_name"]
+    model = sagemaker.describe_model(ModelName=second["model_name"])
+    assert model["Containers"] == [{"ModelPackageName": package}]
 
 
 @pytest.mark.parametrize("status", ["Pending", "InProgress"])

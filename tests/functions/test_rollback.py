@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from mlops.deployment import for_package
 from tests.conftest import AwsRecorder, load_event, load_handler
 from tests.functions.pipeline_helpers import (
     describe_endpoint_response,
@@ -255,3 +256,24 @@ def test_a_created_endpoint_still_creating_after_deploy_failed_is_deleted_once_u
 
     first = step(app, aws, UNCERTAIN, "Creating", NEW, created)
     assert (first["done"], first["action"]) == (False, "waiting")
+
+
+def test_an_uncertain_deploy_of_a_version_looks_for_that_versions_config(app, aws) -> None:
+    package = f"{ARN}:model-package/mlops-models/2"
+    ours = for_package(UPDATED["run"], package)["endpoint"]["endpoint_config_name"]
+    event = {**UNCERTAIN, "deployment": {**UNCERTAIN["deployment"], "model_package_arn": package}}
+    pending = {"PendingDeploymentSummary": {"EndpointConfigName": ours}}
+    with stubbed("sagemaker") as sagemaker:
+        sagemaker.add_response(
+            "describe_endpoint", describe_endpoint_response(NAME, "Updating", OLD, **pending)
+        )
+        sagemaker.add_response(
+            "describe_endpoint_config",
+            endpoint_config_response(ours, "ml.m5.large"),
+            {"EndpointConfigName": ours},
+        )
+        sagemaker.add_response(
+            "list_tags", {"Tags": [{"Key": "mlops:replaces-endpoint-config", "Value": OLD}]}
+        )
+        result = aws.invoke(app, event)
+    assert (result["done"], result["action"]) == (False, "waiting")

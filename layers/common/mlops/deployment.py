@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from mlops import autoscaling
 from mlops.errors import DeploymentError
+from mlops.naming import content_id, resource_name
 
 MODEL_CODE_DIR = "/opt/ml/model/code"  # code/ inside model.tar.gz, where the toolkit looks
 INFERENCE_PROGRAM = "inference.py"
@@ -126,6 +127,22 @@ def model_request(
     return request
 
 
+def for_package(run: Mapping[str, Any], model_package_arn: str | None) -> Mapping[str, Any]:
+    """The run with the model and endpoint config names of its deployment: deploying a
+    registered version, the plan's names made that version's own. A rerun that registers a
+    new version (the earlier one was rejected) then creates a model from it instead of
+    adopting the one made from the rejected version."""
+    if not model_package_arn:
+        return run
+    ident = content_id({"deployment_id": run["deployment_id"], "package": model_package_arn})
+    name = resource_name(run["endpoint"]["endpoint_name"], ident)
+    return {
+        **run,
+        "model": {**run["model"], "model_name": name},
+        "endpoint": {**run["endpoint"], "endpoint_config_name": name},
+    }
+
+
 def deployment_config(policy: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """UpdateEndpoint's DeploymentConfig from the run's plan (``run["endpoint"]["rollout"]``).
 
@@ -229,6 +246,7 @@ def deploy(
     - ``wait``: the endpoint is busy (or a Failed one is being deleted), or the registered
       version is still being validated; call again later.
     """
+    run = for_package(run, model_package_arn)
     endpoint = run["endpoint"]
     name, config_name = endpoint["endpoint_name"], endpoint["endpoint_config_name"]
     pending = package_pending(sagemaker, model_package_arn) if model_package_arn else None

@@ -12,6 +12,7 @@ from mlops import autoscaling
 from mlops.deployment import (
     TRANSITIONAL,
     describe_endpoint,
+    for_package,
     replaced_config,
     update_to,
     variants_of,
@@ -102,7 +103,8 @@ def _uncertain(
     would have returned it (what it replaced is its config's REPLACES_TAG), if the endpoint
     serves or is moving to this run's config and that config was never verified; else a
     finished step: nothing of it is live, and an InService endpoint gets its scaling back."""
-    ours = deployment["endpoint_config_name"]
+    names = for_package(run, deployment.get("model_package_arn"))
+    ours = names["endpoint"]["endpoint_config_name"]
     if current is not None:
         moving = (current.get("PendingDeploymentSummary") or {}).get("EndpointConfigName") == ours
         # live and never verified (a verified one is an earlier run's good deployment)
@@ -111,6 +113,8 @@ def _uncertain(
             replaced = replaced_config(sagemaker, ours)
             return {
                 **deployment,
+                "endpoint_config_name": ours,
+                "model_name": names["model"]["model_name"],
                 "action": "update" if replaced else "create",
                 "previous_endpoint_config_name": replaced,
                 "created_endpoint": replaced is None,
