@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.stub import ANY
 
-from mlops.deployment import REPLACES_TAG, VERIFIED_TAG
+from mlops.deployment import REPLACES_TAG, VERIFIED_TAG, capture_changes
 from mlops.naming import resource_tags
 from tests.conftest import AwsRecorder, load_event, load_handler
 from tests.functions.pipeline_helpers import (
@@ -452,3 +452,23 @@ def test_a_failed_update_restores_the_last_verified_config_not_the_live_one(app,
         sagemaker.add_response("update_endpoint", {"EndpointArn": f"{ARN}:endpoint/{ENDPOINT}"})
         result = aws.invoke(app, EVENT)
     assert (result["action"], result["previous_endpoint_config_name"]) == ("update", PREVIOUS)
+
+
+URI = "s3://pipeline-data/data-capture/"
+
+
+@pytest.mark.parametrize(
+    ("live", "planned", "changes"),
+    [
+        (None, None, False),
+        ({"EnableCapture": False, "CurrentSamplingPercentage": 10}, None, False),
+        (CAPTURING["DataCaptureConfig"], {"percent": 10, "uri": URI}, False),
+        (CAPTURING["DataCaptureConfig"], {"percent": 50, "uri": URI}, True),
+        (CAPTURING["DataCaptureConfig"], None, True),
+        (None, {"percent": 10, "uri": URI}, True),
+    ],
+)
+def test_a_capture_change_is_the_plans_against_the_endpoints_in_effect(
+    live: dict[str, Any] | None, planned: dict[str, Any] | None, changes: bool
+) -> None:
+    assert capture_changes(live, planned) is changes
