@@ -47,6 +47,15 @@ SESSION_TOKEN = "localcloud-role-session-token"
 SAGEMAKER_SESSION = "SageMaker"
 STATES_SESSION = "StepFunctions"
 
+# Application Auto Scaling's service-linked role per namespace: (service, role name).
+SERVICE_LINKED_ROLES = {
+    "sagemaker": (
+        "sagemaker.application-autoscaling.amazonaws.com",
+        "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
+    )
+}
+_REGISTER_TARGET = ("application-autoscaling", "RegisterScalableTarget")
+
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 _active: Enforcer | None = None  # the enforcer installed in this process
 
@@ -97,12 +106,45 @@ class Enforcer:
 
     def check(self, principal: Principal, call: ApiCall, region: str) -> Denial | None:
         try:
-            return self.authorizer.authorize_call(
+            denial = self.authorizer.authorize_call(
                 principal, call.service, call.operation, call.params, region=region
             )
         except UnknownAction as exc:
             log.warning("IAM: no action in the reference for %s: denied", exc)
             return Denial(principal.arn, f"{call.service}:{call.operation}", "*")
+        if denial is None and (call.service, call.operation) == _REGISTER_TARGET:
+            return self._service_linked_role(principal, str(call.params.get("ServiceNamespace")))
+        return denial
+
+    def _service_linked_role(self, principal: Principal, namespace: str) -> Denial | None:
+        """Application Auto Scaling creates its service-linked role for the namespace at the
+        first registration in the account, as the caller (``iam:CreateServiceLinkedRole``,
+        ``iam:AWSServiceName``); from then on the role exists and nothing is asked."""
+        from moto.iam.models import iam_backends
+
+        if namespace not in SERVICE_LINKED_ROLES:
+            return None
+        service, name = SERVICE_LINKED_ROLES[namespace]
+        backend = iam_backends[principal.account]["aws"]
+        if any(role.name == name for role in backend.roles.values()):
+            return None
+        path = f"/aws-service-role/{service}/"
+        arn = f"arn:aws:iam::{principal.account}:role{path}{name}"
+        context = {"iam:AWSServiceName": service}
+        denial = self.allowed(principal, "iam:CreateServiceLinkedRole", arn, **context)
+        if denial is None:
+            trust = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": [service]},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+            backend.create_role(name, json.dumps(trust), path, None, "", [], None, service)
+        return denial
 
     def allowed(
         self, principal: Principal, action: str, resource: str, **context: Any

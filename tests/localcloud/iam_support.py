@@ -9,6 +9,7 @@ as the code makes them (see functions/ and layers/common/mlops/).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from botocore.config import Config
 
 from localcloud import iam
 from localcloud.config import DEFAULT_PARAMETERS, DEFAULT_TEMPLATE
-from localcloud.iam.enforce import SAGEMAKER_SESSION, STATES_SESSION
+from localcloud.iam.enforce import SAGEMAKER_SESSION, SERVICE_LINKED_ROLES, STATES_SESSION
 from localcloud.stack import Stack
 from localcloud.template import load_overrides, resolve_stack
 
@@ -190,6 +191,22 @@ CODE = "training-code/0123/sourcedir.tar.gz"
 MODEL = "models/image-classifier-0123456789abcdef/output/model.tar.gz"
 METRICS = "models/registry/image-classifier-0123456789abcdef/metrics.json"
 EXISTING_KEYS = (DATASET, CODE, MODEL, METRICS)
+
+
+def service_linked_role(cloud: EnforcedCloud, *, exists: bool) -> None:
+    """Application Auto Scaling's SageMaker role in the account: absent in a fresh account
+    (the first registration creates it), present once scaling was attached."""
+    iam_client = cloud.admin("iam")
+    service, name = SERVICE_LINKED_ROLES["sagemaker"]
+    with contextlib.suppress(iam_client.exceptions.NoSuchEntityException):
+        iam_client.delete_role(RoleName=name)
+    if exists:
+        trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": service}}]}
+        iam_client.create_role(
+            RoleName=name,
+            Path=f"/aws-service-role/{service}/",
+            AssumeRolePolicyDocument=json.dumps(trust),
+        )
 
 
 def bucket(stack: Stack) -> str:
@@ -363,9 +380,8 @@ def pipeline_calls(stack: Stack, version: str = "v1") -> dict[str, list[Call]]:
 
 # What no call of the local pipeline exercises, and why (the removal test skips these).
 NOT_EXERCISED: dict[tuple[str, ...], str] = {
-    # Application Auto Scaling checks these as the caller on AWS: once per account for the
-    # service-linked role, and the endpoint config behind the variant.
-    ("AttachAutoscalingFunction", "iam:CreateServiceLinkedRole"): "once per account on AWS",
+    # Application Auto Scaling checks this as the caller on AWS: the endpoint config behind
+    # the variant.
     ("AttachAutoscalingFunction", "sagemaker:DescribeEndpointConfig"): "checked by AWS only",
     # deleting the alarms of a target-tracking policy that PutScalingPolicy replaces
     ("AttachAutoscalingFunction", "cloudwatch:DeleteAlarms"): "replacing a policy only",

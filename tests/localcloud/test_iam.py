@@ -28,6 +28,7 @@ from tests.localcloud.iam_support import (
     bucket,
     enforced_cloud,
     pipeline_stack,
+    service_linked_role,
 )
 
 
@@ -255,6 +256,8 @@ def sagemaker_denials(cloud: EnforcedCloud, tmp: Path) -> list[str]:
 def owner_denials(cloud: EnforcedCloud, owner: str, tmp: Path) -> list[str]:
     if owner == SAGEMAKER_ROLE:
         return sagemaker_denials(cloud, tmp)
+    # the account's first registration (AttachAutoscaling's) creates the service-linked role
+    service_linked_role(cloud, exists=owner != "AttachAutoscalingFunction")
     messages = [denial(cloud, owner, *c) for c in cloud.calls()[owner]]
     return [m for m in messages if m]
 
