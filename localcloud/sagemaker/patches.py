@@ -26,10 +26,13 @@ from moto.sagemaker.models import (
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
-from . import capture, guardrails, quota, sdk_shapes, settings
+from . import capture, guardrails, quota, sdk_shapes, settings, tuning
 from .autoscaling import deregister_endpoint, describe_scaling_activities, forget_activities
 from .hosting import ENDPOINTS, EndpointRuntime, InvokeError, not_found
+from .registry import Registry
 from .training import TRAINING_RUNS, TrainingRun, check_metric_definitions
+
+TUNING_RUNS: Registry[tuning.TuningRun] = Registry()
 
 _MISSING = object()
 _originals: dict[tuple[type, str], Any] = {}
@@ -48,11 +51,16 @@ def _original(cls: type, name: str) -> Callable[..., Any]:
 # --- training jobs -------------------------------------------------------------------
 
 
-def create_training_job(self: SageMakerResponse) -> ActionResult:
-    # a copy: moto's FakeTrainingJob overwrites the request's MetricDefinitions with a sample
-    request = copy.deepcopy(self._get_params())
+def start_training_job(
+    backend: SageMakerModelBackend,
+    account_id: str,
+    region: str,
+    request: dict[str, Any],
+    observer: Callable[[str, float], None] | None = None,
+) -> tuple[FakeTrainingJob, TrainingRun]:
+    """Create the job in moto's backend and start it for real (a request's or a tuning
+    job's trial); ``observer`` sees every metric value the job prints."""
     name = request.get("TrainingJobName")
-    backend = self.sagemaker_backend
     if name in backend.training_jobs:
         raise ResourceInUseException(
             "Training job names must be unique within an AWS account and region, and a "
@@ -61,13 +69,46 @@ def create_training_job(self: SageMakerResponse) -> ActionResult:
     spec = request.get("AlgorithmSpecification") or {}
     check_metric_definitions(spec.get("MetricDefinitions") or [])
     quota.check_training_job(backend, request)
-    result = _original(SageMakerResponse, "create_training_job")(self)
-    job = backend.training_jobs[name]
+    job = backend.create_training_job(
+        **{arg: copy.deepcopy(request.get(key, default)) for arg, key, default in _TRAINING_ARGS}
+    )
     job.algorithm_specification = spec
-    run = TrainingRun(job, self.current_account, self.region, request, settings.current())
-    TRAINING_RUNS.put((self.current_account, self.region, name), run)
+    run = TrainingRun(job, account_id, region, request, settings.current())
+    if observer is not None:
+        run.observe_metrics(observer)
+    TRAINING_RUNS.put((account_id, region, name), run)
     run.start()
-    return result
+    return job, run
+
+
+# moto's create_training_job arguments: (argument, request member, default)
+_TRAINING_ARGS = [
+    ("training_job_name", "TrainingJobName", None),
+    ("hyper_parameters", "HyperParameters", None),
+    ("algorithm_specification", "AlgorithmSpecification", None),
+    ("role_arn", "RoleArn", None),
+    ("input_data_config", "InputDataConfig", None),
+    ("output_data_config", "OutputDataConfig", None),
+    ("resource_config", "ResourceConfig", None),
+    ("vpc_config", "VpcConfig", None),
+    ("stopping_condition", "StoppingCondition", None),
+    ("tags", "Tags", None),
+    ("enable_network_isolation", "EnableNetworkIsolation", False),
+    ("enable_inter_container_traffic_encryption", "EnableInterContainerTrafficEncryption", False),
+    ("enable_managed_spot_training", "EnableManagedSpotTraining", False),
+    ("checkpoint_config", "CheckpointConfig", None),
+    ("debug_hook_config", "DebugHookConfig", None),
+    ("debug_rule_configurations", "DebugRuleConfigurations", None),
+    ("tensor_board_output_config", "TensorBoardOutputConfig", None),
+    ("experiment_config", "ExperimentConfig", None),
+]
+
+
+def create_training_job(self: SageMakerResponse) -> ActionResult:
+    # a copy: moto's FakeTrainingJob overwrites the request's MetricDefinitions with a sample
+    request = copy.deepcopy(self._get_params())
+    job, _ = start_training_job(self.sagemaker_backend, self.current_account, self.region, request)
+    return ActionResult({"TrainingJobArn": job.arn})
 
 
 def stop_training_job(self: SageMakerResponse) -> EmptyResult:
@@ -80,6 +121,69 @@ def stop_training_job(self: SageMakerResponse) -> EmptyResult:
         raise ValidationError(f"Training job {name} was not started by this local cloud.")
     run.request_stop()
     return EmptyResult()
+
+
+# --- tuning jobs ---------------------------------------------------------------------
+
+
+def create_hyper_parameter_tuning_job(self: SageMakerResponse) -> ActionResult:
+    request = copy.deepcopy(self._get_params())
+    tuning.check_request(request)
+    result = _original(SageMakerResponse, "create_hyper_parameter_tuning_job")(self)
+    backend, account, region = self.sagemaker_backend, self.current_account, self.region
+    name = request["HyperParameterTuningJobName"]
+    job = backend.hyper_parameter_tuning_jobs[name]
+
+    def start_child(
+        child: dict[str, Any], observer: Callable[[str, float], None]
+    ) -> tuple[FakeTrainingJob, TrainingRun]:
+        trial, run = start_training_job(backend, account, region, child, observer)
+        trial.tuning_job_arn = job.arn  # DescribeTrainingJob's TuningJobArn
+        return trial, run
+
+    run = tuning.TuningRun(job, request, start_child)
+    TUNING_RUNS.put((account, region, name), run)
+    run.start()
+    return result
+
+
+def _tuning_run(self: SageMakerResponse) -> tuning.TuningRun:
+    name = self._get_param("HyperParameterTuningJobName")
+    run = TUNING_RUNS.get((self.current_account, self.region, name))
+    if run is None:
+        raise ResourceNotFound(f"Amazon SageMaker can't find a tuning job with name {name}")
+    return run
+
+
+def stop_hyper_parameter_tuning_job(self: SageMakerResponse) -> EmptyResult:
+    _tuning_run(self).request_stop()
+    return EmptyResult()
+
+
+def list_training_jobs_for_hyper_parameter_tuning_job(self: SageMakerResponse) -> ActionResult:
+    summaries = _tuning_run(self).summaries()
+    status = self._get_param("StatusEquals")
+    if status:
+        summaries = [s for s in summaries if s["TrainingJobStatus"] == status]
+    sort_by = self._get_param("SortBy") or "Name"
+    if sort_by == "FinalObjectiveMetricValue":
+        summaries = [s for s in summaries if "FinalHyperParameterTuningJobObjectiveMetric" in s]
+    key = {
+        "Name": lambda s: s["TrainingJobName"],
+        "CreationTime": lambda s: s["CreationTime"],
+        "Status": lambda s: s["TrainingJobStatus"],
+        "FinalObjectiveMetricValue": lambda s: s["FinalHyperParameterTuningJobObjectiveMetric"][
+            "Value"
+        ],
+    }[sort_by]
+    summaries.sort(key=key, reverse=self._get_param("SortOrder") == "Descending")
+    start = int(self._get_param("NextToken") or 0)
+    size = int(self._get_param("MaxResults") or 10)
+    page = summaries[start : start + size]
+    result: dict[str, Any] = {"TrainingJobSummaries": page}
+    if start + size < len(summaries):
+        result["NextToken"] = str(start + size)
+    return ActionResult(result)
 
 
 # --- endpoints -----------------------------------------------------------------------
@@ -263,6 +367,8 @@ def reset(self: SageMakerModelBackend) -> None:
 
 def stop_processes(account_id: str | None = None, region: str | None = None) -> None:
     """Stop the training runs and fleets of one account and region (all when None)."""
+    for tuning_run in TUNING_RUNS.pop_where(account_id, region):
+        tuning_run.abandon()
     for run in TRAINING_RUNS.pop_where(account_id, region):
         run.abandon()
     for runtime in ENDPOINTS.pop_where(account_id, region):
@@ -274,6 +380,12 @@ def apply() -> None:
         return
     _patch(SageMakerResponse, "create_training_job", create_training_job)
     _patch(SageMakerResponse, "stop_training_job", stop_training_job)
+    for handler in (
+        create_hyper_parameter_tuning_job,
+        stop_hyper_parameter_tuning_job,
+        list_training_jobs_for_hyper_parameter_tuning_job,
+    ):
+        _patch(SageMakerResponse, handler.__name__, handler)
     _patch(SageMakerResponse, "create_endpoint", create_endpoint)
     _patch(SageMakerResponse, "update_endpoint", update_endpoint)
     _patch(

@@ -31,8 +31,14 @@ def decode_hyperparameters(raw: Mapping[str, str] | None) -> dict[str, Any]:
     return decoded
 
 
+# Set by a tuning job on each of its training jobs; the toolkit keeps it from the script too.
+TUNING_OBJECTIVE = "_tuning_objective_metric"
+
+
 def user_hyperparameters(decoded: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in decoded.items() if not k.startswith("sagemaker_")}
+    return {
+        k: v for k, v in decoded.items() if not k.startswith("sagemaker_") and k != TUNING_OBJECTIVE
+    }
 
 
 def to_cmd_args(hyperparameters: Mapping[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,11 @@ class MetricParser:
         self._patterns = [(d["Name"], re.compile(d["Regex"])) for d in definitions]
         self._last: dict[str, tuple[float, datetime]] = {}
         self._lock = threading.Lock()
+        self._observers: list[Callable[[str, float], None]] = []
+
+    def observe(self, callback: Callable[[str, float], None]) -> None:
+        """Call ``callback(name, value)`` for every value seen (a tuning job's pruner)."""
+        self._observers.append(callback)
 
     def feed(self, line: str) -> None:
         for name, pattern in self._patterns:
@@ -77,6 +83,8 @@ class MetricParser:
                 continue
             with self._lock:
                 self._last[name] = (value, datetime.now(UTC))
+            for callback in self._observers:
+                callback(name, value)
 
     def final(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -150,6 +158,10 @@ class TrainingRun:
         )
 
     # --- control, called from moto request threads -------------------------------------
+
+    def observe_metrics(self, callback: Callable[[str, float], None]) -> None:
+        """Before start: ``callback(name, value)`` for every metric value the job prints."""
+        self._metrics.observe(callback)
 
     def start(self) -> None:
         job = self.job
