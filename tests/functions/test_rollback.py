@@ -37,6 +37,7 @@ def step(
     status: str | None,
     config: str | None,
     script: Any = None,
+    **described: Any,
 ) -> dict[str, Any]:
     with stubbed("sagemaker") as sagemaker, stubbed("application-autoscaling") as scaling:
         if status is None:
@@ -45,7 +46,7 @@ def step(
             )
         else:
             sagemaker.add_response(
-                "describe_endpoint", describe_endpoint_response(NAME, status, config)
+                "describe_endpoint", describe_endpoint_response(NAME, status, config, **described)
             )
         if script:
             script(sagemaker, scaling)
@@ -110,6 +111,33 @@ def test_an_updated_endpoint_goes_back_to_the_previous_config(app, aws) -> None:
     assert (waiting["done"], waiting["action"]) == (False, "waiting")
     restored = step(app, aws, UPDATED, "InService", OLD, reattach)
     assert (restored["done"], restored["action"]) == (True, "restored")
+
+
+def test_the_previous_config_comes_back_with_its_data_capture(app, aws) -> None:
+    # The failed config's capture took effect (the update to it did not retain the variant
+    # properties); retaining them now would keep it, so the rollback does not.
+    capturing = {
+        "EnableCapture": True,
+        "CaptureStatus": "Started",
+        "CurrentSamplingPercentage": 20,
+        "DestinationS3Uri": "s3://pipeline-data/data-capture/",
+        "KmsKeyId": "",
+    }
+
+    def update_back(sagemaker: Any, scaling: Any) -> None:
+        for config in (OLD, NEW):
+            sagemaker.add_response(
+                "describe_endpoint_config", endpoint_config_response(config, "ml.m5.large")
+            )
+        scaling.add_response("describe_scalable_targets", {"ScalableTargets": []})
+        sagemaker.add_response(
+            "update_endpoint",
+            {"EndpointArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{NAME}"},
+            {"EndpointName": NAME, "EndpointConfigName": OLD, "RetainAllVariantProperties": False},
+        )
+
+    restoring = step(app, aws, UPDATED, "InService", NEW, update_back, DataCaptureConfig=capturing)
+    assert (restoring["done"], restoring["action"]) == (False, "restoring")
 
 
 def test_sagemakers_own_rollback_needs_only_scaling_back(app, aws) -> None:

@@ -205,8 +205,21 @@ def endpoint_config_request(
 
 def variants_of(sagemaker: Any, config_name: str) -> dict[str, str]:
     """{variant name: instance type} of an endpoint config."""
-    config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+    return variant_types(sagemaker.describe_endpoint_config(EndpointConfigName=config_name))
+
+
+def variant_types(config: Mapping[str, Any]) -> dict[str, str]:
+    """{variant name: instance type} of a described endpoint config."""
     return {v["VariantName"]: v.get("InstanceType", "") for v in config["ProductionVariants"]}
+
+
+def config_capture(config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A described endpoint config's data capture as the plan has it (``data_capture``:
+    percent and uri), None when it captures nothing."""
+    raw = config.get("DataCaptureConfig") or {}
+    if not raw.get("EnableCapture"):
+        return None
+    return {"percent": raw.get("InitialSamplingPercentage"), "uri": raw.get("DestinationS3Uri")}
 
 
 def _deployment(run: Mapping[str, Any], action: str, **extra: Any) -> dict[str, Any]:

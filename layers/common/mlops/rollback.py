@@ -11,11 +11,13 @@ from typing import Any
 from mlops import autoscaling
 from mlops.deployment import (
     TRANSITIONAL,
+    capture_changes,
+    config_capture,
     describe_endpoint,
     for_package,
     replaced_config,
     update_to,
-    variants_of,
+    variant_types,
     verified,
 )
 from mlops.errors import RollbackError
@@ -79,14 +81,18 @@ def rollback_step(
             f"endpoint {name} is Failed ({current.get('FailureReason') or 'no reason given'}), "
             f"so {previous} could not be restored; delete the endpoint and redeploy"
         )
-    # InService on the failed config, or UpdateRollbackFailed (a mix of both): update back.
+    # InService on the failed config, or UpdateRollbackFailed (a mix of both): update back,
+    # with the previous config's data capture too (an update that retains the variant
+    # properties would keep the failed config's).
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=previous)
     restoring = update_to(
         sagemaker,
         scaling,
         name,
         current["EndpointConfigName"],
         previous,
-        _previous_variant(sagemaker, previous, deployment),
+        _previous_variant(config, deployment),
+        keep_capture=not capture_changes(current.get("DataCaptureConfig"), config_capture(config)),
     )
     return {"done": False, "action": "restoring" if restoring else "waiting", "status": status}
 
@@ -127,9 +133,7 @@ def _uncertain(
     return {"done": True, "action": "untouched", "status": status}
 
 
-def _previous_variant(
-    sagemaker: Any, previous: str, deployment: Mapping[str, Any]
-) -> dict[str, str]:
-    variants = variants_of(sagemaker, previous)
+def _previous_variant(config: Mapping[str, Any], deployment: Mapping[str, Any]) -> dict[str, str]:
+    variants = variant_types(config)
     variant = deployment["variant_name"]
     return {"variant_name": variant, "instance_type": variants.get(variant, "")}
