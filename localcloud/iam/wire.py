@@ -66,6 +66,7 @@ class ApiCall:
     operation: str
     params: dict[str, Any]
     protocol: str
+    decoded: bool = True  # False: the body is not what the protocol sends (params partial)
 
 
 class UnreadableRequest(Exception):
@@ -108,6 +109,15 @@ def unsigned_signature(headers: Mapping[str, str]) -> Signature | None:
         if prefix and model.metadata.get("targetPrefix") == prefix:
             return Signature("", "", model.signing_name)
     return None
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """A JSON request's members; None when the body is no JSON object."""
+    try:
+        decoded = json.loads(body) if body else {}
+    except ValueError:
+        return None
+    return decoded if isinstance(decoded, dict) else None
 
 
 def _member_params(op: OperationModel, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -250,8 +260,9 @@ def parse_request(
             prefix, _, operation = target.rpartition(".")
             if prefix == model.metadata.get("targetPrefix") and operation in model.operation_names:
                 op = model.operation_model(operation)
-                values = json.loads(body) if body else {}
-                return ApiCall(model.service_name, operation, _member_params(op, values), "json")
+                values = _json_object(body)
+                params = _member_params(op, values or {})
+                return ApiCall(model.service_name, operation, params, "json", values is not None)
         if "query" in protocols and "x-www-form-urlencoded" in content_type:
             form = parse_qs(body.decode(errors="replace")) if body else {}
             form.update(parse_qs(query))
@@ -266,7 +277,9 @@ def parse_request(
         if "smithy-rpc-v2-cbor" in protocols and found and found.group(1) in model.operation_names:
             op = model.operation_model(found.group(1))
             params = cbor_params(op.input_shape, body)
-            return ApiCall(model.service_name, op.name, params, "smithy-rpc-v2-cbor")
+            return ApiCall(
+                model.service_name, op.name, params or {}, "smithy-rpc-v2-cbor", params is not None
+            )
         if model.protocol in ("rest-json", "rest-xml"):
             call = _rest_call(model, method, path, query, headers, body)
             if call is not None:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from botocore.model import ListShape, MapShape, Shape, StructureShape
-from botocore.parsers import RpcV2CBORParser
+from botocore.parsers import ResponseParserError, RpcV2CBORParser
 
 _INTEGERS = ("integer", "long", "biginteger")
 _FLOATS = ("float", "double", "bigdecimal")
@@ -93,12 +93,16 @@ def rest_value(shape: Shape, values: list[str]) -> Any:
     return typed(shape, values[0])
 
 
-def cbor_params(shape: StructureShape | None, body: bytes) -> dict[str, Any]:
-    """The input of a Smithy RPC v2 CBOR request (botocore's decoder reads the body)."""
+def cbor_params(shape: StructureShape | None, body: bytes) -> dict[str, Any] | None:
+    """The input of a Smithy RPC v2 CBOR request (botocore's decoder reads the body); None
+    when the body is no CBOR map."""
     if shape is None or not body:
         return {}
     parser = RpcV2CBORParser()
-    decoded = parser.parse_data_item(parser.get_peekable_stream_from_bytes(body))
+    try:
+        decoded = parser.parse_data_item(parser.get_peekable_stream_from_bytes(body))
+    except (ResponseParserError, ValueError, IndexError):
+        return None
     if not isinstance(decoded, dict):
-        return {}
+        return None
     return {k: v for k, v in decoded.items() if k in shape.members}

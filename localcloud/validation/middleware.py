@@ -71,11 +71,17 @@ def wrap(app: WsgiApp) -> WsgiApp:
     """``app`` answering an invalid request with the service's validation error."""
 
     def validated(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        call = environ.get(CALL_KEY) or _parse(environ)
-        if call is None:
-            return app(environ, start_response)
-        errors = validate(call)
-        if not errors:
+        try:
+            call = environ.get(CALL_KEY) or _parse(environ)
+            errors = validate(call) if call is not None and call.decoded else []
+        except Exception:  # a request this reading does not foresee: the service answers it
+            log.exception(
+                "validation: %s %s not checked",
+                environ.get("REQUEST_METHOD"),
+                environ.get("PATH_INFO"),
+            )
+            errors, call = [], None
+        if not errors or call is None:  # (the service answers what it cannot read)
             return app(environ, start_response)
         text = constraints.message(errors)
         log.warning("%s %s refused: %s", call.service, call.operation, text)

@@ -3,6 +3,7 @@ checks and their messages, the decoding of nested wire parameters."""
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import Any
 
@@ -198,6 +199,49 @@ def test_a_valid_request_has_no_errors() -> None:
         _errors("sagemaker", "CreateModelPackageGroup", {"ModelPackageGroupName": "mlops-models"})
         == []
     )
+
+
+# --- the middleware -----------------------------------------------------------------------
+
+
+def _served(body: bytes, target: str = "SageMaker.DescribeEndpoint", path: str = "/") -> str:
+    """The status the validating app answers a signed POST with (the service behind it
+    answers 200)."""
+
+    def service(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [environ["wsgi.input"].read()]
+
+    statuses: list[str] = []
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/x-amz-json-1.1",
+        "wsgi.input": io.BytesIO(body),
+        "HTTP_X_AMZ_TARGET": target,
+        "HTTP_AUTHORIZATION": "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/"
+        f"{'monitoring' if 'operation' in path else 'sagemaker'}/aws4_request",
+    }
+    answer = middleware.wrap(service)(environ, lambda status, headers: statuses.append(status))
+    assert b"".join(answer) == body or statuses[0].startswith("400")  # the body reaches it
+    return statuses[0]
+
+
+def test_an_invalid_request_is_answered_before_the_service() -> None:
+    assert _served(b'{"EndpointName": "my_endpoint"}').startswith("400")
+    assert _served(b'{"EndpointName": "my-endpoint"}').startswith("200")
+
+
+@pytest.mark.parametrize("body", [b"[1]", b"{not json", b"null"])
+def test_a_body_that_is_no_json_object_is_left_to_the_service(body: bytes) -> None:
+    assert _served(body).startswith("200")
+
+
+def test_a_body_that_is_no_cbor_is_left_to_the_service() -> None:
+    path = "/service/GraniteServiceVersion20100801/operation/DescribeAlarms"
+    assert _served(b"\xff\x1f", target="", path=path).startswith("200")
 
 
 # --- the parameters on the wire -----------------------------------------------------------
