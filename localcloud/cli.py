@@ -10,6 +10,8 @@ history [EXECUTION] one execution, state by state, and its output (default: the 
 classify URL|FILE   classify an image through the HTTP API
 approve [PACKAGE]   approve a model package version (default: the newest pending one),
                     which starts a deploy-only run; --reject records it Rejected
+interrupt JOB       reclaim a managed spot training job's capacity: it restarts from
+                    its checkpoints
 demo canary         models A, B (good) and C (faulty) through the canary under traffic:
                     B takes all traffic, an alarm rolls C back; then stop
 """
@@ -23,12 +25,15 @@ import signal
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from localcloud import run_cost
 from localcloud.activity import Activity
+from localcloud.admin import SPOT_INTERRUPTIONS
 from localcloud.cli_errors import report
 from localcloud.client import Connection, NotRunning, api_only, connect
 from localcloud.config import DEFAULT_STATE_DIR, add_settings_arguments, settings_from_args
@@ -297,6 +302,31 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_interrupt(args: argparse.Namespace) -> int:
+    conn = _connection(args)
+    body = json.dumps({"TrainingJobName": args.job}).encode()
+    request = urllib.request.Request(
+        conn.endpoint_url + SPOT_INTERRUPTIONS,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["message"]
+        except (ValueError, KeyError):
+            message = f"HTTP {exc.code}"
+        raise CliError(f"not interrupted: {message}") from None
+    print(
+        f"{args.job}: spot capacity reclaimed; it restarts on new hosts from its checkpoints "
+        "(`python -m localcloud history` shows the run)"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from localcloud import demo
 
@@ -437,6 +467,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="ApprovalDescription to record")  # fmt: skip
     _add_connection_arguments(approve)
     approve.set_defaults(handler=cmd_approve)
+
+    interrupt = sub.add_parser("interrupt", help="reclaim a spot training job's capacity",
+                               description="What the spot market does on AWS: stop a running "
+                               "managed spot training job's hosts mid-epoch. The job goes "
+                               "Interrupted, then starts again on new hosts from its "
+                               "checkpoints (CheckpointConfig), within its "
+                               "MaxWaitTimeInSeconds.")  # fmt: skip
+    interrupt.add_argument("job", help="training job name (`aws sagemaker list-training-jobs`)")
+    _add_connection_arguments(interrupt)
+    interrupt.set_defaults(handler=cmd_interrupt)
 
     demo = sub.add_parser("demo", help="show the canary and its alarm rollback, then stop",
                           description="canary: start a local cloud, train and deploy model A, "

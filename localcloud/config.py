@@ -36,6 +36,7 @@ class Settings:
     overrides: dict[str, Any] = field(default_factory=dict)
     account_profile: str = ""  # empty: the one localcloud/account.yaml chooses
     enforce_iam: bool = True  # each role's calls are checked against its policies
+    spot_interruptions: float = 0.0  # random reclaims of a spot job, per hour of its training
 
     def server_argv(self) -> list[str]:
         """The same settings as ``python -m localcloud.server`` arguments."""
@@ -53,6 +54,8 @@ class Settings:
             argv += ["--account-profile", self.account_profile]
         if not self.enforce_iam:
             argv += ["--no-iam"]
+        if self.spot_interruptions:
+            argv += ["--spot-interruptions", str(self.spot_interruptions)]
         for item in self.parameter_overrides:
             argv += ["--parameter", item]
         return argv
@@ -113,6 +116,10 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE,
                        help="multiplier for autoscaling windows and cooldowns "
                        "(default: %(default)s)")  # fmt: skip
+    group.add_argument("--spot-interruptions", type=float, default=0.0, metavar="PER_HOUR",
+                       help="reclaim managed spot training jobs at random, on average this "
+                       "many times per hour of training (default: never; `interrupt JOB` "
+                       "reclaims one now)")  # fmt: skip
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -150,6 +157,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         overrides=overrides,
         account_profile=account_profile,
         enforce_iam=not args.no_iam,
+        spot_interruptions=args.spot_interruptions,
     )
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from localcloud import (
+    admin,
     cloudformation_stacks,
     model_registry,
     moto_patches,
@@ -86,7 +87,7 @@ class MotoServer:
             self._server = moto_server.make_server(
                 "127.0.0.1",
                 port,
-                moto_server.DomainDispatcherApplication(moto_server.create_backend_app),
+                admin.wrap(moto_server.DomainDispatcherApplication(moto_server.create_backend_app)),
                 True,
                 request_handler=_no_delay_handler(),
                 fd=listener.fileno(),  # the server listens on its own duplicate of it
@@ -288,6 +289,7 @@ class LocalCloud:
             time_scale=s.time_scale,
             quotas=profile,
             sandbox=True,
+            spot_interruptions=s.spot_interruptions,
         )
         log.info("local SageMaker: %s", self.containers)
         self._stops.append(sagemaker.shutdown)

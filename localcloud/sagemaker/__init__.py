@@ -34,6 +34,7 @@ def install(
     serve_command: tuple[str, ...] = settings.DEFAULT_SERVE_COMMAND,
     quotas: AccountProfile | None = None,
     sandbox: bool = False,
+    spot_interruptions: float = 0.0,
 ) -> str:
     """Patch moto's SageMaker, SageMaker Runtime and Application Auto Scaling backends in this
     process so training jobs and endpoints run for real. Idempotent; a later call replaces
@@ -49,7 +50,9 @@ def install(
     also appended to ``state_dir/cloudwatch/alarm-notifications.jsonl``.
     ``sandbox``: run each training host and endpoint instance in a bubblewrap sandbox with
     its own /opt/ml and hostname (the container contract) when bwrap works here, else as
-    plain processes. Returns one line that says how hosts run.
+    plain processes. ``spot_interruptions``: reclaim managed spot training jobs at random,
+    on average this many times per hour of training. Returns one line that says how hosts
+    run.
     """
     global _atexit_registered
     if time_scale <= 0:
@@ -67,6 +70,7 @@ def install(
             quotas=quotas,
             sandbox=box,
             sandbox_note=note,
+            spot_interruptions=spot_interruptions,
             toolkit=toolkit_missing is None,
         )
     )
@@ -91,3 +95,18 @@ def uninstall() -> None:
     alarms.stop()
     shutdown()
     patches.revert()
+
+
+def interrupt_training_job(name: str) -> None:
+    """A spot reclaim of the running managed spot training job ``name`` (any account):
+    KeyError if this local SageMaker runs no such job, ValueError if it cannot be
+    interrupted now (moto's ValidationError: not spot, not training)."""
+    from .training import TRAINING_RUNS
+
+    runs = [run for (_, _, job), run in TRAINING_RUNS.items() if job == name]
+    if not runs:
+        raise KeyError(f"no training job named {name} runs in this local cloud")
+    try:
+        runs[0].interrupt()
+    except Exception as exc:  # moto's ValidationError: its message says why
+        raise ValueError(getattr(exc, "message", None) or str(exc)) from None

@@ -29,8 +29,9 @@ from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 from . import capture, guardrails, quota, sdk_shapes, settings, tuning
 from .autoscaling import deregister_endpoint, describe_scaling_activities, forget_activities
 from .hosting import ENDPOINTS, EndpointRuntime, InvokeError, not_found
+from .metric_definitions import check_metric_definitions
 from .registry import Registry
-from .training import TRAINING_RUNS, TrainingRun, check_metric_definitions
+from .training import TRAINING_RUNS, TrainingRun
 
 TUNING_RUNS: Registry[tuning.TuningRun] = Registry()
 

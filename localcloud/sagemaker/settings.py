@@ -28,6 +28,8 @@ class Settings:
     sandbox_note: str = "the sandbox is off"
     # whether script-mode jobs can run AWS's training toolkit in the sandbox
     toolkit: bool = False
+    # random reclaims of managed spot training jobs, on average per hour of training
+    spot_interruptions: float = 0.0
 
     def scaled(self, seconds: float) -> float:
         """A duration on the accelerated clock (autoscaling windows and cooldowns)."""

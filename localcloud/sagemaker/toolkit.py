@@ -209,3 +209,22 @@ def launch_command(
         command += ["--master_addr", "127.0.0.1", "--master_port", str(master_port)]
         command += ["--node_rank", str(host_index)]
     return [*command, program, *args]
+
+
+def launcher_variable(name: str) -> bool:
+    """Variables of this process that would confuse a host: another job's SageMaker or
+    torchrun settings (the host gets its own)."""
+    return name.startswith(("SM_", "PET_", "TORCHELASTIC_")) or name in LAUNCHER_NAMES
+
+
+LAUNCHER_NAMES = {
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "ROLE_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "TRAINING_JOB_NAME",
+}

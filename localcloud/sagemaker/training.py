@@ -12,7 +12,8 @@ import contextlib
 import json
 import logging
 import os
-import re
+import random
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from localcloud import wake
 
 from . import container, toolkit
 from .children import Child, LogFile, free_port
+from .metric_definitions import MetricParser
 from .registry import Registry
 from .settings import Settings
 from .storage import S3, LogStream, StorageError, extract, link_tree, pack_dirs
@@ -36,6 +38,11 @@ LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 STOP_GRACE_S = 120.0  # SageMaker's SIGTERM window before the kill
 FAILED_PEER_GRACE_S = 10.0  # the other hosts, once one host failed
 DEFAULT_MAX_RUNTIME_S = 86400
+# A spot job's BillableTimeInSeconds: the seconds its hosts ran at this share of the
+# on-demand price (the local stand-in for the spot market's discount; AWS reports spot
+# savings as 1 - BillableTimeInSeconds / TrainingTimeInSeconds).
+SPOT_PRICE_SHARE = 0.3
+RECLAIM_GRACE_S = 2.0  # a reclaimed host's SIGTERM window (SageMaker: the spot notice)
 MAX_REASON_CHARS = 1024
 _POLL_S = 0.2
 
@@ -44,79 +51,8 @@ class JobError(Exception):
     """Ends the job as Failed; the message becomes its FailureReason."""
 
 
-def check_metric_definitions(definitions: list[dict[str, str]]) -> None:
-    """Refuse regexes that cannot compile or capture nothing (CreateTrainingJob would too)."""
-    for definition in definitions:
-        try:
-            pattern = re.compile(definition["Regex"])
-        except re.error as exc:
-            raise ValidationError(
-                f"MetricDefinitions {definition.get('Name')!r}: invalid Regex: {exc}"
-            ) from None
-        if pattern.groups < 1:
-            raise ValidationError(
-                f"MetricDefinitions {definition.get('Name')!r}: the Regex needs a capture group"
-            )
-
-
-class MetricParser:
-    """Keeps the last value of each metric seen in the output (FinalMetricDataList)."""
-
-    def __init__(self, definitions: list[dict[str, str]]) -> None:
-        self._patterns = [(d["Name"], re.compile(d["Regex"])) for d in definitions]
-        self._last: dict[str, tuple[float, datetime]] = {}
-        self._lock = threading.Lock()
-        self._observers: list[Callable[[str, float], None]] = []
-
-    def observe(self, callback: Callable[[str, float], None]) -> None:
-        """Call ``callback(name, value)`` for every value seen (a tuning job's pruner)."""
-        self._observers.append(callback)
-
-    def feed(self, line: str) -> None:
-        for name, pattern in self._patterns:
-            match = pattern.search(line)
-            if match is None:
-                continue
-            try:
-                value = float(match.group(1))
-            except (TypeError, ValueError):
-                continue
-            with self._lock:
-                self._last[name] = (value, datetime.now(UTC))
-            for callback in self._observers:
-                callback(name, value)
-
-    def final(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [
-                {"MetricName": name, "Value": value, "Timestamp": stamp}
-                for name, _ in self._patterns
-                if name in self._last
-                for value, stamp in [self._last[name]]
-            ]
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _launcher_variable(name: str) -> bool:
-    """Variables of this process that would confuse a host: another job's SageMaker or
-    torchrun settings (the host gets its own)."""
-    return name.startswith(("SM_", "PET_", "TORCHELASTIC_")) or name in _LAUNCHER_NAMES
-
-
-_LAUNCHER_NAMES = {
-    "RANK",
-    "WORLD_SIZE",
-    "LOCAL_RANK",
-    "LOCAL_WORLD_SIZE",
-    "GROUP_RANK",
-    "ROLE_RANK",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "TRAINING_JOB_NAME",
-}
 
 
 class TrainingRun:
@@ -151,7 +87,10 @@ class TrainingRun:
         self._logs: list[LogFile] = []
         self._wake = threading.Event()
         self._abandoned = False
-        self._stop_status: str | None = None  # "Stopped" or "MaxRuntimeExceeded"
+        self._stop_status: str | None = None  # Stopped, MaxRuntimeExceeded, MaxWaitTimeExceeded
+        self._spot = bool(request.get("EnableManagedSpotTraining"))
+        self._interrupt = threading.Event()  # a spot reclaim, asked for by interrupt()
+        self._running_s = 0.0  # how long the hosts ran, over every spot attempt
         self._lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._run, daemon=True, name=f"training-{self._name}"
@@ -185,6 +124,19 @@ class TrainingRun:
             self._transition("Stopping", "Stopping the training job")
         self._wake.set()
 
+    def interrupt(self) -> None:
+        """A spot reclaim: the hosts stop mid-epoch, the job goes Interrupted, then starts
+        again on new hosts from the checkpoints it saved to CheckpointConfig.S3Uri."""
+        if not self._spot:
+            raise ValidationError(f"Training job {self._name} is not a managed spot training job.")
+        if self.job.training_job_status != "InProgress" or self.job.secondary_status != "Training":
+            raise ValidationError(
+                f"Training job {self._name} can be interrupted only while Training "
+                f"(it is {self.job.training_job_status}, {self.job.secondary_status})."
+            )
+        self._interrupt.set()
+        self._wake.set()
+
     def abandon(self, timeout: float = 30.0) -> None:
         """Kill the hosts without finishing the job (account reset or shutdown)."""
         self._abandoned = True
@@ -202,9 +154,7 @@ class TrainingRun:
             self._s3.pull_image(str(image))  # as the job's role, like SageMaker
             self._prepare()
             if not self._stopping():
-                self._transition("Training", "Training in progress.")
-                with self._port_lock():
-                    failure = self._supervise()
+                failure = self._train()
                 if failure is not None:
                     self._finish("Failed", "Failed", failure)
                     return
@@ -212,11 +162,12 @@ class TrainingRun:
                 return
             self._transition("Uploading", "Uploading generated training model")
             self._upload()
-            if self._stop_status == "MaxRuntimeExceeded":
+            if self._stop_status in ("MaxRuntimeExceeded", "MaxWaitTimeExceeded"):
+                limit = self._stop_status.removesuffix("Exceeded")
                 self._finish(
                     "Stopped",
-                    "MaxRuntimeExceeded",
-                    "Training job runtime exceeded MaxRuntimeInSeconds provided",
+                    self._stop_status,
+                    f"Training job runtime exceeded {limit}InSeconds provided",
                 )
             elif self._stop_status:
                 self._finish("Stopped", "Stopped", "The training job was stopped")
@@ -236,7 +187,45 @@ class TrainingRun:
     def _stopping(self) -> bool:
         return self._abandoned or self._stop_status is not None
 
-    def _prepare(self) -> None:
+    def _train(self) -> str | None:
+        """Run the hosts to the end; after each spot interruption start again on new hosts
+        from the saved checkpoints. The failure reason, or None."""
+        while True:
+            self._transition("Training", "Training in progress.")
+            started = time.monotonic()
+            with self._port_lock():
+                failure = self._supervise()
+            self._running_s += time.monotonic() - started
+            if failure is not None or not self._interrupt.is_set() or self._stopping():
+                return failure
+            self._interrupt.clear()
+            self._upload_checkpoints()  # SageMaker syncs them to S3 while the hosts run
+            self._transition("Interrupted", "Training job interrupted: spot capacity reclaimed")
+            if self._out_of_wait_time():
+                self._stop_status = "MaxWaitTimeExceeded"
+                return None
+            self._transition("Starting", "Launching requested ML instances")
+            self._transition("Downloading", "Downloading input data")
+            self._new_hosts()
+            self._prepare(again=True)
+
+    def _out_of_wait_time(self) -> bool:
+        """A spot job past MaxWaitTimeInSeconds (the wait for capacity and the training)."""
+        limit = (self._request.get("StoppingCondition") or {}).get("MaxWaitTimeInSeconds")
+        start = self.job.training_start_time
+        return bool(self._spot and limit and start and (_now() - start).total_seconds() > limit)
+
+    def _new_hosts(self) -> None:
+        """Fresh hosts after a reclaim: each /opt/ml emptied (its log kept)."""
+        self._children = []
+        for layout in self._layouts:
+            for path in layout.root.iterdir():
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.name != "training.log":
+                    path.unlink()
+
+    def _prepare(self, again: bool = False) -> None:
         program, submit = self._hps.get(toolkit.PROGRAM), self._hps.get(toolkit.SUBMIT_DIRECTORY)
         if self._mode == container.ENTRYPOINT:
             if self._settings.sandbox is None:
@@ -250,7 +239,7 @@ class TrainingRun:
             raise JobError(
                 f"ClientError: entry point {program!r}: the local mode runs .py programs"
             )
-        if self._dir.exists():  # a job of the same name in an earlier local session: keep it
+        if self._dir.exists() and not again:  # a job of the same name in an earlier session
             stamp = _now().strftime("%Y%m%dT%H%M%S%f")
             self._dir.rename(self._dir.with_name(f"{self._name}.before-{stamp}"))
         for layout in self._layouts:
@@ -331,7 +320,9 @@ class TrainingRun:
 
     def _host_env(self, index: int, master_port: int) -> dict[str, str]:
         threads = max(1, (os.cpu_count() or 1) // len(self._hosts))
-        env = {key: value for key, value in os.environ.items() if not _launcher_variable(key)}
+        env = {
+            key: value for key, value in os.environ.items() if not toolkit.launcher_variable(key)
+        }
         env.update(self._request.get("Environment") or {})
         env.setdefault("OMP_NUM_THREADS", str(threads))
         env.update(
@@ -396,7 +387,7 @@ class TrainingRun:
             hosts=(self._hosts, index),
             job=(self._name, self.job.arn, self._region),
             environment=self._request.get("Environment") or {},
-            base={k: v for k, v in os.environ.items() if not _launcher_variable(k)},
+            base={k: v for k, v in os.environ.items() if not toolkit.launcher_variable(k)},
         )
 
     def _process_host(self, index: int, args: list[str], master_port: int) -> list[str]:
@@ -421,6 +412,19 @@ class TrainingRun:
                 self._stop_hosts(grace=1.0)
                 return None
             if self._stop_status is not None:
+                self._stop_hosts(STOP_GRACE_S)
+                return None
+            chance = self._settings.spot_interruptions * _POLL_S / 3600
+            if self._spot and random.random() < chance:
+                self._interrupt.set()  # the spot market took the capacity back
+            if self._interrupt.is_set():
+                self._stop_hosts(RECLAIM_GRACE_S)
+                return None
+            if self._out_of_wait_time():
+                with self._lock:
+                    self._stop_status = "MaxWaitTimeExceeded"
+                    self.job.training_job_status = "Stopping"
+                    self._transition("Stopping", "Stopping the training job")
                 self._stop_hosts(STOP_GRACE_S)
                 return None
             if time.monotonic() >= deadline:
@@ -466,8 +470,12 @@ class TrainingRun:
             pack_dirs([getattr(layout, source) for layout in self._layouts], path)
             self._s3.upload(path, f"{prefix}/{archive}")
         self.job.model_artifacts = {"S3ModelArtifacts": f"{prefix}/model.tar.gz"}
+        self._upload_checkpoints()
+
+    def _upload_checkpoints(self) -> None:
+        """What SageMaker syncs from the checkpoint directories to CheckpointConfig.S3Uri."""
         checkpoints = (self._request.get("CheckpointConfig") or {}).get("S3Uri", "")
-        for folder in self._checkpoint_dirs():  # what SageMaker syncs to CheckpointConfig.S3Uri
+        for folder in self._checkpoint_dirs():
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):
                 self._s3.upload(path, f"{checkpoints.rstrip('/')}/{path.relative_to(folder)}")
 
@@ -506,6 +514,8 @@ class TrainingRun:
             job.training_end_time = end
             seconds = max(1, int((end - start).total_seconds()))
             job.training_time_in_seconds = job.billable_time_in_seconds = seconds
+            if self._spot:  # the hosts' running time at the spot share of the price
+                job.billable_time_in_seconds = max(1, round(self._running_s * SPOT_PRICE_SHARE))
             job.training_job_status = status
         wake.settled(self._name)  # a Wait polling this job ends now (localcloud/wake.py)
 
