@@ -4,7 +4,8 @@ Every role session the stack's code runs as gets credentials of its own (an ``AS
 access key that names it): each Lambda function's workers run as the function's role
 (session = function name, as on Lambda), the state machine's interpreter calls AWS as the
 state machine's role, the EventBridge rule starts executions as its role, and the local
-SageMaker reads and writes S3 as the job's or model's execution role. The moto server's
+SageMaker acts as the job's or model's execution role (S3, ECR pulls, CloudWatch Logs, the
+auto-rollback alarms: ``sagemaker/execution_role.py``). The moto server's
 WSGI app is wrapped: a request signed with one of these keys is parsed back into its API
 call (``wire.py``), evaluated against the role's policies (``authorize.py``) and, when
 denied, answered the way that service answers AccessDenied. Requests signed with any
@@ -12,7 +13,9 @@ other key (the local cloud deploying the stack, a user's AWS CLI) are not restri
 
 S3's permission-dependent answer is emulated too: HeadObject/GetObject of a missing key
 answers 404 only to a caller allowed ``s3:ListBucket`` on the bucket (with no condition the
-request does not meet), otherwise 403 AccessDenied.
+request does not meet), otherwise 403 AccessDenied. Services acting on a resource are held to
+its policy (CloudWatch publishing an alarm to a topic, EventBridge dead-lettering to a
+queue), and Application Auto Scaling creates its service-linked role as the caller.
 """
 
 from __future__ import annotations
