@@ -1,5 +1,6 @@
 """Fixtures of the end-to-end modules: each module gets its own local cloud (module scope),
-with the first model already deployed."""
+with the first model already deployed. And every moto server a test here starts validates
+its requests as the local cloud's does."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ from typing import Any
 
 import pytest
 
-from localcloud import traffic
+from localcloud import traffic, validation
 from localcloud.client import Connection
 from localcloud.launcher import LocalCloudProcess
 from tests.localcloud.pipeline_support import deploy_first_model, local_cloud
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _validated_moto_servers() -> None:
+    """A test's own moto server (``ThreadedMotoServer``) refuses what AWS refuses, as the
+    local cloud's does: the suite's requests must be ones AWS accepts."""
+    validation.install()
 
 
 @pytest.fixture(scope="module")
