@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -51,6 +52,7 @@ LAMBDA_REQUESTS = 300
 LAMBDA_GB_SECONDS = 300
 STATE_TRANSITIONS = 400
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+STACK_PREFIX = "icp-verify-"
 EXIT_REFUSED = 2
 EXIT_INTERRUPTED = 130
 
@@ -85,7 +87,24 @@ def credentials_problem(session: boto3.Session) -> str | None:
 def unique_stack_name(now: datetime.datetime | None = None) -> str:
     """``icp-verify-<UTC time>-<4 hex>``: lower case (it is also the endpoint's name), short."""
     now = now or datetime.datetime.now(datetime.UTC)
-    return f"icp-verify-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    return f"{STACK_PREFIX}{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def stack_name_problem(name: str, template: Path = REPO / "template.yaml") -> str | None:
+    """Why ``name`` cannot be a verification stack: everything named after it is deleted, so
+    it must carry the prefix; it is also the endpoint's name (the template's rules)."""
+    rule = cfn_yaml.load(template)["Parameters"]["EndpointName"]
+    if not name.startswith(STACK_PREFIX):
+        return (
+            f"--stack {name}: a verification stack's name starts with {STACK_PREFIX} "
+            "(everything named after it is deleted)"
+        )
+    if not re.fullmatch(rule["AllowedPattern"], name) or len(name) > int(rule["MaxLength"]):
+        return (
+            f"--stack {name}: it is also the endpoint's name: lower-case letters, digits and "
+            f"hyphens, at most {rule['MaxLength']} characters"
+        )
+    return None
 
 
 def parameters(stack: str, local_parameters: Path = DEFAULT_PARAMETERS) -> dict[str, str]:
@@ -264,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         "test against it (the local end-to-end test's assertions), then delete everything "
         "it created. Needs AWS credentials and CONFIRM=yes (or a yes at the prompt).",
     )
-    parser.add_argument("--stack", help="stack name (default: icp-verify-<time>-<hex>)")
+    parser.add_argument(
+        "--stack", help=f"stack name, {STACK_PREFIX}... (default: {STACK_PREFIX}<time>-<hex>)"
+    )
     parser.add_argument("--region", help="AWS region (default: your profile's, else us-east-1)")
     parser.add_argument(
         "--cleanup-only",
@@ -282,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cleanup_only and not args.stack:
         return fail("--cleanup-only needs --stack NAME")
     stack = args.stack or unique_stack_name()
+    if problem := stack_name_problem(stack):
+        return fail(problem)
     overrides = parameters(stack)
     names = Names(stack=stack, endpoint=overrides["EndpointName"])
     clients: dict[str, BaseClient] = {}

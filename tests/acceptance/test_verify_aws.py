@@ -19,9 +19,9 @@ from tests.acceptance.verify_support import REPO, bare_environment, fake_sam
 from tools import costs, verify_aws
 
 
-def verify(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def verify(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tools.verify_aws"],
+        [sys.executable, "-m", "tools.verify_aws", *args],
         cwd=REPO,
         env=env,
         stdin=subprocess.DEVNULL,  # no terminal: no prompt
@@ -151,3 +151,24 @@ def test_an_instance_type_without_a_price_is_named() -> None:
     overrides = {**verify_aws.parameters("s"), "EndpointInstanceType": "ml.p5.48xlarge"}
     with pytest.raises(costs.UnknownPrice, match=r"no hosting price for ml.p5.48xlarge in tools/"):
         costs.estimate(verify_aws.usage(overrides), costs.Prices.load())
+
+
+@pytest.mark.parametrize(
+    ("stack", "why"),
+    [
+        ("image-classifier-pipeline", "a verification stack's name starts with icp-verify-"),
+        ("icp-verify-Upper", "it is also the endpoint's name"),
+        ("icp-verify-" + "x" * 36, "at most 46 characters"),
+    ],
+)
+def test_cleanup_only_refuses_a_stack_that_is_no_verification_stack(
+    tmp_path: Path, stack: str, why: str
+) -> None:
+    env = {**bare_environment(tmp_path), "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
+    # an endpoint where nothing answers: the refusal calls nothing
+    done = verify(
+        {**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "--cleanup-only", "--stack", stack
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"verify-aws: --stack {stack}: ") and why in line
