@@ -226,6 +226,9 @@ def pipeline_calls(stack: Stack, version: str = "v1") -> dict[str, list[Call]]:
     machine = next(m for m in stack.state_machines if m.logical_id == STATE_MACHINE)
     execution = machine.arn.replace(":stateMachine:", ":execution:") + ":run-1"
     config_arn = f"arn:aws:sagemaker:{REGION}:{stack.account_id}:endpoint-config/{name}"
+    endpoint_arn = f"arn:aws:sagemaker:{REGION}:{stack.account_id}:endpoint/{endpoint}"
+    # the endpoint's tag naming its last verified config (what a failed deployment restores)
+    verified = [{"Key": "mlops:verified-endpoint-config", "Value": name}]
     tags = [{"Key": "run-id", "Value": "0123456789abcdef"}]
     group = f"{stack.name}-models"
     package = f"arn:aws:sagemaker:{REGION}:{stack.account_id}:model-package/{group}/1"
@@ -343,6 +346,7 @@ def pipeline_calls(stack: Stack, version: str = "v1") -> dict[str, list[Call]]:
             ),
             *endpoint_writes,
             ("sagemaker", "ListTags", {"ResourceArn": config_arn}),
+            ("sagemaker", "ListTags", {"ResourceArn": endpoint_arn}),
             ("sagemaker", "DescribeModelPackage", {"ModelPackageName": package}),
             alarms,
             *autoscaling_reads,
@@ -355,6 +359,8 @@ def pipeline_calls(stack: Stack, version: str = "v1") -> dict[str, list[Call]]:
         "AttachAutoscalingFunction": [
             ("application-autoscaling", "RegisterScalableTarget", {**target, "MinCapacity": 1}),
             ("application-autoscaling", "PutScalingPolicy", tracking),
+            ("sagemaker", "DescribeEndpoint", {"EndpointName": endpoint}),
+            ("sagemaker", "AddTags", {"ResourceArn": endpoint_arn, "Tags": verified}),
         ],
         "SmokeTestFunction": [
             ("s3", "GetObject", {"Bucket": b, "Key": MODEL}),
@@ -362,6 +368,7 @@ def pipeline_calls(stack: Stack, version: str = "v1") -> dict[str, list[Call]]:
         ],
         "RollbackFunction": [
             *endpoint_reads,
+            ("sagemaker", "ListTags", {"ResourceArn": endpoint_arn}),
             *endpoint_writes,
             *autoscaling_reads,
             *restore_scaling,
