@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.localcloud.sagemaker_support import VARIANT, wait_endpoint
+from localcloud.sagemaker.hosting import ENDPOINTS
+from tests.conftest import ACCOUNT
+from tests.localcloud.sagemaker_support import REGION, VARIANT, wait_endpoint, wait_for
 from tests.localcloud.test_sagemaker import BUCKET, Local, add_model, aws  # noqa: F401
 
 
@@ -34,8 +36,13 @@ def capturing(local: Local, version: str, percent: int) -> str:
 
 
 def in_effect(local: Local) -> dict[str, Any] | None:
+    """The capture in effect once the change is done (its old fleet stopped too: the local
+    SageMaker takes the next change only then)."""
     endpoint = wait_endpoint(local.sagemaker, "ep")
     assert endpoint["EndpointStatus"] == "InService"
+    runtime = ENDPOINTS.get((ACCOUNT, REGION, "ep"))
+    assert runtime is not None
+    wait_for(lambda: runtime.busy, lambda busy: not busy, 30)
     return endpoint.get("DataCaptureConfig")
 
 
