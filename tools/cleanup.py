@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from localcloud.processes import wait_until
 
@@ -363,6 +363,9 @@ def cleanup(
     for what, step in steps:
         try:
             step()
-        except ClientError as exc:  # the next steps still run; leftovers() names what stayed
+        except (ClientError, BotoCoreError) as exc:  # the next steps still run
             log(f"could not {what}: {exc}")
-    return leftovers(clients, names)
+    try:
+        return leftovers(clients, names)
+    except (ClientError, BotoCoreError) as exc:
+        return [f"(could not list what is left: {exc})"]

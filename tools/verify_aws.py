@@ -236,9 +236,10 @@ def run(command: Sequence[str], env: Mapping[str, str] | None = None) -> int:
         raise
 
 
-def guarded(work: Callable[[], int], clean: Callable[[], list[str]]) -> int:
+def guarded(work: Callable[[], int], clean: Callable[[], list[str]], again: str = "") -> int:
     """``work()``'s exit status, with ``clean()`` always run after it; SIGINT and SIGTERM stop
-    the work (status 130) but not the cleanup. Whatever ``clean()`` leaves fails the run."""
+    the work (status 130) but not the cleanup. Whatever ``clean()`` leaves fails the run and
+    is listed, with ``again``: the command that cleans up once more."""
     previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -265,7 +266,7 @@ def guarded(work: Callable[[], int], clean: Callable[[], list[str]]) -> int:
             for s, handler in previous.items():
                 signal.signal(s, handler)
     if left:
-        say("NOT deleted (delete by hand):\n  " + "\n  ".join(left))
+        say("NOT deleted (delete by hand, or again: " + again + "):\n  " + "\n  ".join(left))
         return status or 1
     say("everything the run created is deleted")
     return status
@@ -314,8 +315,9 @@ def main(argv: list[str] | None = None) -> int:
             clients[service] = session.client(service, region_name=region)
         return clients[service]
 
+    again = f"python -m tools.verify_aws --cleanup-only --stack {stack}"
     if args.cleanup_only:
-        return guarded(lambda: 0, lambda: cleanup(client, names, say))
+        return guarded(lambda: 0, lambda: cleanup(client, names, say), again)
     try:
         lines = costs.estimate(usage(overrides), costs.Prices.load())
     except costs.UnknownPrice as exc:
@@ -341,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"PASSED on stack {stack}")
         return 0
 
-    return guarded(work, lambda: cleanup(client, names, say))
+    return guarded(work, lambda: cleanup(client, names, say), again)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -172,3 +173,26 @@ def test_cleanup_only_refuses_a_stack_that_is_no_verification_stack(
     assert done.returncode == 2
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"verify-aws: --stack {stack}: ") and why in line
+
+
+def test_a_cleanup_that_cannot_reach_the_account_says_so_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as unreachable:  # bound, never listening: connections are refused
+        unreachable.bind(("127.0.0.1", 0))
+        port = unreachable.getsockname()[1]
+        env = {
+            **bare_environment(tmp_path),
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "y",
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_MAX_ATTEMPTS": "1",
+        }
+        done = verify(env, "--cleanup-only", "--stack", "icp-verify-gone")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "could not delete the stack: Could not connect" in done.stdout
+    assert (
+        "NOT deleted (delete by hand, or again: python -m tools.verify_aws --cleanup-only "
+        "--stack icp-verify-gone)" in done.stdout
+    )
