@@ -19,6 +19,7 @@ from localcloud.iam.policies import MANAGED_POLICIES, role_policies
 from localcloud.sagemaker import guardrails
 from localcloud.sagemaker.storage import S3, LogStream, StorageError
 from localcloud.sagemaker.training import LOG_GROUP
+from tests.iam import Call, reference_gaps
 from tests.localcloud.iam_support import (
     NOT_EXERCISED,
     REGION,
@@ -27,9 +28,11 @@ from tests.localcloud.iam_support import (
     EnforcedCloud,
     bucket,
     enforced_cloud,
+    pipeline_calls,
     pipeline_stack,
     service_linked_role,
 )
+from tests.template_support import function_statements
 
 
 @pytest.fixture(scope="module")
@@ -328,3 +331,15 @@ def test_without_the_npm_packages_the_start_says_what_to_do(
     monkeypatch.setattr(evaluator, "REPO_ROOT", tmp_path)
     with pytest.raises(evaluator.EvaluatorError, match=r"iam-simulate.*run `make setup`"):
         evaluator.check_installed()
+
+
+def test_the_reference_finds_every_action_the_pipelines_calls_need_granted() -> None:
+    """The same calls, read by the Service Authorization Reference oracle (tests/iam.py),
+    which does not use localcloud.iam.requests: each action and required resource type."""
+    calls = pipeline_calls(pipeline_stack())
+    gaps = {
+        owner: reference_gaps(function_statements(owner), [Call(*call) for call in owned])
+        for owner, owned in calls.items()
+        if owner != STATE_MACHINE
+    }
+    assert {owner: found for owner, found in gaps.items() if found} == {}
