@@ -110,6 +110,40 @@ def render(metrics: EpochMetrics, title: str, fmt: str, id_prefix: str = "curve-
     return out.getvalue()
 
 
+def render_trials(
+    values: Sequence[tuple[int, float | None]], metric: str, maximize: bool, title: str, fmt: str
+) -> bytes:
+    """A tuning job's objective per trial (a marker each; trials without one are left out)
+    and the best so far as a step line, as ``svg`` (group ``trial-objective``) or ``png``."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    scored = [(trial, value) for trial, value in values if value is not None]
+    best: list[float] = []
+    for _, value in scored:
+        best.append(value if not best else (max if maximize else min)(best[-1], value))
+    with _matplotlib_lock:
+        figure = Figure(figsize=(5.2, 3.2), layout="constrained")
+        figure.suptitle(title, fontsize=10)
+        axes = figure.add_subplot(1, 1, 1)
+        axes.set_xlabel("trial", fontsize=8)
+        axes.set_ylabel(metric, fontsize=8)
+        axes.tick_params(labelsize=7)
+        axes.grid(alpha=0.3)
+        if scored:
+            xs = [trial for trial, _ in scored]
+            axes.plot(xs, [v for _, v in scored], "o", label=metric, gid="trial-objective")
+            axes.step(xs, best, "-", where="post", label="best so far", gid="trial-best")
+            axes.legend(fontsize=7)
+            axes.xaxis.get_major_locator().set_params(integer=True)
+        else:
+            axes.set_title("no objective yet", fontsize=9)
+        out = io.BytesIO()
+        with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "console"}):
+            figure.savefig(out, format=fmt, dpi=110)
+    return out.getvalue()
+
+
 def write_png(metrics: EpochMetrics, title: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from localcloud.console import plots, sagemaker_data
+from localcloud.console import plots, sagemaker_data, tuning_data
 from localcloud.console.data import NotFound, Reader
 
 log = logging.getLogger("localcloud.console")
@@ -153,6 +153,12 @@ class Console:
                 return sagemaker_data.endpoint(clients, name), "json"
             case ["registry"]:
                 return sagemaker_data.registry(clients), "json"
+            case ["tuning-jobs"]:
+                return tuning_data.tuning_jobs(clients), "json"
+            case ["tuning-jobs", name]:
+                return tuning_data.tuning_job(clients, name), "json"
+            case ["tuning-jobs", name, "plot.svg"]:
+                return tuning_data.tuning_plot(clients, name, "svg"), "image/svg+xml"
         raise NotFound(f"no such API: {path}")
 
 

@@ -39,7 +39,7 @@ HISTORY = [
         "LambdaFunctionScheduled",
         0,
         lambdaFunctionScheduledEventDetails={"resource": ARN + "prepare"},
-    ),  # noqa: E501
+    ),
     event("LambdaFunctionStarted", 0.5),
     event("LambdaFunctionSucceeded", 2.5),  # 2 s at 512 MB: 1 GB-s
     event("TaskStateEntered", 3, stateEnteredEventDetails={"name": "Check"}),

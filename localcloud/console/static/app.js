@@ -44,6 +44,8 @@ const routes = [
   [/^#\/execution\/(.+)$/, executionPage, "executions"],
   [/^#\/training$/, trainingListPage, "training"],
   [/^#\/training\/(.+)$/, trainingPage, "training"],
+  [/^#\/tuning$/, tuningListPage, "tuning"],
+  [/^#\/tuning\/(.+)$/, tuningPage, "tuning"],
   [/^#\/endpoints$/, endpointsPage, "endpoints"],
   [/^#\/endpoints\/(.+)$/, endpointPage, "endpoints"],
   [/^#\/registry$/, registryPage, "registry"],
@@ -331,3 +333,43 @@ api("overview").then((o) => {
   document.title = o.title + " console";
 }).catch(() => {});
 render(true);
+
+// ------------------------------------------------------------------------------ tuning jobs
+const tuningRunning = (status) => status === "InProgress" || status === "Stopping";
+
+async function tuningListPage() {
+  const jobs = await api("tuning-jobs");
+  main.innerHTML = `<h1>Tuning jobs</h1>` + (jobs.length ? `<table id="tuning-jobs"><thead><tr>
+    <th>Name</th><th>Status</th><th>Strategy</th><th>Trials</th><th>Created</th><th>Ended</th></tr></thead><tbody>
+    ${jobs.map((j) => `<tr><td><a href="#/tuning/${encodeURIComponent(j.name)}">${esc(j.name)}</a></td>
+      <td>${badge(j.status)}</td><td>${esc(j.strategy)}</td>
+      <td class="num">${Object.values(j.counters).reduce((a, b) => a + b, 0)}</td>
+      <td>${clock(j.created)}</td><td>${clock(j.ended)}</td></tr>`).join("")}
+    </tbody></table>` : `<p class="muted">No tuning jobs yet.</p>`);
+  return jobs.some((j) => tuningRunning(j.status));
+}
+
+async function tuningPage(first, name) {
+  const job = await api("tuning-jobs/" + encodeURIComponent(name));
+  const plot = await api("tuning-jobs/" + encodeURIComponent(name) + "/plot.svg");
+  const names = [...new Set(job.trials.flatMap((t) => Object.keys(t.hyperparameters)))].sort();
+  const counters = Object.entries(job.counters).filter(([, n]) => n).map(([k, n]) => `${esc(k)} ${n}`).join(", ");
+  main.innerHTML = `<h1>Tuning job ${esc(job.name)} ${badge(job.status)}</h1>
+    <div class="card"><dl class="facts">
+      <dt>Strategy</dt><dd>${esc(job.strategy)} (early stopping ${esc(job.early_stopping)})</dd>
+      <dt>Objective</dt><dd>${esc(job.objective.Type)} ${esc(job.objective.MetricName)}</dd>
+      <dt>Trials</dt><dd id="tuning-counters">${counters || "-"} of ${esc(job.limits.MaxNumberOfTrainingJobs ?? "all")}, ${esc(job.limits.MaxParallelTrainingJobs)} at once</dd>
+      <dt>Best</dt><dd>${job.best ? `<a href="#/training/${encodeURIComponent(job.best)}">${esc(job.best)}</a>` : "-"}</dd>
+      ${job.failure_reason ? `<dt>Failure</dt><dd class="error">${esc(job.failure_reason)}</dd>` : ""}
+    </dl></div>
+    <h2>Objective over the trials</h2>
+    <div class="card plot" id="tuning-plot">${plot}</div>
+    <table id="trials"><thead><tr><th>Trial</th><th>Status</th>${names.map((n) => `<th>${esc(n)}</th>`).join("")}
+      <th>${esc(job.objective.MetricName)}</th></tr></thead><tbody>
+    ${job.trials.map((t) => `<tr class="${t.best ? "best" : ""}">
+      <td><a href="#/training/${encodeURIComponent(t.name)}">${esc(t.name)}</a>${t.best ? " (best)" : ""}</td>
+      <td>${badge(t.status)}</td>${names.map((n) => `<td class="num">${esc(t.hyperparameters[n])}</td>`).join("")}
+      <td class="num">${t.objective == null ? "-" : num(t.objective)}</td></tr>`).join("")}
+    </tbody></table>`;
+  return tuningRunning(job.status);
+}
