@@ -9,7 +9,6 @@ smoke test after deploying.
 
 from __future__ import annotations
 
-import datetime
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,14 +18,15 @@ from localcloud import processes
 from localcloud.client import Connection
 from localcloud.config import DEFAULT_PARAMETERS, Settings
 from localcloud.launcher import LocalCloudProcess
-from localcloud.progress import wait_for_execution
 from localcloud.report import execution_events
-from localcloud.runner import classify_file, upload
+from localcloud.runner import classify_file
+from tests.acceptance import promise
 from tests.data_helpers import make_archive, write_image_folder
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ("cat", "dog")
 ENDPOINT = "image-classifier"
+STACK = "e2e"
 HYPERPARAMETERS = {
     "arch": "resnet18",
     "weights": "none",
@@ -58,7 +58,7 @@ def local_cloud(state_dir: Path, **overrides: str) -> Iterator[LocalCloudProcess
         parameters_file=DEFAULT_PARAMETERS,
         parameter_overrides=tuple(f"{k}={v}" for k, v in values.items()),
         state_dir=state_dir,
-        stack_name="e2e",
+        stack_name=STACK,
     )
     process = LocalCloudProcess(settings)
     try:
@@ -106,11 +106,15 @@ def archive_of(root: Path) -> Path:
     return make_archive(root, root.parent / f"{root.name}.tar.gz")
 
 
+def target_of(conn: Connection) -> promise.Target:
+    """The local cloud's stack as the acceptance test sees a deployed stack (its outputs,
+    clients, HTTP API): the uploads and runs below go through the same code on AWS."""
+    return promise.local_target(conn, STACK)
+
+
 def start_upload(conn: Connection, archive: Path, key: str) -> str:
     """Upload a data set; the ARN of the execution the upload started."""
-    after = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
-    upload(conn, archive, key)
-    return wait_for_execution(conn, conn.the_state_machine(), after, timeout=30)
+    return promise.start_run(target_of(conn), archive, key, timeout=30)
 
 
 def run_upload(conn: Connection, archive: Path, key: str) -> dict[str, Any]:
@@ -119,14 +123,7 @@ def run_upload(conn: Connection, archive: Path, key: str) -> dict[str, Any]:
 
 def finish(conn: Connection, arn: str, timeout: float = EXECUTION_TIMEOUT_S) -> dict[str, Any]:
     """The execution's description once it has ended (bounded by ``timeout``)."""
-    sfn = conn.client("stepfunctions")
-    done = processes.wait_until(
-        lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING",
-        timeout,
-        interval=1,
-    )
-    assert done, f"{arn} still running after {timeout} s"
-    return sfn.describe_execution(executionArn=arn)
+    return promise.follow(target_of(conn), arn, timeout)
 
 
 def entered(conn: Connection, arn: str) -> list[str]:
