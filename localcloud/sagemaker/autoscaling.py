@@ -306,8 +306,15 @@ def reconcile() -> None:
                 resource_id = f"endpoint/{runtime.name}/variant/{fleet.name}"
                 target = backend.targets.get(DIMENSION, {}).get(resource_id)
                 record_activity(account_id, region, resource_id, fleet.desired, wanted, target)
-            elif fleet.live_count() < fleet.desired:
-                counts[fleet.name] = fleet.desired  # an instance died: replace it
+            elif (live := fleet.live_count()) < fleet.desired:  # an instance died: replace it
+                logger.info(
+                    "endpoint %s variant %s: %d of %d instances live, replacing the rest",
+                    runtime.name,
+                    fleet.name,
+                    live,
+                    fleet.desired,
+                )
+                counts[fleet.name] = fleet.desired
         if counts:
             runtime.scale(counts, {})
 
