@@ -27,7 +27,7 @@ from localcloud import wake
 
 from . import container, toolkit
 from .children import Child, LogFile, free_port
-from .metric_definitions import MetricParser
+from .metric_definitions import HostMetrics, MetricParser
 from .registry import Registry
 from .settings import Settings
 from .storage import S3, LogStream, StorageError, extract, link_tree, pack_dirs
@@ -366,13 +366,20 @@ class TrainingRun:
                 f"{self._name}/{host}-{started}",
                 self._request.get("RoleArn"),
             )
+            published = HostMetrics(  # CloudWatch's, as the job's role
+                self._account_id,
+                self._region,
+                self._spec.get("MetricDefinitions") or [],
+                f"{self._name}/{host}",
+                self._request.get("RoleArn"),
+            )
             log.write(f"[local] {host}: {' '.join(argv)}")
             self._children.append(
                 Child(
                     argv,
                     env=env or self._host_env(index, master_port),
                     cwd=cwd,
-                    sinks=[log.write, stream.put, self._metrics.feed],
+                    sinks=[log.write, stream.put, self._metrics.feed, published.feed],
                 )
             )
 

@@ -17,6 +17,7 @@ from moto.sagemaker.exceptions import ValidationError
 
 from localcloud.iam.policies import MANAGED_POLICIES, role_policies
 from localcloud.sagemaker import guardrails
+from localcloud.sagemaker.metric_definitions import HostMetrics
 from localcloud.sagemaker.storage import S3, LogStream, StorageError
 from localcloud.sagemaker.training import LOG_GROUP
 from tests.iam import Call, reference_gaps
@@ -253,7 +254,10 @@ def sagemaker_denials(cloud: EnforcedCloud, tmp: Path) -> list[str]:
     with contextlib.suppress(logs.exceptions.ResourceNotFoundException):
         logs.delete_log_group(logGroupName=LOG_GROUP)  # so creating it is checked too
     stream = LogStream(cloud.stack.account_id, REGION, LOG_GROUP, "j/algo-1-1", role_arn)
-    return denied + ([stream.denied] if stream.denied else [])
+    # the job's metrics (MetricDefinitions) in CloudWatch, also as the role
+    loss = [{"Name": "loss", "Regex": "loss=([0-9.]+)"}]
+    metrics = HostMetrics(cloud.stack.account_id, REGION, loss, "j/algo-1", role_arn)
+    return denied + [d for d in (stream.denied, metrics.denied) if d]
 
 
 def owner_denials(cloud: EnforcedCloud, owner: str, tmp: Path) -> list[str]:
@@ -266,8 +270,6 @@ def owner_denials(cloud: EnforcedCloud, owner: str, tmp: Path) -> list[str]:
 
 
 def _exercised(owner: str, statement: dict[str, Any], action: str) -> bool:
-    if owner == SAGEMAKER_ROLE and statement.get("Sid") == "Metrics":
-        return False  # the local SageMaker publishes no metrics as the role
     service = action.split(":")[0]
     keys = {(owner, action), (owner, f"{service}:*"), (owner, statement.get("Sid"), action)}
     return not keys & set(NOT_EXERCISED)

@@ -18,7 +18,9 @@ from moto.events.models import EventPattern
 
 import localcloud.sagemaker as local_sagemaker
 from localcloud import alarms, iam, trigger
+from localcloud.config import DEFAULT_TEMPLATE
 from localcloud.deploy import _queue_policy, _topic_policy
+from localcloud.sagemaker.metric_definitions import HostMetrics
 from localcloud.stack import Stack
 from tests.localcloud.iam_support import (
     REGION,
@@ -348,3 +350,38 @@ def test_an_event_the_rule_cannot_deliver_is_dead_lettered_if_the_queue_policy_a
     attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
     assert (attributes["RULE_ARN"], attributes["ERROR_CODE"]) == (rule.arn, "NO_PERMISSIONS")
     assert "is not authorized to perform: states:StartExecution" in attributes["ERROR_MESSAGE"]
+
+
+# --------------------------------------------------------------------- the execution role's writes
+@pytest.mark.parametrize("granted", [True, False])
+def test_a_jobs_metrics_reach_cloudwatch_only_if_its_role_may_put_them(
+    tmp_path: Path, granted: bool
+) -> None:
+    """SageMaker publishes the MetricDefinitions' values (namespace /aws/sagemaker/TrainingJobs,
+    dimension Host) as the job's role; without cloudwatch:PutMetricData there are none, and
+    the job runs on."""
+    template = tmp_path / "template"
+    stack = pipeline_stack(
+        template_without(template, SAGEMAKER_ROLE, "Metrics") if not granted else DEFAULT_TEMPLATE
+    )
+    iam.install(iam.Enforcer(stack))
+    try:
+        with mock_aws():
+            loss = [{"Name": "validation:loss", "Regex": "val_loss=([0-9.]+)"}]
+            host = HostMetrics(
+                stack.account_id, REGION, loss, "job-1/algo-1", sagemaker_role(stack)
+            )
+            for line in ("epoch 1 val_loss=0.9", "noise", "epoch 2 val_loss=0.4"):
+                host.feed(line)
+            cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+            listed = cloudwatch.list_metrics(Namespace="/aws/sagemaker/TrainingJobs")["Metrics"]
+    finally:
+        iam.uninstall()
+    if granted:
+        assert host.denied is None
+        assert [(m["MetricName"], m["Dimensions"]) for m in listed] == [
+            ("validation:loss", [{"Name": "Host", "Value": "job-1/algo-1"}])
+        ]
+    else:
+        assert listed == []
+        assert "is not authorized to perform: cloudwatch:PutMetricData" in str(host.denied)
