@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from botocore.stub import Stubber
+from moto.sagemaker.models import SageMakerModelBackend
 
 from localcloud import model_registry
 from mlops.aws import client
@@ -19,15 +20,13 @@ METRIC_DEFINITIONS = [
 ] + [{"Name": "epoch", "Regex": r"\[metrics\] epoch=([0-9]+)"}]
 
 
-_REGISTRY_AS_ON_AWS: list[bool] = []
-
-
-def registry_as_on_aws() -> None:
+def registry_as_on_aws(monkeypatch: Any) -> None:
     """moto's model registry, fixed where it differs from SageMaker's as the local cloud
-    fixes it (UpdateModelPackage keeps the metadata it is not given); once per process."""
-    if not _REGISTRY_AS_ON_AWS:
-        model_registry.install()
-        _REGISTRY_AS_ON_AWS.append(True)
+    fixes it (UpdateModelPackage keeps the metadata it is not given), for one test: the
+    patched methods are put back after it (``monkeypatch``), so no test sees them twice."""
+    for name in ("create_model", "create_model_package", "update_model_package"):
+        monkeypatch.setattr(SageMakerModelBackend, name, getattr(SageMakerModelBackend, name))
+    model_registry.install()
 
 
 @contextmanager

@@ -275,10 +275,12 @@ def test_events_that_ask_for_nothing_end_the_run_quietly(
     assert words in result["reason"]
 
 
-def test_a_persons_reapproval_of_a_version_registered_in_auto_mode_deploys_it(app, aws) -> None:
+def test_a_persons_reapproval_of_a_version_registered_in_auto_mode_deploys_it(
+    app, aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Approved by the pipeline, its deployment failed (RejectModel), then approved again by
     # a person: that approval is theirs, so it deploys, whatever mode registered it.
-    registry_as_on_aws()
+    registry_as_on_aws(monkeypatch)
     arn = registered("auto", "Approved")
     sagemaker = boto3.client("sagemaker")
     registry.reject(sagemaker, arn, "SmokeTestFailed: accuracy 0.1")

@@ -33,7 +33,7 @@ PASSED = {
 @pytest.fixture
 def app(aws: AwsRecorder, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     set_function_environment(monkeypatch, FUNCTION)
-    registry_as_on_aws()
+    registry_as_on_aws(monkeypatch)
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     sagemaker = boto3.client("sagemaker")
     sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)

@@ -16,7 +16,7 @@ def test_the_failed_version_is_rejected_with_the_cause(
     aws: AwsRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     set_function_environment(monkeypatch, FUNCTION)
-    registry_as_on_aws()
+    registry_as_on_aws(monkeypatch)
     sagemaker = boto3.client("sagemaker")
     sagemaker.create_model_package_group(ModelPackageGroupName="mlops-models")
     arn = sagemaker.create_model_package(
