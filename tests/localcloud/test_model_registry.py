@@ -13,6 +13,7 @@ from moto.sagemaker.models import SageMakerModelBackend
 
 from localcloud import candidates, model_registry, trigger
 from mlops import registry
+from tests.data_helpers import tar_gz
 from tests.template_support import resolve, template
 
 REGION = "us-east-1"
@@ -180,3 +181,21 @@ def test_a_new_version_is_in_progress_until_sagemaker_has_validated_it(
         described = sagemaker.describe_model_package(ModelPackageName=arn)
         assert described["ModelPackageStatus"] == "Completed"
         sagemaker.create_model(**model)
+
+
+def test_a_repackaged_candidate_of_the_pipelines_version_waits_for_a_person(events) -> None:
+    # The demo's candidate copies a version the pipeline approved itself: not that approval.
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="pipeline-data")
+    s3.put_object(
+        Bucket="pipeline-data",
+        Key="models/job/output/model.tar.gz",
+        Body=tar_gz({"model.pt": b"w", "code/inference.py": b"old = 1\n"}),
+    )
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    own = register(sagemaker, "Approved", {"approved_by": "pipeline"})
+    copy = candidates.repackage(_Conn(), own, "new = 2\n", "jpeg-only", "decodes only JPEG")
+    package = sagemaker.describe_model_package(ModelPackageName=copy)
+    assert "approved_by" not in package["CustomerMetadataProperties"]
+    sagemaker.update_model_package(ModelPackageArn=copy, ModelApprovalStatus="Approved")
+    assert approval_rule_matches(events[-1])
