@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from localcloud import demo, traffic
+from localcloud import demo, processes, traffic
 from localcloud.client import Connection
 from localcloud.launcher import LocalCloudProcess
 from localcloud.report import execution_events, training_job_of
@@ -122,11 +122,13 @@ def test_a_retrained_model_goes_through_the_canary_and_takes_all_traffic(
     with traffic.Traffic(conn, probes) as flow:
         description = finish(conn, arn)
         done = time.monotonic()
-        time.sleep(1.5)
+        # answers sent once the run ended (0.5 s on: none in flight from before)
+        assert processes.wait_until(lambda: len(flow.answers(since=done + 0.5)) >= 5, 60)
     assert description["status"] == "SUCCEEDED", description.get("cause")
     output = json.loads(description["output"])
+    # the run's traffic may have autoscaling resize the endpoint as the run ends: let it settle
+    assert processes.wait_until(lambda: endpoint(conn)["EndpointStatus"] == "InService", 120)
     live = endpoint(conn)
-    assert live["EndpointStatus"] == "InService"
     assert live["EndpointConfigName"] == output["endpoint_config_name"] != deployed["config"]
     # SageMaker's blue/green canary with the template's three rollback alarms ...
     config = live["LastDeploymentConfig"]
