@@ -15,7 +15,7 @@ NPM    := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/npm
 
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test verify-aws notebook setup setup-dev lint bench-serving bench-serving-memory bench-training bench-pipeline bench-faults licenses clean
+.PHONY: run test verify-aws notebook setup setup-dev lint bench-serving bench-serving-memory bench-training bench-pipeline bench-faults bench-invariants licenses clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,10 @@ bench-pipeline: setup
 
 bench-faults: setup-dev
 	$(BIN)/python -m bench.faults
+
+# The stateful test of the deployment's invariants on a long random budget (500 sequences).
+bench-invariants: setup-dev
+	$(BIN)/python -m bench.invariants
 
 # THIRD_PARTY.md: every dependency's licence, from the installed packages (tools/licenses.py)
 licenses: setup-dev
