@@ -137,8 +137,19 @@ def follow(target: Target, arn: str, timeout: float, interval: float = 1) -> dic
     ended = wait_until(
         lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING", timeout, interval
     )
-    assert ended, f"{arn} still running after {timeout:.0f} s"
+    assert ended, f"{arn} still running after {timeout:.0f} s, in {current_state(sfn, arn)}"
     return sfn.describe_execution(executionArn=arn)
+
+
+def current_state(sfn: BaseClient, arn: str) -> str | None:
+    """The state the execution entered last (the newest events come first)."""
+    events = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=50)
+    entered = (
+        e["stateEnteredEventDetails"]["name"]
+        for e in events["events"]
+        if "stateEnteredEventDetails" in e
+    )
+    return next(entered, None)
 
 
 def first_run(
