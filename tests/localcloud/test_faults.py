@@ -424,5 +424,7 @@ def test_a_candidate_failing_under_traffic_is_rolled_back_by_the_alarm(
     # routed to the canary trips the alarm, and the old fleet is still up).
     text = "\n".join(lines)
     assert re.search(r"alarm e2e-endpoint-5xx: \w+ -> ALARM", text), text
-    assert "rolled back by alarm e2e-endpoint-5xx" in text, text
+    # CheckEndpoint names the alarm from its state, or (once it is OK again, as on a slow
+    # machine) from SageMaker's FailureReason: either way the rollback names the alarm
+    assert re.search(r"rolled back(: CloudWatch| by) alarm e2e-endpoint-5xx", text), text
     assert lock_holders(conn) == []
