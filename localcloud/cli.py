@@ -36,12 +36,18 @@ from localcloud.activity import Activity
 from localcloud.admin import SPOT_INTERRUPTIONS
 from localcloud.cli_errors import report
 from localcloud.client import Connection, NotRunning, api_only, connect
-from localcloud.config import DEFAULT_STATE_DIR, add_settings_arguments, settings_from_args
+from localcloud.config import (
+    STATE_VARIABLE,
+    add_settings_arguments,
+    default_state_dir,
+    settings_from_args,
+)
 from localcloud.console.launch import add_console_arguments, start_console
 from localcloud.dataset_check import DatasetRefused, check_dataset, trigger_warning
 from localcloud.history import build_view, duration, is_no_op, render, render_output
 from localcloud.intrinsics import TemplateError
 from localcloud.launcher import LaunchError, LocalCloudProcess
+from localcloud.progress import Follower
 from localcloud.report import describe_endpoint, execution_events, training_job_of
 from localcloud.runner import (
     CliError,
@@ -76,7 +82,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"Local cloud up: stack {state['stack_name']} in {conn.region}")
         print(f"  AWS endpoint  {conn.endpoint_url}")
         # LOCALCLOUD_STATE: where the commands, a notebook or a script find the stack
-        env = {**conn.environment(), "LOCALCLOUD_STATE": str(settings.state_dir / STATE_FILE)}
+        env = {**conn.environment(), STATE_VARIABLE: str(settings.state_dir / STATE_FILE)}
         print("    export " + " ".join(f"{k}={v}" for k, v in env.items()))
         routes = ", ".join(conn.routes)
         print(f"  HTTP API      {conn.api_url}  ({routes})")
@@ -230,11 +236,28 @@ def _find_execution(conn: Connection, wanted: str) -> dict[str, Any]:
     raise CliError(f"no execution named {wanted!r} (see `python -m localcloud executions`)")
 
 
+def _wait_for_first_execution(conn: Connection, timeout: float) -> None:
+    """An upload starts its run within moments: ``history --wait`` right after it waits."""
+    sfn = conn.client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    while not sfn.list_executions(stateMachineArn=conn.the_state_machine(), maxResults=1)[
+        "executions"
+    ]:
+        if time.monotonic() >= deadline:
+            raise CliError(f"no execution started within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     conn = _connection(args)
+    if args.wait:
+        _wait_for_first_execution(conn, args.timeout)
     description = _find_execution(conn, args.execution)
     if args.execution == "latest":
         print(f"(the newest run that did something: {description['name']})")
+    if args.wait and description["status"] == "RUNNING":
+        follower = Follower(conn, description["executionArn"], endpoint_name=None)
+        description = follower.follow(timeout=args.timeout)
     events = execution_events(conn, description["executionArn"])
     print(render(build_view(events, description)))
     output = render_output(description.get("output"))
@@ -246,7 +269,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         job = training_job_of(conn, description)
         print("\n  On AWS it would cost (estimate)")
         print("\n".join("  " + line for line in run_cost.for_run(conn, events, job, endpoint)))
-    return 0
+    return 0 if not args.wait or description["status"] == "SUCCEEDED" else 1
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -334,19 +357,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
-STATE_VARIABLE = "LOCALCLOUD_STATE"  # printed by `up`: <state dir>/localcloud.json
-
-
-def default_state_dir() -> Path:
-    """The state dir that `up` exported (``LOCALCLOUD_STATE``: its state file, or the dir
-    itself), else the repository's .localcloud/."""
-    exported = os.environ.get(STATE_VARIABLE)
-    if not exported:
-        return DEFAULT_STATE_DIR
-    path = Path(exported)
-    return path.parent if path.name == STATE_FILE else path
-
-
 def _add_connection_arguments(
     parser: argparse.ArgumentParser, *, api: bool = False, bucket: bool = False
 ) -> None:
@@ -441,6 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("execution", nargs="?", default="latest",
                          help="execution name or ARN (default: latest, the newest run that "
                          "did something: no-op runs are skipped)")  # fmt: skip
+    history.add_argument("--wait", action="store_true",
+                         help="follow a running execution (waiting for one to start) until "
+                         "it ends; exit 1 unless it succeeded")  # fmt: skip
+    history.add_argument("--timeout", type=float, default=1800,
+                         help="seconds --wait waits (default: %(default)s)")  # fmt: skip
     _add_connection_arguments(history)
     history.set_defaults(handler=cmd_history)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,12 +11,14 @@ from typing import Any
 
 from localcloud.intrinsics import TemplateError
 from localcloud.quotas import DEFAULT_ACCOUNT_FILE, load_profile
+from localcloud.statefile import STATE_FILE
 from localcloud.template import load_overrides, stack_name_from_samconfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
 DEFAULT_PARAMETERS = Path(__file__).resolve().with_name("parameters.yaml")
 DEFAULT_STATE_DIR = PROJECT_ROOT / ".localcloud"
+STATE_VARIABLE = "LOCALCLOUD_STATE"  # `up` exports it: <state dir>/<STATE_FILE>
 DEFAULT_REGION = "us-east-1"
 # Autoscaling windows and cooldowns run 20x faster locally (300 s -> 15 s).
 DEFAULT_TIME_SCALE = 0.05
@@ -86,8 +89,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--state-dir",
         type=Path,
-        default=DEFAULT_STATE_DIR,
-        help="where artifacts, logs and histories are kept (default: %(default)s)",
+        default=default_state_dir(),
+        help=f"where artifacts, logs and histories are kept (default: ${STATE_VARIABLE}'s "
+        "folder, else %(default)s)",
     )
     group.add_argument("--region", default=DEFAULT_REGION, help="AWS region (default: %(default)s)")
     group.add_argument(
@@ -162,3 +166,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 __all__ = ["Settings", "TemplateError", "add_settings_arguments", "settings_from_args"]
+
+
+def default_state_dir() -> Path:
+    """The state dir that `up` exported (``LOCALCLOUD_STATE``: its state file, or the dir
+    itself), else the repository's .localcloud/."""
+    exported = os.environ.get(STATE_VARIABLE)
+    if not exported:
+        return DEFAULT_STATE_DIR
+    path = Path(exported)
+    return path.parent if path.name == STATE_FILE else path

@@ -384,3 +384,18 @@ def test_the_settings_with_no_local_effect_are_one_line() -> None:
     assert "\n" not in line
     assert line.startswith("3 template settings (Logging, Tracing not emulated; ")
     assert line.endswith("see docs/local-mode.md#what-is-emulated-and-what-is-not")
+
+
+def test_history_wait_is_bounded_and_one_line(
+    exported: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fixture's executions never end (moto runs nothing): --wait gives up in one line."""
+    assert cli.main(["history", "second-run", "--wait", "--timeout", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "still running after 1 s" in err[0], err
+
+
+def test_up_and_run_use_the_exported_state_dir(exported: dict[str, str], tmp_path: Path) -> None:
+    """A second `up` with the export line still set finds the first (already running)."""
+    args = cli.build_parser().parse_args(["up"])
+    assert args.state_dir == tmp_path / "elsewhere"
