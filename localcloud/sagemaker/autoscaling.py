@@ -4,9 +4,10 @@ For each in-service variant with a scalable target (``endpoint/<e>/variant/<v>``
 ``sagemaker:variant:DesiredInstanceCount``) the scaler keeps the instance count within
 [MinCapacity, MaxCapacity] and follows target-tracking policies on
 ``SageMakerVariantInvocationsPerInstance``: invocations per instance per real minute, as
-AWS publishes it, against the policy's TargetValue, with the policy's cooldowns and AWS's
-15 low datapoints before a scale-in. Datapoints (one a minute on AWS) and cooldowns run
-on the accelerated clock of ``install(time_scale=...)``; the rate does not. The
+AWS publishes it, against the policy's TargetValue, with the policy's cooldowns, AWS's 3
+high datapoints before a scale-out and 15 low ones before a scale-in. Datapoints (one a
+minute on AWS) and cooldowns run on the accelerated clock of ``install(time_scale=...)``;
+the rate does not. The
 same pass replaces instances whose process died and publishes the endpoints' CloudWatch
 metrics (``metrics.py``). Every change of
 the count is recorded as a scaling activity (``DescribeScalingActivities``, which moto lacks).
@@ -45,6 +46,9 @@ DEFAULT_COOLDOWN_S = 300.0
 MINUTE_S = 60.0
 # AWS's target tracking scales in after 15 consecutive one-minute datapoints below the target
 LOW_DATAPOINTS = 15
+# and out once 3 consecutive datapoints are above it (its high alarm: 3 of 3), so a burst
+# within one datapoint (a smoke test's images) scales nothing, as on AWS
+HIGH_DATAPOINTS = 3
 
 
 @dataclass(frozen=True)
@@ -88,10 +92,10 @@ def desired_count(
     """The instance count target tracking asks for now (times are in real seconds).
 
     ``points`` are the metric's datapoints since the last change, newest first. Scale out
-    when any policy wants more instances for the newest datapoint and its scale-out
-    cooldown has passed; scale in only when every policy wants fewer for each of the last
-    LOW_DATAPOINTS datapoints (the busiest of them sets the count), none disables scale-in
-    and the scale-in cooldowns have passed.
+    when a policy wants more instances for each of the last HIGH_DATAPOINTS datapoints (the
+    newest sets the count) and its scale-out cooldown has passed; scale in only when every
+    policy wants fewer for each of the last LOW_DATAPOINTS datapoints (the busiest of them
+    sets the count), none disables scale-in and the scale-in cooldowns have passed.
     """
     wanted = current
     if policies and current > 0 and points:
@@ -103,7 +107,10 @@ def desired_count(
         may_scale_out = not limits.scale_out_suspended and any(
             since_scale_out >= p.scale_out_cooldown for p in policies
         )
-        if newest > current and may_scale_out:
+        high = len(points) >= HIGH_DATAPOINTS and all(
+            proposal(value) > current for value in points[:HIGH_DATAPOINTS]
+        )
+        if high and may_scale_out:
             wanted = newest
         elif newest < current and len(points) >= LOW_DATAPOINTS:
             busiest = max(proposal(value) for value in points[:LOW_DATAPOINTS])

@@ -1,6 +1,7 @@
 """Target tracking's decisions as plain functions on a fake clock (no processes, no sleeps):
 the metric is SageMakerVariantInvocationsPerInstance as AWS publishes it (calls per real
-minute per instance) whatever the time scale, and scale-in waits for 15 low datapoints."""
+minute per instance) whatever the time scale; scale-out waits for 3 high datapoints and
+scale-in for 15 low ones, as AWS's target-tracking alarms do."""
 
 from __future__ import annotations
 
@@ -21,14 +22,17 @@ POLICY = Policy(
     target=70.0, scale_in_cooldown=300.0, scale_out_cooldown=60.0, disable_scale_in=False
 )
 LOW = [10.0] * 15  # fifteen one-minute datapoints far below the target
+HIGH = [140.0] * 3  # three at twice the target
 
 
 @pytest.mark.parametrize(
     ("current", "datapoints", "since_out", "since_any", "expected"),
     [
-        (2, [140.0], 100.0, 100.0, 4),  # twice the target: twice the instances
-        (2, [140.0], 10.0, 10.0, 2),  # scale-out cooldown not over
-        (4, [140.0], 100.0, 100.0, 5),  # clamped to the maximum
+        (2, HIGH, 100.0, 100.0, 4),  # twice the target: twice the instances
+        (2, HIGH, 10.0, 10.0, 2),  # scale-out cooldown not over
+        (4, HIGH, 100.0, 100.0, 5),  # clamped to the maximum
+        (2, [140.0, 140.0], 100.0, 100.0, 2),  # two high datapoints: not yet
+        (2, [140.0, 10.0, 140.0], 100.0, 100.0, 2),  # a burst between quiet ones: nothing
         (4, LOW, 400.0, 1000.0, 1),  # idle for 15 datapoints: scale in to the minimum
         (4, LOW, 400.0, 100.0, 4),  # scale-in cooldown not over
         (4, LOW[:14], 400.0, 1000.0, 4),  # only 14 low datapoints so far
@@ -104,11 +108,19 @@ def test_constant_load_scales_out_once_and_holds_like_aws() -> None:
 
 
 def test_idle_scales_in_after_fifteen_low_datapoints_not_before() -> None:
-    # a 5 s burst, then silence: at time scale 0.05 a datapoint is 3 s, so scale-in waits
-    # until the last 15 datapoints (45 s) all lie after the burst
-    arrivals = poisson_arrivals(40.0, 5.0, seed=1)
+    # 15 s of load, then silence: at time scale 0.05 a datapoint is 3 s, so scale-out comes
+    # after 3 busy datapoints and scale-in waits until the last 15 (45 s) lie after the load
+    arrivals = poisson_arrivals(40.0, 15.0, seed=1)
     time_scale = 0.05
     limits = Limits(minimum=1, maximum=3)
     quiet_from = arrivals[-1] + 15 * MINUTE_S * time_scale
     assert simulate(arrivals, quiet_from - 0.5, time_scale, start=1, limits=limits) == [1, 3]
     assert simulate(arrivals, quiet_from + 0.5, time_scale, start=1, limits=limits) == [1, 3, 1]
+
+
+def test_a_burst_within_one_datapoint_scales_nothing() -> None:
+    # a smoke test's 24 images in 2 s: one busy 3 s datapoint, which AWS's 3-of-3 high
+    # alarm ignores (a minute holding 24 calls is far below 70 per instance anyway)
+    arrivals = [i * 2.0 / 24 for i in range(24)]
+    limits = Limits(minimum=2, maximum=3)
+    assert simulate(arrivals, 60.0, 0.05, start=2, limits=limits) == [2]
