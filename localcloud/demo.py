@@ -165,7 +165,8 @@ class Watch:
 
 
 def start_retraining(conn: Connection, dataset_uri: str, seed: int) -> str:
-    """A run by hand on the same data set with another seed (README: "Upload a data set")."""
+    """A run by hand on the same data set with another seed (docs/deploy.md, "Upload a data
+    set")."""
     body = {"dataset": dataset_uri, "hyperparameters": {"seed": seed}}
     return conn.client("stepfunctions").start_execution(
         stateMachineArn=conn.the_state_machine(), input=json.dumps(body)

@@ -1,6 +1,6 @@
 """The docs stay true, mechanically: every command README.md and docs/ show parses with the
 real argument parser of the module it runs, every `make` target they name exists, the
-README's parameter defaults are template.yaml's, and every relative link resolves.
+parameter defaults of docs/deploy.md are template.yaml's, and every relative link resolves.
 
 A command is checked by running its module as ``__main__`` with argparse stopped right after
 parsing (nothing else runs): a removed flag or subcommand fails here, with the file and line.
@@ -153,19 +153,19 @@ def _table_defaults(text: str) -> dict[str, str]:
     return defaults
 
 
-def test_the_readmes_parameter_defaults_are_the_templates() -> None:
+def test_the_documented_parameter_defaults_are_the_templates() -> None:
     parameters = cfn_yaml.load(REPO / "template.yaml")["Parameters"]
-    readme = (REPO / "README.md").read_text()
-    table = readme[readme.index("### Parameters") :]
-    documented = _table_defaults(table[: table.index("\n#", 1)])
-    assert len(documented) > 20, "the README's parameter table was not found"
+    deploy = (REPO / "docs" / "deploy.md").read_text()
+    table = deploy[deploy.index("\n## Parameters") :]
+    documented = _table_defaults(table[: table.index("\n#", 2)])
+    assert len(documented) > 20, "the parameter table of docs/deploy.md was not found"
     wrong = {}
     for name, default in documented.items():
         actual = str(parameters[name].get("Default", "")) if name in parameters else None
         expected = "" if default == "(empty)" else default
         if actual != expected:
             wrong[name] = (default, actual)
-    assert wrong == {}, "README default vs template.yaml"
+    assert wrong == {}, "docs/deploy.md default vs template.yaml"
 
 
 def _anchors(path: Path) -> set[str]:
