@@ -20,10 +20,10 @@ import boto3
 import pytest
 from botocore.client import BaseClient
 from moto.sagemaker.responses import SageMakerResponse
-from moto.server import ThreadedMotoServer
 
 from localcloud import model_registry
 from tests.acceptance.verify_support import REPO, bare_environment, fake_sam
+from tests.moto_support import moto_server
 from tools.cleanup import SAM_STACK, Names, Timeouts, cleanup, leftovers
 
 REGION = "us-east-1"
@@ -37,13 +37,10 @@ QUICK = Timeouts(endpoint_s=30, stack_s=30, interval_s=0.2)
 def endpoint_url() -> Iterator[str]:
     """moto's server with the local cloud's DeleteModelPackage(Group), which moto lacks."""
     model_registry.install_deletes()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
     try:
-        yield f"http://{host}:{port}"
+        with moto_server() as url:
+            yield url
     finally:
-        server.stop()
         del SageMakerResponse.delete_model_package, SageMakerResponse.delete_model_package_group
 
 

@@ -18,6 +18,7 @@ import pytest
 from localcloud.console import Console
 from localcloud.console.data import started_by, state_runs
 from tests.data_helpers import free_port
+from tests.moto_support import moto_server
 
 REGION = "us-east-1"
 DEFINITION = {
@@ -28,14 +29,8 @@ DEFINITION = {
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{server.get_host_and_port()[1]}"
-    finally:
-        server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

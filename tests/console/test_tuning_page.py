@@ -12,33 +12,30 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 import localcloud.sagemaker as local_sagemaker
 from localcloud.client import CREDENTIALS
 from localcloud.console.server import Console
 from tests.localcloud.sagemaker_support import REGION, assert_no_new_children, children
 from tests.localcloud.tuning_support import ACT, tuning_request, upload_script, wait_tuning
+from tests.moto_support import moto_server
 
 
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[tuple[Console, Any]]:
     before = children()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
-    local_sagemaker.install(tmp_path / "state")
-    console = Console(url, REGION, state_dir=tmp_path / "state")
-    console.start()
-    try:
-        client = {"endpoint_url": url, "region_name": REGION, **CREDENTIALS}
-        upload_script(boto3.client("s3", **client))
-        yield console, boto3.client("sagemaker", **client)
-    finally:
-        console.stop()
-        local_sagemaker.uninstall()
-        server.stop()
-        assert_no_new_children(before)
+    with moto_server() as url:
+        local_sagemaker.install(tmp_path / "state")
+        console = Console(url, REGION, state_dir=tmp_path / "state")
+        console.start()
+        try:
+            client = {"endpoint_url": url, "region_name": REGION, **CREDENTIALS}
+            upload_script(boto3.client("s3", **client))
+            yield console, boto3.client("sagemaker", **client)
+        finally:
+            console.stop()
+            local_sagemaker.uninstall()
+    assert_no_new_children(before)
 
 
 def get(console: Console, path: str) -> tuple[int, str, bytes]:

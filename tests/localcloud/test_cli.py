@@ -19,12 +19,12 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from localcloud import cli
 from localcloud.activity import Snapshot, changes, take
 from localcloud.statefile import STATE_FILE, write_state
 from tests.data_helpers import write_image_folder
+from tests.moto_support import moto_server
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -35,13 +35,8 @@ PASS = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End":
 
 @pytest.fixture(scope="module")
 def aws_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
