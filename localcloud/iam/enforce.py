@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import http
-import io
 import json
 import logging
 import sys
@@ -41,6 +40,7 @@ from localcloud.iam.wire import (
     access_denied,
     error_reply,
     parse_request,
+    read_request,
     signature,
 )
 
@@ -199,22 +199,11 @@ class Enforcer:
 
     def wrap(self, app: WsgiApp) -> WsgiApp:
         def enforced(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-            headers = {
-                k[5:].replace("_", "-").lower(): str(v)
-                for k, v in environ.items()
-                if k.startswith("HTTP_")
-            }
-            query = str(environ.get("QUERY_STRING", ""))
+            headers, query, method, path, body = read_request(environ)
             sig = signature(headers, query)
             principal = self._by_key.get(sig.access_key) if sig else None
             if sig is None or principal is None:
                 return app(environ, start_response)
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length) if length else b""
-            environ["wsgi.input"] = io.BytesIO(body)
-            method = str(environ.get("REQUEST_METHOD", "GET"))
-            raw = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or "")
-            path = raw.split("?", 1)[0] or str(environ.get("PATH_INFO", "/"))
             try:
                 call = parse_request(sig, method, path, query, headers, body)
                 environ[CALL_KEY] = call  # validation reads the same call

@@ -11,6 +11,7 @@ request context and for the validation of every request (``localcloud.validation
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import uuid
@@ -355,3 +356,20 @@ def error_reply(
 
 def _xml(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def read_request(environ: dict[str, Any]) -> tuple[dict[str, str], str, str, str, bytes]:
+    """Headers (lower-case names), query string, method, path and body of a WSGI request;
+    the body is put back for the app that serves it."""
+    headers = {
+        k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")
+    }
+    if "CONTENT_TYPE" in environ:
+        headers.setdefault("content-type", str(environ["CONTENT_TYPE"]))
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    method = str(environ.get("REQUEST_METHOD", "GET"))
+    raw = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or "")
+    path = raw.split("?", 1)[0] or str(environ.get("PATH_INFO", "/"))
+    return headers, str(environ.get("QUERY_STRING", "")), method, path, body

@@ -25,7 +25,6 @@ The answer is the error each service gives (HTTP 400), in its protocol:
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -39,6 +38,7 @@ from localcloud.iam.wire import (
     UnreadableRequest,
     error_reply,
     parse_request,
+    read_request,
     served_models,
     signature,
     unsigned_signature,
@@ -92,23 +92,6 @@ def wrap(app: WsgiApp) -> WsgiApp:
         return [reply.body]
 
     return validated
-
-
-def read_request(environ: dict[str, Any]) -> tuple[dict[str, str], str, str, str, bytes]:
-    """Headers (lower-case names), query string, method, path and body of a WSGI request;
-    the body is put back for the app that serves it."""
-    headers = {
-        k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")
-    }
-    if "CONTENT_TYPE" in environ:
-        headers.setdefault("content-type", str(environ["CONTENT_TYPE"]))
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    body = environ["wsgi.input"].read(length) if length else b""
-    environ["wsgi.input"] = io.BytesIO(body)
-    method = str(environ.get("REQUEST_METHOD", "GET"))
-    raw = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or "")
-    path = raw.split("?", 1)[0] or str(environ.get("PATH_INFO", "/"))
-    return headers, str(environ.get("QUERY_STRING", "")), method, path, body
 
 
 def _parse(environ: dict[str, Any]) -> ApiCall | None:
