@@ -46,6 +46,7 @@ from localcloud.statefile import STATE_FILE, write_state
 from localcloud.template import resolve_stack
 
 log = logging.getLogger("localcloud")
+MOTO_LINE = 300  # characters of a moto log record in server.log
 # Functions whose environments start before the deploy: a run's first two states.
 EARLY_FUNCTIONS = 2
 # A step of the stop that takes this long is logged.
@@ -317,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from_args(parser.parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log per API call
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(OneLineFromMoto())
     # If whoever started us dies, stop cleanly (and take our children down with us).
     processes.die_with_parent(signal.SIGTERM)
     stopping = threading.Event()
@@ -340,6 +343,18 @@ def main(argv: list[str] | None = None) -> int:
         cloud.stop()
     log.info("stopped")
     return 0
+
+
+class OneLineFromMoto(logging.Filter):
+    """moto's own records (a failed execution's cause with a function's stack trace, several
+    KB) as one line of at most MOTO_LINE characters; ``LOCALCLOUD_DEBUG=1`` keeps them whole."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("moto") and not os.environ.get("LOCALCLOUD_DEBUG"):
+            text = " ".join(record.getMessage().split())
+            record.msg = text if len(text) <= MOTO_LINE else text[: MOTO_LINE - 3] + "..."
+            record.args, record.exc_info, record.exc_text = (), None, None
+        return True
 
 
 def _command_line(pid: int) -> str:

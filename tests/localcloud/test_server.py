@@ -287,3 +287,24 @@ def test_cloudformation_describes_the_deployed_stack(cloud: LocalCloudProcess) -
 
     with pytest.raises(ClientError, match="does not exist"):
         cfn.describe_stacks(StackName="not-this-one")
+
+
+def test_moto_log_records_are_one_line_in_server_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import logging
+
+    from localcloud.server import MOTO_LINE, OneLineFromMoto
+
+    monkeypatch.delenv("LOCALCLOUD_DEBUG", raising=False)
+    cause = json.dumps({"errorMessage": "boom", "stackTrace": ["  File x\n    raise\n"] * 200})
+    record = logging.LogRecord(
+        "moto.stepfunctions.parser", logging.ERROR, __file__, 1,
+        "Stepfunctions computation ended with exception '%s'.", (cause,), None,
+    )  # fmt: skip
+    assert OneLineFromMoto().filter(record)
+    line = record.getMessage()
+    assert "\n" not in line and len(line) == MOTO_LINE and line.endswith("...")
+    ours = logging.LogRecord("localcloud", logging.INFO, __file__, 1, "a\nb", (), None)
+    OneLineFromMoto().filter(ours)
+    assert ours.getMessage() == "a\nb"  # the local cloud's own lines are left alone
