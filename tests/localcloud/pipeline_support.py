@@ -108,8 +108,10 @@ def archive_of(root: Path) -> Path:
 
 def target_of(conn: Connection) -> promise.Target:
     """The local cloud's stack as the acceptance test sees a deployed stack (its outputs,
-    clients, HTTP API): the uploads and runs below go through the same code on AWS."""
-    return promise.local_target(conn, STACK)
+    clients, HTTP API): the uploads and runs below go through the same code on AWS. A local
+    cloud deploys one stack (the e2e modules' STACK, or `up`'s default)."""
+    (stack,) = conn.client("cloudformation").describe_stacks()["Stacks"]
+    return promise.local_target(conn, stack["StackName"])
 
 
 def start_upload(conn: Connection, archive: Path, key: str) -> str:
