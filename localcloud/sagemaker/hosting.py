@@ -190,7 +190,8 @@ class EndpointRuntime:
             except DeployError as exc:
                 failure = f"Failed to scale variant {name} to {count} instances: {exc}"
                 logger.warning("endpoint %s: %s", self.name, failure)
-        self._finish("InService", failure=failure)
+        # a capacity change keeps the reason the last update failed (a rollback's alarm)
+        self._finish("InService", failure=failure or self.endpoint.failure_reason)
 
     def _build(
         self,

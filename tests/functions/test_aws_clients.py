@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import boto3
 import pytest
 
 from mlops.aws import client, create_at_init
@@ -21,6 +22,8 @@ def test_without_a_region_yet_they_are_made_at_first_use(
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     monkeypatch.delenv("AWS_REGION", raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    # a fresh default session: SAM CLI's parser (test_verify_aws) leaves one with a region
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     create_at_init("sagemaker", "dynamodb")  # no error: a module importing it still imports
     assert client.cache_info().currsize == 0
 

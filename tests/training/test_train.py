@@ -63,9 +63,9 @@ def test_metric_definitions_extract_the_run_metrics(trained) -> None:
     history, final = metrics["history"], metrics["final"]
     assert set(found) == {
         "epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "test_loss", "test_acc",
-        "champion_test_acc",
+        "champion_test_acc", "champion_comparable",
     }  # fmt: skip
-    assert found["champion_test_acc"] == []  # no champion channel: no champion line
+    assert found["champion_test_acc"] == found["champion_comparable"] == []  # no champion: no line
     assert found["epoch"] == [1, 2]
     for key in ("train_loss", "train_acc"):
         assert found[key] == pytest.approx([row[key] for row in history], abs=1e-6)
