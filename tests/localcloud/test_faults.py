@@ -388,7 +388,9 @@ def test_a_candidate_failing_under_traffic_is_rolled_back_by_the_alarm(
     cause = description["cause"]
     assert "e2e-endpoint-5xx" in cause and "rolled back" in cause, cause
     assert "\n" not in cause and not any(marker in cause for marker in NOT_IN_A_CAUSE)
-    # SageMaker rolled back by itself: InService on the old config, the alarm named.
+    # SageMaker rolled back by itself: InService on the old config, the alarm named. The
+    # traffic may have scaled the endpoint out meanwhile (Updating for a capacity change).
+    assert processes.wait_until(lambda: endpoint(conn)["EndpointStatus"] != "Updating", 120)
     after = endpoint(conn)
     assert (after["EndpointStatus"], after["EndpointConfigName"]) == ("InService", live)
     assert "CloudWatch alarm e2e-endpoint-5xx went into ALARM" in after["FailureReason"]
