@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from typing import Any
 
 import pytest
+import yaml
 
 from localcloud.intrinsics import TemplateError
 from localcloud.template import resolve_stack
@@ -17,6 +19,7 @@ from tests.conftest import REPO
 from tests.template_support import template
 
 CHECKOV = REPO / ".venv" / "checkov" / "bin" / "checkov"
+CHECKOV_CONFIG = REPO / ".checkov.yaml"  # the skips that hold for every resource of a type
 OFFLINE_AWS = {
     "SAM_CLI_TELEMETRY": "0",
     "AWS_DEFAULT_REGION": "us-east-1",
@@ -44,6 +47,8 @@ def test_checkov_finds_nothing_unjustified() -> None:
     result = subprocess.run(
         [
             str(CHECKOV),
+            "--config-file",
+            str(CHECKOV_CONFIG),
             "--file",
             "template.yaml",
             "--framework",
@@ -82,6 +87,12 @@ def test_every_suppression_has_a_one_line_justification() -> None:
         comment = str(skip.get("comment", ""))
         assert skip["id"].startswith("CKV_"), (lid, skip)
         assert len(comment) >= 30 and "\n" not in comment, (lid, skip)
+    # the skips of every resource of a type are stated once, each with its reason beside it
+    listed = re.findall(r"^\s*- (CKV_\w+)\s*#\s*(.*)$", CHECKOV_CONFIG.read_text(), re.M)
+    assert listed == [(i, r) for i, r in listed if len(r) >= 30]
+    assert [i for i, _ in listed] == yaml.safe_load(CHECKOV_CONFIG.read_text())["skip-check"]
+    # and a resource's own skips do not repeat them
+    assert not {i for i, _ in listed} & {skip["id"] for _, skip in skips}
 
 
 # --- finding 8: log groups with a retention, owned by the stack ---------------------------
