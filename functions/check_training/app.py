@@ -12,18 +12,23 @@ from mlops import schemas
 from mlops.aws import client, create_at_init
 from mlops.observability import logger, metrics, pipeline_handler
 from mlops.training_job import training_status
+from mlops.tuning import tuning_status
 
 create_at_init("sagemaker")
 
 
 @pipeline_handler("check_training", schemas.CHECK_TRAINING)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    status = training_status(
-        client("sagemaker"),
-        event["training_job_name"],
-        event["poll_seconds"],
-        datetime.datetime.now(datetime.UTC),
-    )
+    now = datetime.datetime.now(datetime.UTC)
+    if event.get("tuning_job_name"):  # the best training job once the tuning job completes
+        status = tuning_status(
+            client("sagemaker"), event["tuning_job_name"], event["poll_seconds"], now
+        )
+    else:
+        job = training_status(
+            client("sagemaker"), event["training_job_name"], event["poll_seconds"], now
+        )
+        status = {**job, "tuning_job_name": None}
     logger.info("training job status", extra={"training_job": status})
     if status["status"] == "Completed":
         if status["training_seconds"] is not None:

@@ -14,12 +14,14 @@ from mlops.observability import logger, pipeline_handler
 from mlops.registry import live_model_artifact
 from mlops.sourcedir import load_metric_definitions
 from mlops.training_job import (
+    MAX_TRAINING_ATTEMPTS,
     job_names,
     pin_dataset,
     start_training_job,
     training_job_request,
     upload_training_code,
 )
+from mlops.tuning import start_tuning_job, tuning_job_names, tuning_job_request
 
 create_at_init("s3", "sagemaker")
 
@@ -44,8 +46,17 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             sagemaker, run["endpoint"]["endpoint_name"], run["endpoint"]["variant_name"]
         ),
     )
-    result = start_training_job(sagemaker, request, job_names(run), event["poll_seconds"])
+    tuning = run["training"].get("tuning")
+    if tuning:
+        result = start_tuning_job(
+            sagemaker,
+            tuning_job_request(request, tuning, tuning["objective"]),
+            tuning_job_names(run, MAX_TRAINING_ATTEMPTS),
+            event["poll_seconds"],
+        )
+    else:
+        result = start_training_job(sagemaker, request, job_names(run), event["poll_seconds"])
     logger.info(
-        "training job started", extra={"training_job": {**result, "submit_directory": submit_dir}}
+        "training started", extra={"training_job": {**result, "submit_directory": submit_dir}}
     )
     return {**result, "submit_directory": submit_dir}

@@ -130,9 +130,13 @@ def stop_training_job(self: SageMakerResponse) -> EmptyResult:
 def create_hyper_parameter_tuning_job(self: SageMakerResponse) -> ActionResult:
     request = copy.deepcopy(self._get_params())
     tuning.check_request(request)
-    result = _original(SageMakerResponse, "create_hyper_parameter_tuning_job")(self)
     backend, account, region = self.sagemaker_backend, self.current_account, self.region
     name = request["HyperParameterTuningJobName"]
+    # Unique per account and region, not case sensitive (moto would replace the job).
+    taken = [n for n in backend.hyper_parameter_tuning_jobs if n.lower() == name.lower()]
+    if taken:
+        raise ResourceInUseException(f"Tuning job {taken[0]} already exists.")
+    result = _original(SageMakerResponse, "create_hyper_parameter_tuning_job")(self)
     job = backend.hyper_parameter_tuning_jobs[name]
 
     def start_child(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,3 +105,24 @@ def hold_lock(dynamodb: Any, table_name: str, key: str, holder: str, expires_at:
             "expires_at": {"N": str(int(expires_at))},
         },
     )
+
+
+TUNING_ARN = "arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/{}"
+
+
+def tuning_job(status: str, name: str, **extra: Any) -> dict[str, Any]:
+    """A DescribeHyperParameterTuningJob answer: two trials running unless ``extra`` says."""
+    return {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobArn": TUNING_ARN.format(name),
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "valid_acc"},
+            "ResourceLimits": {"MaxParallelTrainingJobs": 2, "MaxNumberOfTrainingJobs": 4},
+        },
+        "HyperParameterTuningJobStatus": status,
+        "CreationTime": datetime.datetime.now(datetime.UTC),
+        "TrainingJobStatusCounters": {"Completed": 0, "InProgress": 2},
+        "ObjectiveStatusCounters": {"Succeeded": 0, "Pending": 2, "Failed": 0},
+        **extra,
+    }

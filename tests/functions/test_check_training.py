@@ -84,6 +84,7 @@ def test_completed_reports_final_metrics_and_the_artifact(app, aws) -> None:
         "billable_seconds": 10800,
         "champion": None,
         "next_poll_seconds": 60,
+        "tuning_job_name": None,
     }
 
 

@@ -163,6 +163,7 @@ def test_starts_the_job_as_script_mode_with_torchrun_across_hosts(app, aws, code
     assert result == {
         "training_job_name": run["training"]["job_name"],
         "training_job_arn": JOB_ARN.format(run["training"]["job_name"]),
+        "tuning_job_name": None,
         "adopted": False,
         "status": "InProgress",
         "next_poll_seconds": event["poll_seconds"],

@@ -24,6 +24,7 @@ ARTIFACT = f"s3://pipeline-data/models/{JOB}/output/model.tar.gz"
 DEADLINES = {"deploy": 4102444800, "rollback": 4102448400}
 STARTED = {
     "training_job_name": JOB,
+    "tuning_job_name": None,  # a run with TuningMaxJobs names its tuning job here
     "status": "InProgress",
     "adopted": False,
     "next_poll_seconds": 0,
@@ -44,6 +45,7 @@ def training(status: str, **extra: Any) -> dict[str, Any]:
     return ok(
         {
             "training_job_name": JOB,
+            "tuning_job_name": None,
             "status": status,
             "secondary_status": status,
             "failure_reason": None,

@@ -111,6 +111,8 @@ def metadata(
         "gate": gate.get("reason") or "-",
         "champion_model": champion.get("model_artifact") or "none",
     }
+    if job.get("TuningJobArn"):  # the best trial of the run's tuning job
+        values["tuning_job"] = job["TuningJobArn"].rsplit("/", 1)[-1]
     for name, metric in job.get("metrics", {}).items():
         values[f"metric_{name}"] = f"{metric:.6g}"
     return {_value(key, METADATA_KEY_MAX): _value(value) for key, value in values.items()}

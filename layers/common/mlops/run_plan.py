@@ -24,6 +24,7 @@ from mlops.gate import LOAD_FAILURE_ACTIONS
 from mlops.naming import check_endpoint_name, content_id, resource_name
 from mlops.polling import DEPLOY_POLLS, deployment_window
 from mlops.s3 import head_object, parse_s3_uri, s3_uri
+from mlops.tuning import tuning_settings
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
 VARIANT_NAME = "AllTraffic"
@@ -83,6 +84,7 @@ class PlanSettings:
     # What bounds the run's deployment window (mlops.polling.deployment_window).
     poll_seconds: int = 60
     lock_lease_seconds: int = 21600
+    tuning: dict[str, Any] | None = None  # mlops.tuning.tuning_settings
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PlanSettings:
@@ -131,6 +133,13 @@ class PlanSettings:
             data_capture_percent=env_int("DATA_CAPTURE_PERCENT", env, default=0),
             poll_seconds=env_int("POLL_INTERVAL_SECONDS", env, default=60, minimum=1),
             lock_lease_seconds=env_int("LOCK_LEASE_SECONDS", env, default=21600, minimum=60),
+            tuning=tuning_settings(
+                env_int("TUNING_MAX_JOBS", env, default=0),
+                env_int("TUNING_MAX_PARALLEL_JOBS", env, default=1, minimum=1),
+                env_str("TUNING_STRATEGY", env, default="Bayesian"),
+                _tuning_ranges(env),
+                env_str("ENDPOINT_NAME", env),
+            ),
         )
         check_rollout(settings)
         try:
@@ -142,6 +151,13 @@ class PlanSettings:
         if settings.max_runtime_seconds > MAX_RUNTIME_LIMIT:
             raise ConfigurationError(f"MAX_TRAINING_RUNTIME_SECONDS exceeds {MAX_RUNTIME_LIMIT}")
         return settings
+
+
+def _tuning_ranges(env: Mapping[str, str] | None) -> dict[str, Any]:
+    """TUNING_RANGES with its flags checked and spelt as the hyperparameters are."""
+    raw = env_json_object("TUNING_RANGES", env, default="{}")
+    canonical_hyperparameters(dict.fromkeys(raw, ""), "TUNING_RANGES")  # the names' rules
+    return {key.replace("_", "-"): value for key, value in raw.items()}
 
 
 def check_rollout(settings: PlanSettings) -> None:
@@ -393,6 +409,8 @@ def build_plan(
         "code_version": settings.training_code_version,
         "hyperparameters": hyperparameters,
     }
+    if settings.tuning:  # only then, so a plain run keeps its run id (and job name)
+        training["tuning"] = {**settings.tuning, "objective": GATE_METRIC}
     run_id = content_id(
         {
             "dataset": {k: dataset[k] for k in ("bucket", "key", "version")},

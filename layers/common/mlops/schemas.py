@@ -66,9 +66,17 @@ _DEADLINES = {
     )
 }
 START_TRAINING = _obj(["run", "execution_arn", "poll_seconds"], {"run": RUN, **_POLL, **_EXEC})
+_NAME_OR_NULL = {"anyOf": [_STR, {"type": "null"}]}
+# A tuning run names its tuning job; its training job is known once that completes.
 CHECK_TRAINING = _obj(
     ["training_job_name", "poll_seconds"],
-    {"training_job_name": _STR, **_POLL, **_RUN_ID, **_EXEC},
+    {
+        "training_job_name": _NAME_OR_NULL,
+        "tuning_job_name": _NAME_OR_NULL,
+        **_POLL,
+        **_RUN_ID,
+        **_EXEC,
+    },
 )
 QUALITY_GATE = _obj(
     ["metrics", "gate", "training_job_name"],
@@ -143,4 +151,4 @@ SUMMARIZE_RUN = _obj(
     {"state": _obj(["run", "training", "deployment"], {"run": RUN, "deployment": DEPLOYMENT})},
 )
 
-DESCRIBE_FAILURE = _obj(["state"], {"state": {"type": "object"}})
+DESCRIBE_FAILURE = _obj(["state"], {"state": {"type": "object"}, **_EXEC})

@@ -11,6 +11,7 @@ def summarize(state: Mapping[str, Any]) -> dict[str, Any]:
     gate = state.get("gate") or {}
     smoke = state.get("smoke")
     scaling = state.get("autoscaling")
+    tuning = training.get("tuning")
     already = deployment["action"] == "already_deployed"
     return {
         "run_id": run["run_id"],
@@ -18,6 +19,13 @@ def summarize(state: Mapping[str, Any]) -> dict[str, Any]:
         "dataset": run["dataset"]["uri"],
         "dataset_version": run["dataset"]["version"],
         "training_job_name": training["training_job_name"],
+        # With tuning: the tuning job, its best objective and its trials' counts.
+        "tuning": None
+        if not tuning
+        else {
+            k: tuning.get(k)
+            for k in ("tuning_job_name", "objective_metric", "best_objective", "trials")
+        },
         "metrics": training.get("metrics", {}),
         "model_artifact": training.get("model_artifact"),
         "quality_gate": {k: gate.get(k) for k in ("metric", "value", "threshold", "reason")},

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -189,10 +189,14 @@ def job_names(run: Mapping[str, Any]) -> list[str]:
     return [run["training"]["job_name"], *retries]
 
 
-def start_training_job(
-    sagemaker: Any, request: Mapping[str, Any], names: list[str], poll_seconds: int
-) -> dict[str, Any]:
-    """Create the run's job, or adopt it if it is running or done.
+def start_or_adopt(
+    create: Callable[[str], str],
+    describe: Callable[[str], tuple[str, str]],
+    names: list[str],
+    what: str,
+) -> tuple[str, str, bool]:
+    """(name, ARN, adopted) of the first of ``names`` that ``create`` starts, or of one
+    already started and running or done (``describe``: its status and ARN).
 
     A job of this run that Failed or was Stopped (capacity, a spot interruption, a bad
     host) is not adopted: the next name is tried, so re-running the execution trains
@@ -200,28 +204,42 @@ def start_training_job(
     """
     for name in names:
         try:
-            arn = sagemaker.create_training_job(**{**request, "TrainingJobName": name})[
-                "TrainingJobArn"
-            ]
-            adopted = False
+            return name, create(name), False
         except ClientError as exc:
             if not _already_exists(exc):
                 raise
-            job = sagemaker.describe_training_job(TrainingJobName=name)
-            if job["TrainingJobStatus"] in TERMINAL_FAILURES:
-                continue
-            arn, adopted = job["TrainingJobArn"], True
-        return {
-            "training_job_name": name,
-            "training_job_arn": arn,
-            "adopted": adopted,
-            "status": "InProgress",
-            "next_poll_seconds": poll_seconds,
-        }
+            status, arn = describe(name)
+            if status not in TERMINAL_FAILURES:
+                return name, arn, True
     raise TrainingRetriesExhausted(
-        f"the training job of this run failed or was stopped {len(names)} times "
+        f"the {what} of this run failed or was stopped {len(names)} times "
         f"(last: {names[-1]}); change the data set or its configuration to train again"
     )
+
+
+def start_training_job(
+    sagemaker: Any, request: Mapping[str, Any], names: list[str], poll_seconds: int
+) -> dict[str, Any]:
+    """Create the run's job, or adopt it if it is running or done (``start_or_adopt``)."""
+
+    def create(name: str) -> str:
+        return sagemaker.create_training_job(**{**request, "TrainingJobName": name})[
+            "TrainingJobArn"
+        ]
+
+    def describe(name: str) -> tuple[str, str]:
+        job = sagemaker.describe_training_job(TrainingJobName=name)
+        return job["TrainingJobStatus"], job["TrainingJobArn"]
+
+    name, arn, adopted = start_or_adopt(create, describe, names, "training job")
+    return {
+        "training_job_name": name,
+        "training_job_arn": arn,
+        "tuning_job_name": None,
+        "adopted": adopted,
+        "status": "InProgress",
+        "next_poll_seconds": poll_seconds,
+    }
 
 
 def training_status(
