@@ -24,7 +24,14 @@ from imgcls.optimize import (
     compare,
     optimise,
 )
-from imgcls.predict import load_classifier, predict_batch, probe_batch
+from imgcls.predict import (
+    CALIBRATION_IMAGES,
+    PROBE_IMAGES,
+    load_classifier,
+    predict_batch,
+    probe_and_calibration,
+    probe_batch,
+)
 from imgcls.transforms import eval_transform
 from tests.training.serving_helpers import image_bytes, make_model_dir
 
@@ -83,9 +90,10 @@ def test_a_candidate_that_fails_to_build_falls_back_with_one_line(
     ]
 
 
-def calibration() -> torch.Tensor:
+def calibration(seed: int = 3) -> torch.Tensor:
     """Stand-in for a model's smoke images: int8 refuses to calibrate on nothing."""
-    return torch.randn(8, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(3))
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(8, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
 
 
 def test_the_fp32_graph_matches_eager_within_its_tolerance(net: nn.Module) -> None:
@@ -106,7 +114,7 @@ def test_a_lossy_form_whose_guard_would_rerun_most_calls_is_dropped(
 ) -> None:
     """Random weights: the lossy logits' error is of the size of the gaps between them."""
     with caplog.at_level(logging.WARNING, "imgcls.optimize"):
-        result = optimise(net, calibration(), real_images=True, mode=mode)
+        result = optimise(net, calibration(), True, mode, calibration=calibration(4))
     assert result.mode == "jit"
     [message] = [r.getMessage() for r in caplog.records]
     assert re.fullmatch(
@@ -124,9 +132,37 @@ def test_int8_needs_images_to_calibrate_on(
         result = optimise(net, probe(), real_images=False, mode="jit-int8")
     assert result.mode == "jit"
     assert [r.getMessage() for r in caplog.records] == [
-        "inference: jit-int8 failed (ValueError: int8 calibrates on the model's smoke images; "
-        "it has none); trying the next form"
+        "inference: jit-int8 failed (ValueError: int8 calibrates on smoke images apart from "
+        "the probe's; the model has none); trying the next form"
     ]
+
+
+def test_int8_never_calibrates_on_the_probe(
+    net: nn.Module, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Real images but none apart from the probe: no int8 (the probe's error bound would
+    be measured on the images it was calibrated on)."""
+    with caplog.at_level(logging.WARNING, "imgcls.optimize"):
+        result = optimise(net, calibration(), real_images=True, mode="jit-int8")
+    assert result.mode == "jit"
+    assert "int8 calibrates on smoke images apart from the probe's" in caplog.text
+
+
+def test_the_probe_and_the_calibration_images_are_disjoint(tmp_path: Path) -> None:
+    model_dir = make_model_dir(tmp_path / "m", IMAGE_SIZE)
+    preprocess = load_classifier(model_dir, mode="eager").preprocess
+    raw = [image_bytes(seed=i) for i in range(50)]
+    items = [{"image": base64.b64encode(r).decode()} for r in raw]
+    (model_dir / "smoke_set.json").write_text(json.dumps({"items": items}))
+    probe, calibration, real = probe_and_calibration(model_dir, preprocess)
+    assert real and calibration is not None
+    assert (len(probe), len(calibration)) == (PROBE_IMAGES, CALIBRATION_IMAGES)
+    assert torch.equal(probe[0], preprocess(raw[0])[0])
+    assert torch.equal(calibration[0], preprocess(raw[PROBE_IMAGES])[0])
+    assert not any(torch.equal(p, c) for p in probe for c in calibration)
+    # only as many as the probe: nothing left to calibrate on
+    (model_dir / "smoke_set.json").write_text(json.dumps({"items": items[:PROBE_IMAGES]}))
+    assert probe_and_calibration(model_dir, preprocess)[1] is None
 
 
 class Offset(nn.Module):

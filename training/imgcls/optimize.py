@@ -5,9 +5,10 @@ At load, :func:`optimise` builds candidates in order of speed and keeps the firs
 agrees with the eager network on a probe batch (the model's own held-out smoke images):
 
 - ``jit-int8``: post-training int8 quantization (FX, the x86 backend, calibrated on the
-  model's smoke images), traced and frozen. About 4x less CPU per image than eager on a CPU
-  with AVX512-VNNI. Lossy, so it runs *guarded* (below). The "auto" choice on x86 CPUs for
-  networks of at least ``INT8_MIN_GFLOPS`` per image, where its seconds of load pay back.
+  model's smoke images apart from the probe's), traced and frozen. About 4x less CPU per
+  image than eager on a CPU with AVX512-VNNI. Lossy, so it runs *guarded* (below). The
+  "auto" choice on x86 CPUs for networks of at least ``INT8_MIN_GFLOPS`` per image, where
+  its seconds of load pay back.
 - ``jit-bf16``: traced, frozen and ``optimize_for_inference``-d TorchScript with bf16
   weights and activations. About 2x less CPU per image than eager on a CPU with
   AVX512-BF16. Lossy, so guarded; opt-in only.
@@ -24,7 +25,10 @@ A lossy form alone changed the top-1 class of 1 of 270 digits test images (bf16)
 model, so it never answers a close call by itself: the guard measures its largest logit
 error E on the probe and re-runs every image whose two best logits are within
 ``2 * GUARD_FACTOR * E`` through the fp32 graph, so the top-1 class is eager's wherever
-the lossy error stays within ``GUARD_FACTOR`` times what the probe showed.
+the lossy error stays within ``GUARD_FACTOR`` times what the probe showed. The probe holds
+none of int8's calibration images, so E is measured out-of-sample. At serving time a
+shadow check (imgcls.shadow) also runs a sample of images through the fp32 graph and
+drops the lossy form for good when their top-1 classes disagree beyond a bound.
 
 A candidate passes when every probe image keeps its top-1 class and every logit stays
 within ``tolerance(mode, device)`` times the larger of 1 and the image's largest absolute eager
@@ -38,6 +42,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -45,6 +50,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from imgcls.shadow import Shadow
 
 log = logging.getLogger("imgcls.optimize")
 
@@ -196,22 +203,59 @@ def quantize(net: nn.Module, calibration: torch.Tensor) -> nn.Module:
 
 class Guarded(nn.Module):
     """A lossy network whose close calls the exact one answers: every image whose two
-    best logits are within ``margin`` is run again through ``exact``."""
+    best logits are within ``margin`` is run again through ``exact``, and so is each image
+    ``shadow`` samples (imgcls.shadow), in the same pass. Once the sample disagrees beyond
+    its bound, ``exact`` answers everything (``dropped``)."""
 
-    def __init__(self, fast: nn.Module, exact: nn.Module, margin: float) -> None:
+    def __init__(
+        self,
+        fast: nn.Module,
+        exact: nn.Module,
+        margin: float,
+        shadow: Shadow | None = None,
+        name: str = "the lossy form",
+    ) -> None:
         super().__init__()
-        self.fast, self.exact, self.margin = fast, exact, margin
+        self.fast, self.exact, self.margin, self.name = fast, exact, margin, name
+        self.shadow = shadow or Shadow()
+        self.dropped = False
         self.images = 0  # seen, and re-run: how often the guard costs a second pass
         self.rerun = 0
+        self._lock = threading.Lock()  # the counters, when threads share the network
+
+    def watch(self, shadow: Shadow) -> None:
+        """Start serving: counters from zero (the load's check is not traffic) and
+        ``shadow`` sampling the images from now on."""
+        self.images = self.rerun = 0
+        self.shadow = shadow
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dropped:
+            return self.exact(x)
         logits = self.fast(x)
         best = logits.topk(2, dim=1).values
         close = (best[:, 0] - best[:, 1]) <= self.margin
-        self.images += len(x)
-        if bool(close.any()):
+        sampled = torch.zeros_like(close)
+        sampled[self.shadow.pick(len(x))] = True
+        sampled &= ~close  # a close call's answer is the exact one already
+        with self._lock:
+            self.images += len(x)
             self.rerun += int(close.sum())
-            logits[close] = self.exact(x[close])
+        again = close | sampled
+        if bool(again.any()):
+            exact = self.exact(x[again])
+            shadowed = sampled[again]
+            if bool(shadowed.any()):
+                lossy_top1 = logits[sampled].argmax(dim=1)
+                disagreed = int((lossy_top1 != exact[shadowed].argmax(dim=1)).sum())
+                if self.shadow.record(disagreed):
+                    self.dropped = True
+                    log.warning(
+                        "inference: dropping %s for the fp32 graph for good: %s",
+                        self.name,
+                        self.shadow.describe(),
+                    )
+            logits[again] = exact
         return logits
 
 
@@ -224,9 +268,14 @@ def compare(eager: torch.Tensor, optimised: torch.Tensor, real_images: bool) -> 
 
 
 def guard(
-    fast: nn.Module, exact: nn.Module, probe: torch.Tensor, reference: torch.Tensor
+    fast: nn.Module,
+    exact: nn.Module,
+    probe: torch.Tensor,
+    reference: torch.Tensor,
+    name: str = "the lossy form",
 ) -> Guarded:
-    """``fast`` behind a guard sized by its largest logit error on ``probe``."""
+    """``fast`` (mode ``name``) behind a guard sized by its largest logit error on
+    ``probe``."""
     with torch.inference_mode():
         exact_check = compare(reference, exact(probe), real_images=True)
         fast_logits = fast(probe).float()
@@ -234,7 +283,8 @@ def guard(
         raise ValueError(
             f"the fp32 graph a guard re-runs differs from eager: {exact_check.describe()}"
         )
-    guarded = Guarded(fast, exact, 2 * GUARD_FACTOR * (fast_logits - reference).abs().max().item())
+    margin = 2 * GUARD_FACTOR * (fast_logits - reference).abs().max().item()
+    guarded = Guarded(fast, exact, margin, name=name)
     best = fast_logits.topk(2, dim=1).values
     close = int(((best[:, 0] - best[:, 1]) <= guarded.margin).sum())
     if close > MAX_RERUN_SHARE * len(probe):
@@ -266,13 +316,13 @@ def optimise(
 ) -> Optimised:
     """The fastest candidate for ``mode`` that agrees with ``net`` (eval mode) on ``probe``.
 
-    ``calibration``: real images int8 calibrates on (default: the probe when it is real).
+    ``calibration``: real images int8 calibrates on, none of them in ``probe`` (the probe
+    then measures the error on images the calibration never saw); without it, no int8.
     """
     started = time.perf_counter()
+    shadow = Shadow.from_env()  # a bad setting fails the load, as a bad mode does
     device = next(net.parameters()).device
     probe = probe.to(device)
-    if calibration is None and real_images:
-        calibration = probe
     with torch.inference_mode():
         reference = net(probe)
     gflops = gflops_per_image(net, probe) if mode == "auto" and device.type == "cpu" else 0.0
@@ -283,13 +333,15 @@ def optimise(
         try:
             if candidate in LOSSY:
                 if candidate == "jit-int8" and calibration is None:
-                    raise ValueError("int8 calibrates on the model's smoke images; it has none")
+                    raise ValueError(
+                        "int8 calibrates on smoke images apart from the probe's; the model has none"
+                    )
                 fast = BUILDERS[candidate](
                     net, probe if calibration is None else calibration.to(device)
                 )
                 if exact is None:
                     exact = BUILDERS["jit"](net, probe)
-                built: nn.Module = guard(fast, exact, probe, reference)
+                built: nn.Module = guard(fast, exact, probe, reference, candidate)
             else:
                 if exact is None:
                     exact = BUILDERS[candidate](net, probe)
@@ -307,11 +359,14 @@ def optimise(
             continue
         if check.passed(tolerance(candidate, device)):
             seconds = time.perf_counter() - started
-            guarded = (
-                f"; re-runs top-2 gaps under {built.margin:.3g}"
-                if isinstance(built, Guarded)
-                else ""
-            )
+            guarded = ""
+            if isinstance(built, Guarded):
+                built.watch(shadow)
+                sampled = f"1 in {shadow.rate}" if shadow.rate else "no"
+                guarded = (
+                    f"; re-runs top-2 gaps under {built.margin:.3g} and {sampled} images "
+                    "as a shadow check"
+                )
             log.info(
                 "inference: running the model as %s (%s; tolerance %g%s; built and checked "
                 "in %.1f s)",

@@ -22,7 +22,9 @@ from imgcls.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 DEFAULT_TOP_K = 5
 PROBE_IMAGES = 8  # smoke images the optimised network is checked on at load
-CALIBRATION_IMAGES = 32  # smoke images int8 calibrates on (the probe's among them)
+# Smoke images int8 calibrates on: those after the probe's, never the probe's own, so that
+# the error the probe measures (which sizes the guard) is out-of-sample.
+CALIBRATION_IMAGES = 32
 
 log = logging.getLogger("imgcls.predict")
 
@@ -55,9 +57,8 @@ def load_classifier(model_dir: str | Path, mode: str | None = None) -> Classifie
     _check_preprocessing(meta, preprocess)
     classes = tuple(meta["classes"])
     if mode != "eager":
-        smoke, real = probe_batch(model_dir, preprocess, CALIBRATION_IMAGES)
-        calibration = smoke if real else None
-        optimised = optimise(net, smoke[:PROBE_IMAGES], real, mode, calibration)
+        probe, calibration, real = probe_and_calibration(model_dir, preprocess)
+        optimised = optimise(net, probe, real, mode, calibration)
         net, mode = optimised.net, optimised.mode
     return Classifier(net, classes, preprocess, device, default_top_k(), mode)
 
@@ -79,6 +80,16 @@ def probe_batch(
     if tensors:
         return torch.cat(tensors), True
     return noise_probe(preprocess.image_size), False
+
+
+def probe_and_calibration(
+    model_dir: str | Path, preprocess: Preprocessor
+) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+    """The probe (the first ``PROBE_IMAGES`` smoke images), the disjoint images after them
+    that int8 calibrates on (None when there are none), and whether the images are real."""
+    smoke, real = probe_batch(model_dir, preprocess, PROBE_IMAGES + CALIBRATION_IMAGES)
+    rest = smoke[PROBE_IMAGES:]
+    return smoke[:PROBE_IMAGES], rest if real and len(rest) else None, real
 
 
 def default_top_k() -> int:
