@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from imgcls.model import load_model
-from imgcls.optimize import TOLERANCE, compare
+from imgcls.optimize import TOLERANCE, Guarded, compare
 from imgcls.predict import load_classifier, predict_batch
 from imgcls.transforms import Augmentation, eval_transform, train_transform
 from tests.training.conftest import run_train
@@ -126,8 +126,12 @@ def test_the_light_recipe_learns_real_digits(digits_run) -> None:
 
 
 @pytest.mark.parametrize("mode", ["auto", "jit-int8", "jit-bf16"])
-def test_the_optimised_model_answers_as_eager_on_the_digits_test_set(digits_run, mode) -> None:
-    """Every form serving may run, the lossy ones behind their guard (imgcls.optimize)."""
+def test_the_optimised_model_answers_as_eager_on_the_digits_test_set(
+    digits_run, mode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every form serving may run, the lossy ones behind their guard (imgcls.optimize),
+    their shadow check sampling every test image: it agrees, so the lossy form stays."""
+    monkeypatch.setenv("IMGCLS_SHADOW_RATE", "1")
     data, model_dir, _ = digits_run
     optimised = load_classifier(model_dir, mode=mode)
     eager, _ = load_model(model_dir)
@@ -144,3 +148,6 @@ def test_the_optimised_model_answers_as_eager_on_the_digits_test_set(digits_run,
     assert [int(s.argmax()) for s in served] == reference.argmax(dim=1).tolist()
     check = compare(reference, torch.stack(served), real_images=True)
     assert check.max_error <= TOLERANCE[optimised.mode]
+    if isinstance(optimised.net, Guarded):  # all 270 sampled (the limit is 500)
+        shadow = optimised.net.shadow
+        assert (shadow.checked, shadow.disagreed, optimised.net.dropped) == (270, 0, False)
