@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from localcloud import run_cost
 from localcloud.activity import Activity
 from localcloud.admin import SPOT_INTERRUPTIONS
 from localcloud.cli_errors import report
@@ -48,7 +47,7 @@ from localcloud.history import build_view, duration, is_no_op, render, render_ou
 from localcloud.intrinsics import TemplateError
 from localcloud.launcher import LaunchError, LocalCloudProcess
 from localcloud.progress import Follower
-from localcloud.report import describe_endpoint, execution_events, training_job_of
+from localcloud.report import cost_estimate, execution_events
 from localcloud.runner import (
     CliError,
     as_archive,
@@ -264,11 +263,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     if output:
         print("\n" + output)
     if not is_no_op(description):
-        endpoint_name = (json.loads(description.get("output") or "{}") or {}).get("endpoint_name")
-        endpoint = describe_endpoint(conn, endpoint_name) if endpoint_name else None
-        job = training_job_of(conn, description)
         print("\n  On AWS it would cost (estimate)")
-        print("\n".join("  " + line for line in run_cost.for_run(conn, events, job, endpoint)))
+        print("\n".join("  " + line for line in cost_estimate(conn, description, events)))
     return 0 if not args.wait or description["status"] == "SUCCEEDED" else 1
 
 

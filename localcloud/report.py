@@ -4,6 +4,7 @@ the endpoint, its autoscaling, and where the time went."""
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -229,3 +230,13 @@ def summary(
     lines.append("  On AWS it would cost (estimate)")
     lines += ["  " + line for line in run_cost.for_run(conn, events, job, endpoint)]
     return "\n".join(lines), spent
+
+
+def cost_estimate(
+    conn: Connection, description: Mapping[str, Any], events: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """What the execution would cost on AWS (``run_cost.for_run``), from the training job
+    and the endpoint it left: what ``history`` prints and the console shows."""
+    endpoint_name = (json.loads(description.get("output") or "{}") or {}).get("endpoint_name")
+    endpoint = describe_endpoint(conn, endpoint_name) if endpoint_name else None
+    return run_cost.for_run(conn, events, training_job_of(conn, description), endpoint)

@@ -18,7 +18,8 @@ from botocore.exceptions import ClientError
 from localcloud import trigger
 from localcloud.client import CREDENTIALS
 from localcloud.console import graph
-from localcloud.history import build_view, readable_cause
+from localcloud.history import build_view, is_no_op, readable_cause
+from localcloud.report import cost_estimate
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 ENDPOINT_LOG_GROUP = "/aws/sagemaker/Endpoints/"
@@ -28,7 +29,7 @@ ENTRIES_SHOWN = 20  # the last runs of a state (polling loops enter one many tim
 DETAIL_CHARS = 240  # of an event's details in the history table (the state panel has all)
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, read_timeout=15)
 _ONE_ATTEMPT = Config(retries={"mode": "standard", "max_attempts": 1}, read_timeout=15)
-_SERVICES = ("stepfunctions", "sagemaker", "logs", "cloudwatch", "events")
+_SERVICES = ("stepfunctions", "sagemaker", "logs", "cloudwatch", "events", "lambda")
 
 
 class NotFound(LookupError):
@@ -162,8 +163,13 @@ class Reader:
             "application-autoscaling", endpoint_url=endpoint_url, config=_ONE_ATTEMPT
         )
         self._finished: dict[str, dict[str, Any]] = {}  # execution ARN -> description
+        self._costs: dict[str, list[str]] = {}  # a finished execution's ARN -> its cost
         self._definitions: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+
+    def client(self, service: str) -> BaseClient:
+        """A client of the local cloud (what ``report`` and ``run_cost`` read through)."""
+        return self.clients[service]
 
     # ------------------------------------------------------------------ executions
     def state_machines(self) -> list[dict[str, Any]]:
@@ -236,6 +242,22 @@ class Reader:
         pages = self.clients["stepfunctions"].get_paginator("get_execution_history")
         return [e for page in pages.paginate(executionArn=arn) for e in page["events"]]
 
+    def cost(
+        self, description: Mapping[str, Any], events: Sequence[Mapping[str, Any]]
+    ) -> list[str] | None:
+        """A finished run's cost on AWS, the lines its summary and ``history`` print; None
+        while it runs (its training is not billed yet) or when it did nothing."""
+        arn = description["executionArn"]
+        if description["status"] == "RUNNING" or is_no_op(description):
+            return None
+        with self._lock:
+            cached = self._costs.get(arn)
+        if cached is None:
+            cached = [line.strip() for line in cost_estimate(self, description, events)]
+            with self._lock:
+                self._costs[arn] = cached
+        return cached
+
     def execution(self, arn: str) -> dict[str, Any]:
         description = self._describe(arn)
         events = self._history(arn)
@@ -296,4 +318,5 @@ class Reader:
                 for e in events[-HISTORY_EVENTS_SHOWN:]
             ],
             "events_total": len(events),
+            "cost": self.cost(description, events),
         }

@@ -14,11 +14,15 @@ from typing import Any
 
 import boto3
 import pytest
+from moto.core.config import default_user_config
 
+from localcloud import report
 from localcloud.console import Console
 from localcloud.console.data import started_by, state_runs
 from tests.data_helpers import free_port
+from tests.localcloud.sagemaker_support import wait_for
 from tests.moto_support import moto_server
+from tools.costs import Prices
 
 REGION = "us-east-1"
 DEFINITION = {
@@ -113,6 +117,31 @@ def test_an_execution_of_a_state_machine_shows_its_graph_and_history(
         "__end__",
     }
     assert execution["events_total"] == len(execution["events"])
+
+
+def test_a_finished_execution_shows_what_history_says_it_would_cost(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(default_user_config, "stepfunctions", {"execute_state_machine": True})
+    sfn = console.reader.clients["stepfunctions"]
+    machine = sfn.create_state_machine(  # moto runs it: it ends
+        name="hello-run",
+        definition=json.dumps(DEFINITION),
+        roleArn="arn:aws:iam::123456789012:role/hello",
+    )["stateMachineArn"]
+    arn = sfn.start_execution(stateMachineArn=machine, name="run", input="{}")["executionArn"]
+    description = wait_for(
+        lambda: sfn.describe_execution(executionArn=arn),
+        lambda d: d["status"] != "RUNNING",
+        20,
+    )
+    status, execution = get_json(console, f"/api/execution?arn={arn}")
+    assert status == 200 and execution["status"] == "SUCCEEDED"
+    events = sfn.get_execution_history(executionArn=arn)["events"]
+    printed = report.cost_estimate(console.reader, description, events)  # history's lines
+    assert execution["cost"] == [line.strip() for line in printed]
+    assert "Step Functions: 2 state transitions" in execution["cost"][2]  # Hello and Bye
+    assert execution["cost"][-1] == f"({Prices.load().caption}; tools/prices.json)"
 
 
 @pytest.mark.parametrize(

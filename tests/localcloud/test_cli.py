@@ -25,6 +25,7 @@ from localcloud.activity import Snapshot, changes, take
 from localcloud.statefile import STATE_FILE, write_state
 from tests.data_helpers import write_image_folder
 from tests.moto_support import moto_server
+from tools.costs import Prices
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -394,3 +395,13 @@ def test_up_and_run_use_the_exported_state_dir(exported: dict[str, str], tmp_pat
     """A second `up` with the export line still set finds the first (already running)."""
     args = cli.build_parser().parse_args(["up"])
     assert args.state_dir == tmp_path / "elsewhere"
+
+
+def test_history_prints_the_runs_cost_estimate(
+    exported: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The estimate the console shows too (report.cost_estimate), with the prices' date."""
+    assert cli.main(["history", "first-run"]) == 0
+    out = capsys.readouterr().out
+    assert "On AWS it would cost (estimate)" in out
+    assert f"({Prices.load().caption}; tools/prices.json)" in out

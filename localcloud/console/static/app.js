@@ -112,6 +112,7 @@ async function executionPage(first, arn) {
         <dt>Duration</dt><dd id="duration">${secs(x.seconds)}</dd>
         <dt>Started by</dt><dd>${esc(x.started_by)}</dd>
         ${x.error || x.cause ? `<dt>Failure</dt><dd class="error" id="execution-failure">${esc(x.error)}${x.cause ? ": " + esc(x.cause) : ""}</dd>` : ""}
+        <dt>On AWS it would cost</dt><dd id="execution-cost"></dd>
       </dl></div>
       <div class="split">
         <div class="card">
@@ -133,6 +134,10 @@ async function executionPage(first, arn) {
   }
   view.lastExecution = x;
   document.getElementById("duration").textContent = secs(x.seconds);
+  // the estimate `history` prints (localcloud/run_cost.py), once the run has ended
+  document.getElementById("execution-cost").innerHTML = x.cost
+    ? `<pre>${esc(x.cost.join("\n"))}</pre>`
+    : `<span class="muted">${x.status === "RUNNING" ? "estimated when the run ends" : "nothing: the run did nothing"}</span>`;
   document.getElementById("events").innerHTML = eventsTable(x.events);
   if (view.selected) showState(x);
   return x.status === "RUNNING";
