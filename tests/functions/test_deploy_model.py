@@ -349,41 +349,39 @@ def test_a_refused_update_puts_the_removed_scaling_back(app, aws) -> None:
             aws.invoke(app, EVENT)
 
 
-def approved_version(sagemaker: Any) -> str:
+def approved_version(
+    sagemaker: Any, artifact: str = EVENT["model_artifact"], **metadata: str
+) -> str:
     return sagemaker.create_model_package(
         ModelPackageGroupName="mlops-models",
         ModelApprovalStatus="Approved",
         InferenceSpecification={
-            "Containers": [{"Image": "inference:1", "ModelDataUrl": EVENT["model_artifact"]}],
+            "Containers": [{"Image": "inference:1", "ModelDataUrl": artifact}],
             "SupportedContentTypes": ["image/jpeg"],
             "SupportedResponseMIMETypes": ["application/json"],
         },
+        **({"CustomerMetadataProperties": metadata} if metadata else {}),
     )["ModelPackageArn"]
 
 
-def test_a_registered_version_is_deployed_from_its_model_package(app, aws) -> None:
+def test_a_version_gated_before_a_better_model_went_live_is_refused(app, aws) -> None:
+    """Issue 18 (never-worse): the champion gate compared the version with the model live
+    when it trained (none here); another went live since, so DeployModel, under the
+    deployment lock, compares it with that one before touching the endpoint (the rules:
+    test_quality_gate's against_live tests)."""
     sagemaker = boto3.client("sagemaker")
     sagemaker.create_model_package_group(ModelPackageGroupName="mlops-models")
-    package = approved_version(sagemaker)
-    result = aws.invoke(app, {**EVENT, "model_package_arn": package})
-    assert result["model_name"] == result["endpoint_config_name"] != MODEL  # the version's own
-    model = sagemaker.describe_model(ModelName=result["model_name"])
-    assert model["Containers"] == [{"ModelPackageName": package}]
-    assert "Image" not in model.get("PrimaryContainer", {})
-
-
-def test_a_rerun_with_a_new_version_never_adopts_the_rejected_versions_model(app, aws) -> None:
-    # The run's first version failed to deploy (rolled back, Rejected); the rerun registered
-    # a new version of the same model: it gets its own model, naming the new version.
-    sagemaker = boto3.client("sagemaker")
-    sagemaker.create_model_package_group(ModelPackageGroupName="mlops-models")
-    first = aws.invoke(app, {**EVENT, "model_package_arn": approved_version(sagemaker)})
-    sagemaker.delete_endpoint(EndpointName=ENDPOINT)  # the rollback deleted what it created
-    package = approved_version(sagemaker)
-    second = aws.invoke(app, {**EVENT, "model_package_arn": package})
-    assert second["model_name"] != first["model_name"]
-    model = sagemaker.describe_model(ModelName=second["model_name"])
-    assert model["Containers"] == [{"ModelPackageName": package}]
+    live_artifact = "s3://pipeline-data/models/live.tar.gz"
+    live = approved_version(sagemaker, live_artifact, metric_test_acc="0.9")
+    aws.invoke(app, {**EVENT, "model_package_arn": live})
+    live_config = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    candidate = approved_version(sagemaker, metric_test_acc="0.6", champion_model="none")
+    result = aws.invoke(app, {**EVENT, "model_package_arn": candidate})
+    assert result["action"] == "refused"
+    assert result["reason"].startswith(
+        f"the live model {live_artifact} is better: test accuracy 0.9 against this model's 0.6"
+    )
+    assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == live_config
 
 
 @pytest.mark.parametrize("status", ["Pending", "InProgress"])

@@ -1,4 +1,5 @@
-"""DescribeFailure: one readable sentence per failure, whatever shape the error came in."""
+"""DescribeFailure: one readable sentence per failure, whatever shape the error came in, naming
+the state that failed."""
 
 from __future__ import annotations
 
@@ -6,19 +7,69 @@ import json
 
 import pytest
 
-from mlops.failure import CAUSE_MAX, describe_failure
+from mlops.failure import CAUSE_MAX, caught_states, describe_failure
 from tests.conftest import load_event, load_handler
 
+FUNCTION = "DescribeFailureFunction"  # its calls are checked against the template's role
 TRACEBACK = 'Traceback (most recent call last):\n  File "/var/task/app.py", line 3, in f\nKeyError'
 
 
 def test_a_lambda_error_becomes_its_message_and_type(aws) -> None:
+    """The execution's history cannot be read here (moto has no such execution): the cause
+    is still the message, without the state's name."""
     failure = aws.invoke(
         load_handler("describe_failure"), load_event("describe_failure/lambda_error.json")
     )
     assert failure == {
         "error": "ConfigurationError",
         "cause": "start_training: environment variable DATA_BUCKET is not set",
+    }
+    assert aws.operations() == ["GetExecutionHistory"]
+
+
+def history(*steps: tuple[str, str]) -> list[dict[str, object]]:
+    """History events, newest first (as reverseOrder gives them): (state, attempt outcome)
+    for a Task's attempt, ("", name) for a non-Task state entered."""
+    events: list[dict[str, object]] = []
+    state = None
+    for name, outcome in steps:
+        if name and name != state:
+            state = name
+            events.append({"type": "TaskStateEntered", "stateEnteredEventDetails": {"name": name}})
+        if not name:
+            events.append(
+                {"type": "PassStateEntered", "stateEnteredEventDetails": {"name": outcome}}
+            )
+            continue
+        events += [{"type": "LambdaFunctionScheduled"}, {"type": f"LambdaFunction{outcome}"}]
+    for number, event in enumerate(events, start=1):
+        event["id"] = number
+    return events[::-1]
+
+
+def test_the_caught_failures_are_named_not_the_retried_ones() -> None:
+    events = history(
+        ("CheckTraining", "Failed"),  # throttled, then retried: not a failure of the run
+        ("CheckTraining", "Succeeded"),
+        ("DeployModel", "TimedOut"),
+        ("", "DeployModelFailed"),
+        ("RollBack", "Failed"),
+        ("ReleaseLockAfterFailure", "Succeeded"),
+    )
+    assert caught_states(events) == ["DeployModel", "RollBack"]
+
+
+def test_the_cause_names_each_state_that_failed() -> None:
+    state = {
+        "error": {"Error": "Sandbox.Timedout", "Cause": "Task timed out after 60.00 seconds"},
+        "rollback_error": {"Error": "RollbackError", "Cause": "endpoint x no longer exists"},
+        "release_error": {"Error": "ThrottlingException", "Cause": "Rate exceeded"},
+    }
+    failure = describe_failure(state, ["DeployModel", "RollBack", "ReleaseLockAfterFailure"])
+    assert failure == {
+        "error": "RollbackFailed",
+        "cause": "DeployModel failed: Task timed out after 60.00 seconds; then RollBack failed: "
+        "endpoint x no longer exists; then ReleaseLockAfterFailure failed: Rate exceeded",
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mlops.gate import against_live
 from tests.conftest import AwsRecorder, load_event, load_handler
 
 FUNCTION = "QualityGateFunction"
@@ -107,3 +108,33 @@ def test_the_absolute_gate_comes_first(aws: AwsRecorder) -> None:
     result = aws.invoke(load_handler("quality_gate"), gate_event(metrics, CHAMPION))
     assert result["passed"] is False
     assert result["reason"] == "validation accuracy 0.5 is below the required 0.7"
+
+
+LIVE = {"model_artifact": CHAMPION, "metadata": {"metric_test_acc": "0.9"}}
+
+
+@pytest.mark.parametrize(
+    ("candidate", "on_load_failure", "refusal"),
+    [
+        ("0.89", "fail", None),  # within the 0.02 margin
+        ("0.85", "fail", f"the live model {CHAMPION} is better: test accuracy 0.9 against this "
+         "model's 0.85 (each on its own test split, margin 0.02); it went live after this model "
+         "was gated against none"),
+        (None, "fail", "no recorded test accuracies to compare"),
+        (None, "pass", None),
+    ],
+)  # fmt: skip
+def test_a_model_that_went_live_after_the_gate_is_compared_at_deploy_time(
+    candidate: str | None, on_load_failure: str, refusal: str | None
+) -> None:
+    """DeployModel's check under the lock (issue 18, never-worse): the gate compared the
+    candidate with the model live when it trained; this one went live since."""
+    metadata = {"champion_model": "none"}
+    if candidate is not None:
+        metadata["metric_test_acc"] = candidate
+    gate = {"champion_margin": 0.02, "champion_load_failure": on_load_failure}
+    found = against_live(metadata, LIVE, gate)
+    if refusal is None:
+        assert found is None
+    else:
+        assert found is not None and refusal in found

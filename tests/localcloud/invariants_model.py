@@ -28,7 +28,7 @@ class Run:
     status: str
     cause: str
     states: list[str]
-    failed_state: str | None  # the Task whose error was caught, if any
+    failed_state: str | None  # the last Task whose error was not retried away, if any
     artifact: str | None  # the model it deployed or tried to deploy
     package: str | None
     mode: str  # ApprovalMode when it ran
@@ -73,6 +73,8 @@ class Observer:
                     artifact = (details.get("training") or {}).get("model_artifact")
             if event["type"] in ("LambdaFunctionFailed", "LambdaFunctionTimedOut", "TaskFailed"):
                 failed_state = current
+            elif event["type"] == "LambdaFunctionSucceeded" and current == failed_state:
+                failed_state = None  # a retry of the state succeeded: it did not fail
         return Run(
             arn=arn,
             status=described["status"],

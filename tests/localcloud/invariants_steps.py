@@ -61,12 +61,8 @@ KINDS = {
 }
 # Invariants the budgets (test_invariants.py, bench.invariants) do not check while a
 # finding that breaks them is open; test_invariants.py keeps a strict xfail for each.
-OPEN_FINDINGS = frozenset(
-    {
-        "cause-names-the-state",  # test_a_failed_task_is_named_in_the_cause
-        "never-worse",  # test_a_rerun_never_deploys_a_model_worse_than_the_live_one
-    }
-)
+# None is open.
+OPEN_FINDINGS: frozenset[str] = frozenset()
 faults = st.none() | st.tuples(st.sampled_from(TASKS), st.sampled_from(FAULTS))
 
 

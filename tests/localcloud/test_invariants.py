@@ -64,7 +64,7 @@ def test_the_same_event_again_after_a_failed_deploy_deploys() -> None:
     """Issue 18 finding 1: a rerun of the same trigger reused the version RejectModel had
     rejected, and CreateModel refused it: the trigger could never deploy again (failed
     before 1e9d7df)."""
-    with deployment("cause-names-the-state") as state:
+    with deployment() as state:
         steps(
             state,
             lambda: state.upload_data_set(kind="good", fault=("deploy_model", "error")),
@@ -88,7 +88,7 @@ def test_a_lost_deploy_response_leaves_the_verified_model_serving() -> None:
     """Issue 18 finding 2: DeployModel's update was accepted, its response lost: the catch-all
     skipped the rollback, the unchecked model went live and was marked Rejected (failed
     before b2f5345)."""
-    with deployment("cause-names-the-state") as state:
+    with deployment() as state:
         steps(
             state,
             lambda: state.upload_data_set(kind="good", fault=None),
@@ -120,29 +120,20 @@ def test_a_failed_deploy_after_a_stop_mid_canary_rolls_back_to_the_verified_mode
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="open (found by this test, no fix yet): a failed execution's cause does not name "
-    "the state that failed",
-)
 def test_a_failed_task_is_named_in_the_cause() -> None:
+    """Found by this test: a Catch's result does not say which state failed, and the cause
+    named none (failed before DescribeFailure read the execution's history)."""
     with deployment() as state:
         steps(state, lambda: state.upload_data_set(kind="good", fault=("quality_gate", "error")))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="open (found by the budget, no fix yet): the champion gate compares with the model "
-    "live when training started, not with the one live when the candidate deploys",
-)
 def test_a_rerun_never_deploys_a_model_worse_than_the_live_one() -> None:
     """Found by the budget (two uploads at once, then the worse one's event again): a
-    candidate is compared with the model live when it trained. Here the worse model trains
-    with nothing live and fails at the lock, the good one deploys, and the worse one's event
-    delivered again reuses its gate result and replaces the good model."""
-    with deployment("cause-names-the-state") as state:
+    candidate was compared only with the model live when it trained. Here the worse model
+    trains with nothing live and fails at the lock, the good one deploys, and the worse
+    one's event delivered again reused its gate result and replaced the good model (failed
+    before DeployModel compared it, under the lock, with the model live then)."""
+    with deployment() as state:
         steps(
             state,
             lambda: state.upload_data_set(kind="worse", fault=("acquire_lock", "error")),

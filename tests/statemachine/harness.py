@@ -23,7 +23,7 @@ import boto3
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
-from mlops.failure import describe_failure
+from mlops.failure import caught_states, describe_failure
 from tests.conftest import ACCOUNT, REGION, REPO
 
 ASL = REPO / "statemachine" / "train_deploy.asl.json"
@@ -61,7 +61,7 @@ class Scripts:
         self.inputs.setdefault(function, []).append(event)
         if function == "DescribeFailure" and function not in self.results:
             # The real logic: what the execution's cause reads like is under test too.
-            return json.dumps(describe_failure(event["state"])).encode()
+            return json.dumps(describe_failure(event["state"], _caught(event))).encode()
         queue = self.results.get(function)
         if not queue:
             raise AssertionError(f"no scripted result left for {function}")
@@ -79,6 +79,13 @@ class Scripts:
 
     def unused(self) -> dict[str, int]:
         return {name: len(queue) for name, queue in self.results.items() if queue}
+
+
+def _caught(event: dict[str, Any]) -> list[str]:
+    """What DescribeFailure reads from the execution's history."""
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    history = sfn.get_execution_history(executionArn=event["execution_arn"], maxResults=1000)
+    return caught_states(history["events"])
 
 
 @dataclass

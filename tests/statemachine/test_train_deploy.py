@@ -297,7 +297,7 @@ def test_an_error_after_the_deploy_rolls_back_and_keeps_the_original_error() -> 
     results = happy_path(AttachAutoscaling=[throw("ValidationException", "variant not found")])
     execution, _ = execute(rollback_then_release(results))
     assert (execution.status, execution.error) == ("FAILED", "ValidationException")
-    assert "variant not found" in execution.cause
+    assert execution.cause.startswith("AttachAutoscaling failed: variant not found")
     assert "RollBack" in execution.entered()
 
 
@@ -307,7 +307,7 @@ def test_a_failed_rollback_still_releases_the_lock() -> None:
     results["Rollback"] = [throw("EndpointConflictError", "endpoint was deleted by hand")]
     execution, scripts = execute(results)
     assert (execution.status, execution.error) == ("FAILED", "RollbackFailed")
-    assert "endpoint was deleted by hand" in execution.cause
+    assert "; then RollBack failed: endpoint was deleted by hand" in execution.cause
     assert len(scripts.inputs["ReleaseLock"]) == 1
 
 
@@ -343,7 +343,7 @@ def test_other_errors_are_not_retried() -> None:
     assert (execution.status, execution.error, execution.cause) == (
         "FAILED",
         "ConfigurationError",
-        "environment variable DATA_BUCKET is not set",
+        "StartTraining failed: environment variable DATA_BUCKET is not set",
     )
     assert execution.entered()[-3:] == ["DescribeFailure", "WasModelRegistered", "RunFailed"]
 
@@ -566,6 +566,26 @@ def test_a_canary_rolled_back_by_an_alarm_fails_naming_the_alarm_and_rejects_the
     assert (execution.status, execution.error) == ("FAILED", "EndpointDeploymentFailed")
     assert execution.cause == f"{reason} (rolled back)"
     assert "image-classifier-endpoint-5xx" in scripts.inputs["RejectModel"][0]["failure"]["cause"]
+
+
+def test_a_deploy_refused_for_a_better_live_model_releases_the_lock_and_rejects() -> None:
+    """DeployModel found, under the lock, that a better model went live after this one was
+    gated (issue 18, never-worse): nothing was deployed, so no rollback."""
+    reason = f"the live model {ARTIFACT}-live is better: test accuracy 0.9 against this model's 0.6"
+    refused = deployment("refused")
+    refused["Return"]["reason"] = reason
+    results = happy_path(DeployModel=[refused], RejectModel=[REJECTED])
+    for done in ("CheckEndpoint", "AttachAutoscaling", "SmokeTest", "SummarizeRun"):
+        del results[done]
+    execution, scripts = execute(results)
+    assert (execution.status, execution.error, execution.cause) == (
+        "FAILED",
+        "QualityGateFailed",
+        reason,
+    )
+    assert "RollBack" not in execution.entered()
+    assert "ReleaseLockAfterFailure" in execution.entered()
+    assert scripts.inputs["RejectModel"][0]["failure"]["cause"] == reason
 
 
 def test_an_approved_package_deploys_without_training() -> None:

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from mlops import autoscaling
 from mlops.errors import DeploymentError
 from mlops.naming import content_id, resource_name
+from mlops.registry import worse_than_live
 
 MODEL_CODE_DIR = "/opt/ml/model/code"  # code/ inside model.tar.gz, where the toolkit looks
 INFERENCE_PROGRAM = "inference.py"
@@ -256,6 +257,8 @@ def deploy(
 
     - ``create`` / ``update``: the endpoint is on its way to the new config;
     - ``already_deployed``: the endpoint already serves this run (a duplicate trigger);
+    - ``refused``: another model went live after this one was gated, and it is better
+      (``registry.worse_than_live``); ``reason`` says so;
     - ``wait``: the endpoint is busy (or a Failed one is being deleted), or the registered
       version is still being validated; call again later.
     """
@@ -291,6 +294,16 @@ def deploy(
                 reason=f"endpoint {name} already serves {config_name}",
             )
 
+    if current is not None and model_package_arn:
+        refusal = worse_than_live(
+            sagemaker,
+            model_package_arn,
+            current,
+            endpoint["variant_name"],
+            run.get("quality_gate") or {},
+        )
+        if refusal:
+            return _deployment(run, "refused", reason=refusal)
     live = current["EndpointConfigName"] if current is not None else None
     previous = last_verified(sagemaker, current) if current is not None else None
     region = sagemaker.meta.region_name

@@ -10,6 +10,8 @@
    could not be loaded: a corrupt or unreadable artifact) fails the gate, unless
    ``gate.champion_load_failure`` is ``pass`` (the stack's ``ChampionLoadFailure``): then
    the absolute gate decides and the reason and ``champion.status`` say so.
+3. At deploy time, under the deployment lock: if another model went live after the
+   candidate was gated, ``against_live`` compares it with that one (DeployModel refuses).
 """
 
 from __future__ import annotations
@@ -130,3 +132,42 @@ def _not_scored(
         f"{failure}, so the candidate cannot be compared with it; fix or replace the live "
         "model, or set ChampionLoadFailure=pass to deploy on the absolute gate alone"
     )
+
+
+def against_live(
+    candidate: Mapping[str, str], live: Mapping[str, Any], gate: Mapping[str, Any]
+) -> str | None:
+    """Why a candidate must not replace ``live``, a model that went live after the candidate
+    was gated (None: it may). Both are registry versions' metadata (``metric_test_acc``);
+    the same-split comparison the gate made is no longer possible (the candidate's job
+    scored another champion), so their recorded test accuracies are compared, each on its
+    own data set's test split, with the same margin. A missing one refuses, unless
+    ``champion_load_failure`` is ``pass`` (as for a champion that cannot be loaded)."""
+    artifact = live["model_artifact"]
+    theirs, ours = _recorded(live.get("metadata") or {}), _recorded(candidate)
+    gated = candidate.get("champion_model") or "none"
+    if theirs is None or ours is None:
+        if gate.get("champion_load_failure") == "pass":
+            return None
+        return (
+            f"the live model {artifact} went live after this model was gated (against "
+            f"{gated}) and the two have no recorded test accuracies to compare; set "
+            "ChampionLoadFailure=pass to deploy on the absolute gate alone"
+        )
+    margin = float(gate.get("champion_margin", 0.0))
+    if ours >= theirs - margin:
+        return None
+    return (
+        f"the live model {artifact} is better: test accuracy {theirs:.4g} against this "
+        f"model's {ours:.4g} (each on its own test split, margin {margin:.4g}); it went live "
+        f"after this model was gated against {gated}"
+    )
+
+
+def _recorded(metadata: Mapping[str, Any]) -> float | None:
+    """A version's recorded test accuracy (None: none, or not a number)."""
+    try:
+        value = float(metadata.get(f"metric_{TEST_METRIC}", "nan"))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None

@@ -32,6 +32,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mlops.errors import ModelPackageError
+from mlops.gate import against_live
 from mlops.naming import content_id
 from mlops.s3 import parse_s3_uri, put_if_absent, s3_uri
 
@@ -299,6 +300,15 @@ def live_model_artifact(sagemaker: Any, endpoint_name: str, variant_name: str) -
         if "Could not find" in exc.response.get("Error", {}).get("Message", ""):
             return None
         raise
+    live = live_version(sagemaker, endpoint, variant_name)
+    return live["model_artifact"] if live else None
+
+
+def live_version(
+    sagemaker: Any, endpoint: Mapping[str, Any], variant_name: str
+) -> dict[str, Any] | None:
+    """What a described endpoint serves: ``model_artifact`` and its registry version's
+    ``metadata`` (empty for a model not created from a version); None if nothing serves."""
     # Updating or RollingBack still serve the current config; a Failed endpoint serves nothing.
     if endpoint.get("EndpointStatus") == "Failed" or not endpoint.get("EndpointConfigName"):
         return None
@@ -309,13 +319,37 @@ def live_model_artifact(sagemaker: Any, endpoint_name: str, variant_name: str) -
         return None
     model = sagemaker.describe_model(ModelName=variant["ModelName"])
     container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
-    if container.get("ModelDataUrl"):
-        return str(container["ModelDataUrl"])
+    package: dict[str, Any] = {}
     if container.get("ModelPackageName"):
         package = sagemaker.describe_model_package(ModelPackageName=container["ModelPackageName"])
-        specs = package.get("InferenceSpecification", {}).get("Containers") or [{}]
-        return specs[0].get("ModelDataUrl")
-    return None
+    specs = package.get("InferenceSpecification", {}).get("Containers") or [{}]
+    artifact = container.get("ModelDataUrl") or specs[0].get("ModelDataUrl")
+    if not artifact:
+        return None
+    metadata = dict(package.get("CustomerMetadataProperties") or {})
+    return {"model_artifact": str(artifact), "metadata": metadata}
+
+
+def worse_than_live(
+    sagemaker: Any,
+    package_arn: str,
+    endpoint: Mapping[str, Any],
+    variant_name: str,
+    quality_gate: Mapping[str, Any],
+) -> str | None:
+    """Why the version must not replace the model a described endpoint serves (None: it
+    may). Its champion gate compared it with the model live when it trained (the
+    ``champion_model`` it recorded); if another went live since, ``against_live`` decides."""
+    live = live_version(sagemaker, endpoint, variant_name)
+    if live is None:
+        return None
+    package = sagemaker.describe_model_package(ModelPackageName=package_arn)
+    candidate = dict(package.get("CustomerMetadataProperties") or {})
+    specs = package.get("InferenceSpecification", {}).get("Containers") or [{}]
+    gated = {_value(specs[0].get("ModelDataUrl") or "-"), candidate.get("champion_model")}
+    if _value(live["model_artifact"]) in gated:
+        return None  # the gate's comparison still holds (or it serves this model already)
+    return against_live(candidate, live, quality_gate)
 
 
 def outcome_message(registered: Mapping[str, Any]) -> str:
