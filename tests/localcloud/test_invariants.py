@@ -142,6 +142,19 @@ def test_a_rerun_never_deploys_a_model_worse_than_the_live_one() -> None:
         )
 
 
+def test_a_fault_after_a_verified_deploy_keeps_it_serving() -> None:
+    """Found while fixing cause-names-the-state: ReleaseLock and Summarize had no Retry for a
+    function's own error and no Catch, so one error there failed a run whose model was live
+    and verified, with the function's raw error document as its cause, and left the lock
+    held (failed before both retried any error and the release's failure was caught)."""
+    with deployment() as state:
+        steps(
+            state,
+            lambda: state.upload_data_set(kind="good", fault=("release_lock", "error")),
+            lambda: state.upload_data_set(kind="better", fault=("summarize_run", "timeout")),
+        )
+
+
 def test_faults_at_every_step_of_a_good_deployment_keep_the_promises() -> None:
     """A throttle and a timeout the ASL retries or survives, a killed model server, an
     approval in manual mode: the invariants the open findings do not touch hold."""

@@ -311,6 +311,17 @@ def test_a_failed_rollback_still_releases_the_lock() -> None:
     assert len(scripts.inputs["ReleaseLock"]) == 1
 
 
+def test_a_lock_that_cannot_be_released_after_a_verified_deploy_still_succeeds() -> None:
+    """The model is live and verified; the next run takes over a lock whose holder ended."""
+    failed = throw("ResourceNotFoundException", "Requested resource not found")
+    execution, scripts = execute(happy_path(ReleaseLock=[failed, failed, failed]))
+    assert execution.status == "SUCCEEDED"
+    assert len(scripts.inputs["ReleaseLock"]) == 3
+    assert scripts.inputs["SummarizeRun"][0]["state"]["release_error"]["Error"] == (
+        "ResourceNotFoundException"
+    )
+
+
 def test_throttling_and_lambda_service_errors_are_retried() -> None:
     results = happy_path(
         StartTraining=[
