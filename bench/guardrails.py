@@ -5,7 +5,8 @@ tests/localcloud/test_guardrails.py (time scale 0.02: a 60 s alarm period is 1.2
   Invocation5XXErrors; seconds from UpdateEndpoint until the old config serves again
   (goal: well within the canary's 600 s wait, 12 s here);
 - execution timeout: MaximumExecutionTimeoutInSeconds 600 (12 s here) on a canary that
-  waits 590 s; seconds from UpdateEndpoint until it is rolled back (goal: just over 12 s).
+  waits 599 s, with a new fleet that takes 2 s to start (counted in real seconds, so 598 s
+  are left); seconds from UpdateEndpoint until it is rolled back (goal: just over 14 s).
 
     python -m bench.guardrails [--runs N]
 
@@ -56,7 +57,7 @@ def alarm_rollback(aws: Local) -> float:
 
 
 def execution_timeout(aws: Local) -> float:
-    config = canary(percent=50, wait=590, termination=0)
+    config = canary(percent=50, wait=599, termination=0)
     config["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] = 600
     aws.sagemaker.create_endpoint(
         EndpointName="ep", EndpointConfigName=add_model(aws, "v1"), DeploymentConfig=config
@@ -64,7 +65,9 @@ def execution_timeout(aws: Local) -> float:
     wait_settled(aws)
     began = time.monotonic()
     aws.sagemaker.update_endpoint(
-        EndpointName="ep", EndpointConfigName=add_model(aws, "v2"), RetainDeploymentConfig=True
+        EndpointName="ep",
+        EndpointConfigName=add_model(aws, "v2", start_s=2),
+        RetainDeploymentConfig=True,
     )
     after = wait_settled(aws, timeout=120)
     took = time.monotonic() - began
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for name, scenario, goal in (
         ("alarm rollback", alarm_rollback, "canary wait 12 s"),
-        ("execution timeout", execution_timeout, "deadline 12 s"),
+        ("execution timeout", execution_timeout, "start 2 s, then deadline 12 s"),
     ):
         samples = measure(scenario, args.runs)
         shown = ", ".join(f"{s:.1f}" for s in samples)

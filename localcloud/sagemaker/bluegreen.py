@@ -8,7 +8,9 @@ shift on, any alarm of AutoRollbackConfiguration in ALARM, or the deployment run
 MaximumExecutionTimeoutInSeconds, rolls back: the traffic returns to the blue fleet
 (``RollingBack``), the green fleet stops, and the endpoint is InService on its old config
 with a FailureReason naming the alarm (``UpdateRollbackFailed`` when the blue fleet cannot
-be made whole again). Waits run on the ``time_scale`` clock of ``install()``.
+be made whole again). Waits run on the ``time_scale`` clock of ``install()``; the green
+fleet's start-up is counted in real seconds (it starts at this machine's speed, which the
+scaled clock does not speed up), the rest of the timeout on the scaled clock.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ class Rollout:
         self.plan = plan
         self.settings = settings
         self.started = _now()
-        self.deadline = time.monotonic() + settings.scaled(plan.timeout_s)
+        self._began = time.monotonic()
+        # while the green fleet starts: the whole timeout in real seconds (see _start_clock)
+        self.deadline = self._began + plan.timeout_s
         self.green: dict[str, VariantFleet] = {}
         self._status = ("Creating", "Launching the instances of the new fleet.")
         self._status_since = self.started
@@ -93,6 +97,14 @@ class Rollout:
     def _timed_out(self) -> bool:
         return time.monotonic() > self.deadline
 
+    def _start_clock(self) -> None:
+        """The green fleet is up: what its start-up left of the timeout (counted in real
+        seconds) runs on the scaled clock. Scaling the start-up too made a slow machine's
+        start of a few real seconds use up a scaled timeout of 600 s."""
+        provisioning = time.monotonic() - self._began
+        left = max(self.plan.timeout_s - provisioning, 0.0)
+        self.deadline = time.monotonic() + self.settings.scaled(left)
+
     def run(self) -> None:
         runtime = self.runtime
         try:
@@ -108,6 +120,7 @@ class Rollout:
             self._remember_config()
             runtime._finish("InService", failure=f"Failed to update endpoint: {reason}")
             return
+        self._start_clock()
         runtime.green = self.green
         failure = None
         for number, step in enumerate(self.plan.steps, start=1):

@@ -45,14 +45,14 @@ class Local:
 
 
 @contextmanager
-def local_guardrails(root: Path) -> Iterator[Local]:
-    """The local SageMaker (fake model servers, time scale SCALE) in moto, with clients and
-    a bucket for the models; uninstalled on exit."""
+def local_guardrails(root: Path, scale: float = SCALE) -> Iterator[Local]:
+    """The local SageMaker (fake model servers, time scale ``scale``) in moto, with clients
+    and a bucket for the models; uninstalled on exit."""
     serve = root / "fake_serve.py"
     serve.write_text(FAKE_SERVE)
     try:
         with mock_aws():
-            local_sagemaker.install(root / "state", serve_command=(str(serve),), time_scale=SCALE)
+            local_sagemaker.install(root / "state", serve_command=(str(serve),), time_scale=scale)
             s3 = boto3.client("s3", region_name=REGION)
             s3.create_bucket(Bucket=BUCKET)
             yield Local(

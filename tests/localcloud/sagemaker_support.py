@@ -70,6 +70,7 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+time.sleep(model.get("start_s", 0))  # a slow start-up: no answer to /ping before
 ThreadingHTTPServer((args.host, int(args.port)), Handler).serve_forever()
 """
 

@@ -219,8 +219,10 @@ def test_a_slow_linear_update_trips_the_latency_alarm_and_rolls_back(
 
 
 def test_a_retained_config_runs_again_and_the_execution_timeout_rolls_back(aws: Local) -> None:
-    config = canary(percent=50, wait=590, termination=0)
-    config["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] = 600  # 12 s here
+    # 12 s here; the new fleet's start of 2 real seconds counts as 2 s, and leaves less of
+    # the timeout than the canary's wait
+    config = canary(percent=50, wait=599, termination=0)
+    config["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] = 600
     aws.sagemaker.create_endpoint(
         EndpointName="ep", EndpointConfigName=add_model(aws, "v1"), DeploymentConfig=config
     )
@@ -228,7 +230,9 @@ def test_a_retained_config_runs_again_and_the_execution_timeout_rolls_back(aws: 
     began = time.monotonic()
 
     aws.sagemaker.update_endpoint(
-        EndpointName="ep", EndpointConfigName=add_model(aws, "v2"), RetainDeploymentConfig=True
+        EndpointName="ep",
+        EndpointConfigName=add_model(aws, "v2", start_s=2),
+        RetainDeploymentConfig=True,
     )
 
     assert wait_for(lambda: pending_status(aws), lambda s: s[0] == "Baking", 30)[1].startswith(
@@ -240,6 +244,28 @@ def test_a_retained_config_runs_again_and_the_execution_timeout_rolls_back(aws: 
     )  # not before the deadline (how soon after: bench.guardrails)
     assert (after["EndpointStatus"], after["EndpointConfigName"]) == ("InService", "config-v1")
     assert "within MaximumExecutionTimeoutInSeconds (600 s)" in after["FailureReason"]
+
+
+def test_a_slow_fleet_start_does_not_use_up_the_scaled_execution_timeout(tmp_path: Path) -> None:
+    """The green fleet's start-up counts in real seconds: here it takes longer than the whole
+    MaximumExecutionTimeoutInSeconds on the scaled clock (600 s x 0.002 = 1.2 s), as a slow
+    machine's start of a real model server can, and the deployment still completes (it
+    rolled back, 'did not finish within MaximumExecutionTimeoutInSeconds', before)."""
+    before = children()
+    with local_guardrails(tmp_path, scale=0.002) as aws:
+        start_endpoint(aws)
+        config = canary(percent=50, wait=60, termination=0)
+        config["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] = 600
+        slow = add_model(aws, "v2", start_s=2)
+        aws.sagemaker.update_endpoint(
+            EndpointName="ep", EndpointConfigName=slow, DeploymentConfig=config
+        )
+        after = wait_settled(aws)
+        assert (after["EndpointStatus"], after["EndpointConfigName"]) == (
+            "InService",
+            "config-v2",
+        ), after.get("FailureReason")
+    assert_no_new_children(before)
 
 
 # --- validation -------------------------------------------------------------------------
