@@ -62,9 +62,13 @@ run: setup
 notebook: setup-dev
 	$(BIN)/python -m notebooks.run_local $(NOTEBOOK_ARGS)
 
+# TEST_WORKERS=2 runs the suite on two pytest-xdist workers: a test file (its module's local
+# cloud or training run) stays on one worker, and files go out in the suite's order, not by
+# size (the slowest are single tests). 0: one process.
+TEST_WORKERS ?= 0
 test: setup-dev
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The acceptance test on your AWS account (docs/deploy.md): deploys a new, uniquely named
 # stack, runs tests/acceptance/test_promise_aws.py against it, then deletes everything it
