@@ -1,7 +1,7 @@
 """Serving throughput and latency: training/serve.py against the course-style baseline.
 
     python -m bench.serving [--duration 10] [--levels 1,8,32] [--serve-arg=--threads=1 ...]
-    python -m bench.serving --trained   # a resnet50 trained here first (7.9 TFLOP)
+    python -m bench.serving --trained   # a resnet50 trained here first (11 TFLOP)
 
 Both servers host the same resnet50 at 224 px (random weights shaped like a trained
 network's: see write_model) and are loaded in turn by closed-loop clients (each client
@@ -56,7 +56,7 @@ from imgcls.artifacts import model_meta, write_model_dir
 from imgcls.imaging import Preprocessor
 from imgcls.model import build_model, load_model
 from imgcls.optimize import Guarded
-from imgcls.predict import load_classifier
+from imgcls.predict import load_classifier, probe_and_calibration
 from training.server_process import running_server, serve_command
 
 # isort: split
@@ -221,7 +221,10 @@ def write_trained(model_dir: Path) -> None:
     net = trained_model.train(data)
     trained_model.write(model_dir, data, net)
     print(f"trained in {time.perf_counter() - started:.0f} s", flush=True)
-    trained_model.report_held_out(load_classifier(model_dir), data)
+    classifier = load_classifier(model_dir)
+    calibration = probe_and_calibration(model_dir, classifier.preprocess)[1]
+    assert calibration is not None  # the smoke set holds 40 images
+    trained_model.report_held_out(classifier, net, calibration, data)
 
 
 def ratio(a: float, b: float) -> float:
