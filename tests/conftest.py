@@ -142,3 +142,21 @@ def aws(
         # and, independently of the request mapping, what the reference says the calls need
         gaps = reference_gaps(function_statements(function), recorder.calls)
         assert not gaps, f"{function}'s statements lack: " + "; ".join(gaps)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist (``make test TEST_WORKERS=2``): a test file runs on one worker, so
+    its module-scoped fixtures (a local cloud, a training run) are set up once, and the files
+    sharing the session's local cloud (tests/localcloud/conftest.py) run on one worker,
+    together."""
+    from xdist.scheduler import LoadFileScheduling
+
+    from tests.localcloud.pipeline_support import SHARED_CLOUD_MODULES
+
+    class FileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "shared local cloud" if Path(path).name in SHARED_CLOUD_MODULES else path
+
+    return FileScheduling(config, log)

@@ -1,6 +1,7 @@
-"""Running the real pipeline in a local cloud from a test: one local cloud per module, a
-tiny two-colour data set, and what a user checks afterwards (the endpoint, the API's
-answer, the execution's states, the deployment lock).
+"""Running the real pipeline in a local cloud from a test: a started local cloud (the e2e
+modules' shared one, conftest.py, or a module's own), a tiny two-colour data set, and what a
+user checks afterwards (the endpoint, the API's answer, the execution's states, the
+deployment lock).
 
 Swapping the class folders of one split steers a scenario: swapped valid/ fails the
 quality gate (valid_acc ~ 0), swapped test/ (the smoke images come from it) fails the
@@ -40,6 +41,10 @@ HYPERPARAMETERS = {
     "smoke-images": 8,
 }
 EXECUTION_TIMEOUT_S = 400
+# The modules on the session's shared local cloud (conftest.py), in the order they must run:
+# test_pipeline_e2e checks the first run itself (its endpoint config still live, its event
+# delivered again deploying nothing) before test_faults' runs deploy other models.
+SHARED_CLOUD_MODULES = ("test_pipeline_e2e.py", "test_faults.py")
 # What a failed execution's cause must never contain: it is read by people.
 NOT_IN_A_CAUSE = ("Traceback", "stackTrace", 'File "', "errorType")
 

@@ -2,7 +2,8 @@
 in a local cloud, then checks what a user relies on afterwards: the previous model (or the
 new one, where the run could still succeed) answers correctly through the HTTP API, a failed
 execution's cause is one readable sentence, the deployment lock is released, and (when the
-module's local cloud stops) no process is left. ``python -m bench.faults`` prints the table.
+local cloud it shares with test_pipeline_e2e stops, conftest.py) no process is left.
+``python -m bench.faults`` prints the table.
 
 The faults are injected the way they happen: through AWS's own APIs (a function's
 concurrency set to 0, the endpoint scaled while a rollback needs it, a second upload to the
