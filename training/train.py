@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "layers (--weights none always trains all)",
     )
     model.add_argument(
-        "--image-size", type=hp.int_at_least(32), default=224, help="training crop size (px)"
+        "--image-size", type=hp.int_at_least(16), default=224, help="training crop size (px)"
     )
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=hp.int_at_least(1), default=10)
@@ -237,6 +238,14 @@ def fit(
         )
         if cfg.is_main and args.checkpoint_dir is not None:
             save_checkpoint(args, net, optimizer, progress, splits.classes)
+    timings = distributed.step_timings(model)
+    if timings:
+        log.info(
+            "per step (DDP's sample): forward %.3f s, backward %.3f s, all-reduce %.3f s "
+            "of which %.3f s not hidden by the backward",
+            *(timings[k] for k in ("forward_compute", "backward_compute", "backward_comm")),
+            timings["exposed_comm"],
+        )
     return finish(args, cfg, device, net, progress, splits, loaders)
 
 
@@ -252,9 +261,11 @@ def finish(
     """Test the best-valid weights and (rank 0) write the model directory and metrics."""
     net.load_state_dict(progress.best_state)
     criterion = nn.CrossEntropyLoss()
+    started = time.perf_counter()
     test = engine.summarise(
         engine.evaluate(net, loaders["test"], criterion, device, use_amp(args, device))
     )
+    log.info("test pass %.2f s", time.perf_counter() - started)
     metrics = {
         **{k: progress.best[k] for k in EPOCH_KEYS},
         "test_loss": test.loss,

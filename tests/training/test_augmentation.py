@@ -12,7 +12,7 @@ from PIL import Image
 from imgcls.model import load_model
 from imgcls.optimize import TOLERANCE, Guarded, compare
 from imgcls.predict import load_classifier, predict_batch
-from imgcls.transforms import Augmentation, eval_transform, train_transform
+from imgcls.transforms import Augmentation, eval_transform, stages, train_transform
 from tests.training.conftest import run_train
 from training.sample_data import write_digits
 from training.train import augmentation, get_args_parser
@@ -59,6 +59,27 @@ def test_standard_flips_and_crops_at_the_given_scale() -> None:
 def test_none_is_the_evaluation_transform() -> None:
     reference = eval_transform(SIZE)(half_white())
     assert all(torch.equal(t, reference) for t in outputs(Augmentation.of("none", None, None), 5))
+
+
+@pytest.mark.parametrize(
+    "aug", [Augmentation.of("light", None, None), Augmentation.of("light", None, True), None]
+)
+def test_the_cached_stages_give_what_the_whole_transform_gives(aug: Augmentation | None) -> None:
+    """What CachedImageList keeps (``fixed``) plus what it runs per use (``varying``) is the
+    one-piece transform, random draws included; None: evaluation."""
+    split = stages(SIZE, aug) if aug else stages(SIZE)
+    whole = train_transform(SIZE, aug) if aug else eval_transform(SIZE)
+    kept = split.fixed(half_white())
+    assert kept.dtype == torch.uint8
+    for seed in range(10):
+        torch.manual_seed(seed)
+        expected = whole(half_white())
+        torch.manual_seed(seed)
+        assert torch.equal(split.varying(kept), expected)
+
+
+def test_standard_crops_the_full_image_so_nothing_is_kept() -> None:
+    assert stages(SIZE, Augmentation.of("standard", None, None)) is None
 
 
 @pytest.mark.parametrize(

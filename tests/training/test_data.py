@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from imgcls.data import (
+    CachedImageList,
     DatasetError,
     dataset_name,
     eval_loader,
@@ -21,6 +22,7 @@ from imgcls.data import (
     scan,
     train_loader,
 )
+from imgcls.transforms import stages
 from tests.data_helpers import make_archive, write_image_folder
 
 
@@ -244,3 +246,26 @@ def test_evaluation_shards_cover_every_sample_once() -> None:
         for value in batch.tolist()
     ]
     assert sorted(seen) == list(range(11))
+
+
+def test_a_cached_list_decodes_each_image_once(data: Path) -> None:
+    samples = scan(data).samples["valid"]
+    cached = CachedImageList(samples, stages(32))
+    first = [cached[i] for i in range(len(cached))]
+    for path, _ in samples:
+        path.unlink()  # read once: later epochs need no file
+    again = [cached[i] for i in range(len(cached))]
+    assert all(torch.equal(a[0], b[0]) and a[1] == b[1] for a, b in zip(first, again, strict=True))
+    assert first[0][0].shape == (3, 32, 32) and first[0][0].dtype == torch.float32
+
+
+def test_a_cached_list_keeps_no_more_than_its_budget(data: Path) -> None:
+    samples = scan(data).samples["valid"]
+    one_image = 3 * 37 * 37  # uint8, resized to 37 px for a 32 px crop
+    cached = CachedImageList(samples, stages(32), budget=one_image)
+    cached[0], cached[1]
+    samples[0][0].unlink()
+    samples[1][0].unlink()
+    cached[0]  # kept
+    with pytest.raises(DatasetError, match="cannot read image"):
+        cached[1]  # over the budget: read again

@@ -131,3 +131,19 @@ def broadcast_from_main(obj: Any) -> Any:
 def barrier() -> None:
     if active():
         dist.barrier()
+
+
+def step_timings(model: torch.nn.Module) -> dict[str, float] | None:
+    """DDP's own per-step averages in seconds (it samples some iterations): forward,
+    backward compute, gradient all-reduce, and the part of the all-reduce that the
+    backward did not hide. None when DDP has not sampled a step yet."""
+    if not isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return None
+    data = model._get_ddp_logging_data()  # what torch's own DDP logging reports
+    names = ("forward_compute", "backward_compute", "backward_comm")
+    if not all(data.get(f"avg_{name}_time") for name in names):
+        return None
+    seconds = {name: data[f"avg_{name}_time"] / 1e9 for name in names}
+    overlap = data.get("avg_backward_compute_comm_overlap_time", 0) / 1e9
+    seconds["exposed_comm"] = max(0.0, seconds["backward_comm"] - overlap)
+    return seconds

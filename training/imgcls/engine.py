@@ -8,6 +8,7 @@ averages over every image whatever the batch sizes and shard sizes were.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,13 @@ class Result:
     loss: float
     acc: float
     count: int
+
+
+@dataclass
+class Clock:
+    """Where an epoch's time went that the training step does not show."""
+
+    data: float = 0.0  # waiting for batches: decoding, augmentation, collation
 
 
 def _totals(device: torch.device) -> torch.Tensor:
@@ -73,12 +81,18 @@ def train_one_epoch(
     amp: bool,
     epoch: int,
     log_interval: int = 0,
+    clock: Clock | None = None,
 ) -> torch.Tensor:
     """Train over ``loader`` once; return this process's (loss sum, correct, count)."""
     model.train()
     _keep_frozen_batchnorm_in_eval(model)
     totals = _totals(device)
-    for step, (images, labels) in enumerate(loader, start=1):
+    clock = clock or Clock()
+    batches = iter(loader)
+    for step in range(1, len(loader) + 1):
+        waited = time.perf_counter()
+        images, labels = next(batches)
+        clock.data += time.perf_counter() - waited
         images, labels = _to_device(images, labels, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(images)

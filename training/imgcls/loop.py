@@ -16,6 +16,7 @@ from torch import nn
 
 from imgcls import distributed, engine
 from imgcls.data import (
+    CachedImageList,
     DatasetError,
     DataSplits,
     ImageList,
@@ -28,11 +29,22 @@ from imgcls.data import (
 from imgcls.hyperparameters import augmentation, learning_rate
 from imgcls.model import build_model as build_network
 from imgcls.model import set_trainable
-from imgcls.transforms import eval_transform, train_transform
+from imgcls.transforms import EVALUATION, Augmentation, stages, train_transform
 
 log = logging.getLogger("train")  # train.py's logger: its lines are part of the job log
 EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc")  # [metrics] lines
 FINAL_KEYS = ("valid_loss", "valid_acc", "test_loss", "test_acc")  # the [final] line
+
+
+def image_list(
+    args: argparse.Namespace, samples: list[tuple[Path, int]], aug: Augmentation = EVALUATION
+) -> ImageList:
+    """A split's dataset, transformed with ``aug`` (evaluation's by default). Loading in
+    this process (no workers), each image is decoded once and kept."""
+    split_stages = stages(args.image_size, aug)
+    if args.num_workers == 0 and split_stages is not None:
+        return CachedImageList(samples, split_stages)
+    return ImageList(samples, train_transform(args.image_size, aug))
 
 
 def build_data(
@@ -43,11 +55,9 @@ def build_data(
     sizes = {name: len(samples) for name, samples in splits.samples.items()}
     log.info("data set at %s: %d classes, %s images", splits.root, len(splits.classes), sizes)
     datasets = {
-        "train": ImageList(
-            splits.samples["train"], train_transform(args.image_size, augmentation(args))
-        ),
-        "valid": ImageList(splits.samples["valid"], eval_transform(args.image_size)),
-        "test": ImageList(splits.samples["test"], eval_transform(args.image_size)),
+        "train": image_list(args, splits.samples["train"], augmentation(args)),
+        "valid": image_list(args, splits.samples["valid"]),
+        "test": image_list(args, splits.samples["test"]),
     }
     loaders = {
         "train": train_loader(
@@ -117,22 +127,34 @@ def run_epoch(
     loaders["train"].sampler.set_epoch(epoch)
     criterion = nn.CrossEntropyLoss()
     amp = use_amp(args, device)
+    clock = engine.Clock()
     started = time.perf_counter()
     train = engine.summarise(
         engine.train_one_epoch(
-            model, loaders["train"], criterion, optimizer, device, amp, epoch, args.log_interval
+            model,
+            loaders["train"],
+            criterion,
+            optimizer,
+            device,
+            amp,
+            epoch,
+            args.log_interval,
+            clock,
         )
     )
     seconds = time.perf_counter() - started
+    valid = engine.summarise(engine.evaluate(net, loaders["valid"], criterion, device, amp))
     log.info(
-        "epoch %d: trained on %d images in %.1f s (%.1f images/s over %d process(es))",
+        "epoch %d: trained on %d images in %.1f s (%.1f images/s over %d process(es)); "
+        "waiting for batches %.2f s, validation %.2f s",
         epoch,
         train.count,
         seconds,
         train.count / seconds,
         cfg.world_size,
+        clock.data,
+        time.perf_counter() - started - seconds,
     )
-    valid = engine.summarise(engine.evaluate(net, loaders["valid"], criterion, device, amp))
     return {
         "epoch": epoch,
         "train_loss": train.loss,

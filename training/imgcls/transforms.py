@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
 from torchvision import transforms as T
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -58,20 +59,54 @@ def _to_tensor() -> list[Any]:
     return [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
-def train_transform(image_size: int, augmentation: Augmentation | None = None) -> T.Compose:
-    aug = augmentation or Augmentation()
+def _steps(image_size: int, aug: Augmentation) -> tuple[list[Any], list[Any]]:
+    """The transform's PIL steps before tensor conversion: (deterministic, random)."""
     if aug.preset == "standard":
-        steps: list[Any] = [T.RandomResizedCrop(image_size, scale=(aug.crop_scale, 1.0))]
+        fixed: list[Any] = []
+        varying: list[Any] = [T.RandomResizedCrop(image_size, scale=(aug.crop_scale, 1.0))]
     elif aug.preset == "light":
-        steps = [T.Resize(resize_size_for(image_size)), T.RandomCrop(image_size)]
+        fixed, varying = [T.Resize(resize_size_for(image_size))], [T.RandomCrop(image_size)]
     else:
-        steps = [T.Resize(resize_size_for(image_size)), T.CenterCrop(image_size)]
+        fixed, varying = [T.Resize(resize_size_for(image_size)), T.CenterCrop(image_size)], []
     if aug.flip:
-        steps.append(T.RandomHorizontalFlip())
-    return T.Compose(steps + _to_tensor())
+        varying.append(T.RandomHorizontalFlip())
+    return fixed, varying
+
+
+EVALUATION = Augmentation("none", flip=False)
+
+
+def train_transform(image_size: int, augmentation: Augmentation | None = None) -> T.Compose:
+    fixed, varying = _steps(image_size, augmentation or Augmentation())
+    return T.Compose(fixed + varying + _to_tensor())
 
 
 def eval_transform(image_size: int) -> T.Compose:
-    return T.Compose(
-        [T.Resize(resize_size_for(image_size)), T.CenterCrop(image_size), *_to_tensor()]
+    fixed, _ = _steps(image_size, EVALUATION)
+    return T.Compose(fixed + _to_tensor())
+
+
+@dataclass(frozen=True)
+class Stages:
+    """A transform cut where it stops being deterministic: ``fixed`` (PIL image -> uint8
+    tensor) gives the same output every time, so it can run once per image and be kept;
+    ``varying`` (that tensor -> the normalised float tensor) runs on every use. Together
+    they give exactly what the one-piece transform gives (the crops and flips draw the same
+    random numbers)."""
+
+    fixed: T.Compose
+    varying: T.Compose
+
+
+def stages(image_size: int, augmentation: Augmentation = EVALUATION) -> Stages | None:
+    """``train_transform`` (or, by default, ``eval_transform``) as :class:`Stages`; None
+    where the first step is already random (``standard`` crops the full image)."""
+    fixed, varying = _steps(image_size, augmentation)
+    if not fixed:
+        return None
+    return Stages(
+        T.Compose([*fixed, T.PILToTensor()]),
+        T.Compose(
+            [*varying, T.ConvertImageDtype(torch.float32), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+        ),
     )
