@@ -1,11 +1,12 @@
 """Fixtures of the end-to-end modules. test_pipeline_e2e and test_faults share one local cloud
-(session scope) with the first model already deployed: one cloud start and one first training
-for both. Modules that need a cloud of their own (another ApprovalMode, a fixture stack, an
-account profile) define their own ``cloud``. And every moto server a test here starts
-validates its requests as the local cloud's does."""
+(session scope, stopped after their last test) with the first model already deployed: one
+cloud start and one first training for both. Modules that need a cloud of their own (another
+ApprovalMode, a fixture stack, an account profile) define their own ``cloud``. And every moto
+server a test here starts validates its requests as the local cloud's does."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from tests.localcloud.pipeline_support import (
     deploy_first_model,
     local_cloud,
 )
+
+# The shared cloud once started: stopped after the last test of SHARED_CLOUD_MODULES.
+_shared_cloud = contextlib.ExitStack()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,8 +46,23 @@ def _validated_moto_servers() -> None:
 
 
 @pytest.fixture(scope="session")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloudProcess]:
-    yield from local_cloud(tmp_path_factory.mktemp("e2e-cloud"))
+def cloud(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> LocalCloudProcess:
+    request.addfinalizer(_shared_cloud.close)  # a run cut short stops it at the session's end
+    started = contextlib.contextmanager(local_cloud)(tmp_path_factory.mktemp("e2e-cloud"))
+    return _shared_cloud.enter_context(started)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Stop the shared cloud after its modules' last test, not at the session's end: the
+    modules after them would find its processes among their own children."""
+    yield
+    if item.path.name in SHARED_CLOUD_MODULES and (
+        nextitem is None or nextitem.path.name not in SHARED_CLOUD_MODULES
+    ):
+        _shared_cloud.close()
 
 
 @pytest.fixture(scope="session")
