@@ -60,8 +60,9 @@ KINDS = {
     "corrupt": {"corrupt": True, "test_acc": 0.99},  # the model server cannot load it
 }
 # Invariants the budgets (test_invariants.py, bench.invariants) do not check while a
-# finding that breaks them is open; test_invariants.py keeps a strict xfail for each.
-# None is open.
+# finding that breaks them is open; test_invariants.py keeps a strict xfail for each. None
+# is left unchecked: the open serves-last-verified finding (a stopped first deploy) is
+# outside the fixed-seed budget, and a long budget should keep reporting it until fixed.
 OPEN_FINDINGS: frozenset[str] = frozenset()
 faults = st.none() | st.tuples(st.sampled_from(TASKS), st.sampled_from(FAULTS))
 
