@@ -19,9 +19,22 @@ def execution_events(conn: Connection, execution_arn: str) -> list[dict[str, Any
     return [e for page in pages.paginate(executionArn=execution_arn) for e in page["events"]]
 
 
+def run_output(description: Mapping[str, Any]) -> dict[str, Any]:
+    """The execution's output (the run's summary), or {} while it runs or if it failed."""
+    try:
+        output = json.loads(description.get("output") or "{}")
+    except ValueError:
+        return {}
+    return output if isinstance(output, dict) else {}
+
+
 def training_job_of(conn: Connection, description: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The training job this execution started (created between its start and stop)."""
+    """The training job this execution deployed (with tuning: the best trial), else the
+    last one it started (created between its start and stop)."""
     sm = conn.client("sagemaker")
+    name = run_output(description).get("training_job_name")
+    if name:
+        return sm.describe_training_job(TrainingJobName=name)
     start = description["startDate"]
     stop = description.get("stopDate") or datetime.datetime.now(datetime.UTC)
     jobs = sm.list_training_jobs(
@@ -149,6 +162,20 @@ def orchestration_parts(
     return [(name, seconds) for name, seconds in parts if seconds is not None]
 
 
+def tuning_lines(tuning: Mapping[str, Any] | None) -> list[str]:
+    """The run's tuning job, its best objective and its trials (from the run's summary)."""
+    if not tuning:
+        return []
+    trials = {k: v for k, v in (tuning.get("trials") or {}).items() if v}
+    counts = ", ".join(f"{v} {k}" for k, v in trials.items())
+    best = tuning.get("best_objective")
+    value = f"{best:.4f}" if isinstance(best, int | float) else "-"
+    return [
+        f"  Tuning       {tuning['tuning_job_name']}: best {tuning.get('objective_metric')}="
+        f"{value} of {sum(trials.values())} trials ({counts})"
+    ]
+
+
 def describe_endpoint(conn: Connection, name: str) -> dict[str, Any] | None:
     sm = conn.client("sagemaker")
     try:
@@ -214,6 +241,7 @@ def summary(
             lines.append(f"               {job['FailureReason']}")
     else:
         lines.append("  Training     no training job")
+    lines += tuning_lines(run_output(description).get("tuning"))
     if endpoint:
         variants = ", ".join(
             f"{v['VariantName']} {v.get('CurrentInstanceCount', '?')} instance(s)"

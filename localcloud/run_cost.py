@@ -1,7 +1,8 @@
 """What a run would have cost on AWS: its own usage, priced by the dated table the
 ``make verify-aws`` estimate uses (tools/prices.json; never fetched at run time).
 
-The usage is read from what the run left: the training job's billable seconds and
+The usage is read from what the run left: the training job's billable seconds (a tuning
+job's: all its trials') and
 instances (so spot savings show once training is billed below its run time), every Lambda
 invocation's duration and its function's memory, the state transitions of the execution,
 and the endpoint's instances, priced per hour since it serves until deleted.
@@ -129,6 +130,8 @@ def for_run(
         return memory[name]
 
     try:
+        if job and job.get("TuningJobArn"):  # every trial of the tuning job is billed
+            job = {**job, "BillableTimeInSeconds": tuning_billable_seconds(conn, job)}
         instance_type = None
         if endpoint and endpoint.get("EndpointConfigName"):
             config = conn.client("sagemaker").describe_endpoint_config(
@@ -139,3 +142,20 @@ def for_run(
         return cost_lines(events, job, endpoint, instance_type, memory_mb)
     except (ClientError, BotoCoreError) as exc:  # a summary line, never a failed summary
         return [f"  not estimated: {exc}"]
+
+
+def tuning_billable_seconds(conn: Any, job: Mapping[str, Any]) -> float:
+    """The billable seconds of every training job of ``job``'s tuning job (its trials run
+    on the same instances, so they add up as one job's would)."""
+    sm = conn.client("sagemaker")
+    name = job["TuningJobArn"].rsplit("/", 1)[-1]
+    pages = sm.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job")
+    trials = [
+        t["TrainingJobName"]
+        for page in pages.paginate(HyperParameterTuningJobName=name)
+        for t in page["TrainingJobSummaries"]
+    ]
+    return sum(
+        float(sm.describe_training_job(TrainingJobName=t).get("BillableTimeInSeconds") or 0)
+        for t in trials
+    )
