@@ -91,6 +91,7 @@ class TrainingRun:
         self._spot = bool(request.get("EnableManagedSpotTraining"))
         self._interrupt = threading.Event()  # a spot reclaim, asked for by interrupt()
         self._running_s = 0.0  # how long the hosts ran, over every spot attempt
+        self._restored: dict[Path, tuple[int, int]] = {}  # checkpoint file -> (size, mtime)
         self._lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._run, daemon=True, name=f"training-{self._name}"
@@ -262,10 +263,12 @@ class TrainingRun:
 
     def _prepare_checkpoints(self) -> None:
         """Each host's checkpoint directory, holding what CheckpointConfig.S3Uri has."""
+        self._restored = {}
         for path in self._checkpoint_dirs():
             path.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(StorageError):  # nothing saved yet
                 self._s3.download_prefix(self._request["CheckpointConfig"]["S3Uri"], path)
+            self._restored.update({file: _version(file) for file in _files(path)})
 
     def _download_channel(self, channel: dict[str, Any]) -> None:
         name = channel["ChannelName"]
@@ -480,11 +483,15 @@ class TrainingRun:
         self._upload_checkpoints()
 
     def _upload_checkpoints(self) -> None:
-        """What SageMaker syncs from the checkpoint directories to CheckpointConfig.S3Uri."""
+        """What SageMaker syncs from the checkpoint directories to CheckpointConfig.S3Uri:
+        the files the hosts wrote, not those restored from S3 and left as they were (a host
+        that saves none, as train.py's rank 1, would put the checkpoint the job resumed
+        from back over a newer one)."""
         checkpoints = (self._request.get("CheckpointConfig") or {}).get("S3Uri", "")
         for folder in self._checkpoint_dirs():
-            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-                self._s3.upload(path, f"{checkpoints.rstrip('/')}/{path.relative_to(folder)}")
+            for path in _files(folder):
+                if self._restored.get(path) != _version(path):
+                    self._s3.upload(path, f"{checkpoints.rstrip('/')}/{path.relative_to(folder)}")
 
     def _port_lock(self) -> contextlib.AbstractContextManager[None]:
         """Sandboxed multi-host jobs rendezvous on port 7777 of the machine: one at a time."""
@@ -525,6 +532,16 @@ class TrainingRun:
                 job.billable_time_in_seconds = max(1, round(self._running_s * SPOT_PRICE_SHARE))
             job.training_job_status = status
         wake.settled(self._name)  # a Wait polling this job ends now (localcloud/wake.py)
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def _version(path: Path) -> tuple[int, int]:
+    """A file's size and modification time: what tells a rewritten checkpoint file."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 TRAINING_RUNS: Registry[TrainingRun] = Registry()
