@@ -126,7 +126,9 @@ def test_a_new_model_updates_the_endpoint_keeping_the_autoscaled_count(app, aws)
             {"EndpointName": ENDPOINT},
         )
         sagemaker.add_response(
-            "list_tags", {"Tags": []}, {"ResourceArn": f"{ARN}:endpoint/{ENDPOINT}"}
+            "list_tags",
+            {"Tags": [{"Key": VERIFIED_TAG, "Value": PREVIOUS}]},  # it passed its smoke test
+            {"ResourceArn": f"{ARN}:endpoint/{ENDPOINT}"},
         )
         sagemaker.add_response(
             "create_model",
@@ -187,7 +189,7 @@ def test_an_instance_type_or_capture_change_deregisters_autoscaling_first(
             "describe_endpoint",
             describe_endpoint_response(ENDPOINT, "InService", PREVIOUS, **live),
         )
-        sagemaker.add_response("list_tags", {"Tags": []})
+        sagemaker.add_response("list_tags", {"Tags": [{"Key": VERIFIED_TAG, "Value": PREVIOUS}]})
         sagemaker.add_client_error(
             "create_model",
             "ValidationException",
@@ -300,7 +302,7 @@ def test_a_refused_update_puts_the_removed_scaling_back(app, aws) -> None:
         sagemaker.add_response(
             "describe_endpoint", describe_endpoint_response(ENDPOINT, "InService", PREVIOUS)
         )
-        sagemaker.add_response("list_tags", {"Tags": []})
+        sagemaker.add_response("list_tags", {"Tags": [{"Key": VERIFIED_TAG, "Value": PREVIOUS}]})
         sagemaker.add_response("create_model", {"ModelArn": f"{ARN}:model/{MODEL}"})
         sagemaker.add_response(
             "create_endpoint_config", {"EndpointConfigArn": f"{ARN}:endpoint-config/{CONFIG}"}
@@ -450,6 +452,46 @@ def test_a_failed_update_restores_the_last_verified_config_not_the_live_one(app,
         sagemaker.add_response("update_endpoint", {"EndpointArn": f"{ARN}:endpoint/{ENDPOINT}"})
         result = aws.invoke(app, EVENT)
     assert (result["action"], result["previous_endpoint_config_name"]) == ("update", PREVIOUS)
+
+
+def test_an_update_with_no_verified_config_restores_nothing_if_the_pipeline_made_it(
+    app, aws
+) -> None:
+    # A first run stopped before its smoke test left UNVERIFIED serving, made by the
+    # pipeline (it has the REPLACES_TAG) and never verified: nothing to restore on failure.
+    unverified = f"{ENDPOINT}-fedcba9876543210"
+    with stubbed("sagemaker") as sagemaker:
+        sagemaker.add_response(
+            "describe_endpoint", describe_endpoint_response(ENDPOINT, "InService", unverified)
+        )
+        sagemaker.add_response(
+            "list_tags", {"Tags": []}, {"ResourceArn": f"{ARN}:endpoint/{ENDPOINT}"}
+        )
+        sagemaker.add_response(
+            "describe_endpoint_config",
+            endpoint_config_response(unverified, "ml.m5.large"),
+            {"EndpointConfigName": unverified},
+        )
+        sagemaker.add_response(
+            "list_tags",
+            {"Tags": [{"Key": REPLACES_TAG, "Value": ""}]},
+            {"ResourceArn": f"{ARN}:endpoint-config/{unverified}"},
+        )
+        sagemaker.add_response("create_model", {"ModelArn": f"{ARN}:model/{MODEL}"})
+        sagemaker.add_response(
+            "create_endpoint_config",
+            {"EndpointConfigArn": f"{ARN}:endpoint-config/{CONFIG}"},
+            {**config_request(), "Tags": [*TAGS, {"Key": REPLACES_TAG, "Value": ""}]},
+        )
+        sagemaker.add_response(
+            "describe_endpoint_config",
+            endpoint_config_response(unverified, "ml.m5.large"),
+            {"EndpointConfigName": unverified},
+        )
+        sagemaker.add_response("update_endpoint", {"EndpointArn": f"{ARN}:endpoint/{ENDPOINT}"})
+        result = aws.invoke(app, EVENT)
+    # the rollback reads no previous config as "delete what this pipeline made"
+    assert (result["action"], result["previous_endpoint_config_name"]) == ("update", None)
 
 
 URI = "s3://pipeline-data/data-capture/"

@@ -349,10 +349,19 @@ def verified(sagemaker: Any, current: Mapping[str, Any]) -> str | None:
     return _tags(sagemaker, current["EndpointArn"]).get(VERIFIED_TAG) or None
 
 
-def last_verified(sagemaker: Any, current: Mapping[str, Any]) -> str:
-    """What a failed deployment restores: the endpoint's last verified config, or the live
-    one where none was recorded (an endpoint older than the tag)."""
-    return verified(sagemaker, current) or current["EndpointConfigName"]
+def last_verified(sagemaker: Any, current: Mapping[str, Any]) -> str | None:
+    """What a failed deployment restores: the endpoint's last verified config. None when
+    this pipeline deployed the live config and never verified one (a first run stopped
+    before its smoke test): a failed deployment then deletes the endpoint, as it does after
+    a failed first deploy, rather than restore a model that never passed its smoke test. An
+    endpoint the pipeline did not make (its live config has no REPLACES_TAG) keeps the live
+    config as the one to restore."""
+    found = verified(sagemaker, current)
+    if found:
+        return found
+    live = current["EndpointConfigName"]
+    arn = sagemaker.describe_endpoint_config(EndpointConfigName=live)["EndpointConfigArn"]
+    return None if REPLACES_TAG in _tags(sagemaker, arn) else live
 
 
 def mark_verified(sagemaker: Any, endpoint_name: str, config_name: str) -> None:
