@@ -228,6 +228,7 @@ def report(name: str, hps: dict, result: Result, counts: dict, peak: float, host
     shard = counts["train"] // hosts
     trained = shard * hosts  # DistributedSampler's drop_last
     epochs = len(EPOCH.findall(result.log))
+    train_seconds = sum(float(m[2]) for m in EPOCH.findall(result.log))
     per_epoch = trained * train_flops + counts["valid"] * eval_flops
     total = epochs * per_epoch + counts["test"] * eval_flops
     limit = total / (peak * 1e9)
@@ -237,7 +238,8 @@ def report(name: str, hps: dict, result: Result, counts: dict, peak: float, host
         f"    FLOPs: {train_flops / 1e9:.4f} G per training image (forward + backward), "
         f"{eval_flops / 1e9:.4f} G evaluated; {per_epoch / 1e12:.3f} TFLOP per epoch, "
         f"{total / 1e12:.3f} TFLOP in all ({epochs} epochs and the test pass)\n"
-        f"    {result.wall:.1f} s wall, {epochs * trained / result.wall:.0f} training images/s, "
+        f"    {result.wall:.1f} s wall, {epochs * trained / result.wall:.1f} training images/s "
+        f"({epochs * trained / train_seconds:.1f} in the training passes), "
         f"{total / result.wall / 1e9:.1f} GFLOP/s; the limit at {peak:.0f} GFLOP/s is "
         f"{limit:.1f} s: {limit / result.wall:.2f} of it; test accuracy {result.test_acc:.4f}",
         flush=True,
