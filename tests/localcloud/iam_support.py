@@ -230,6 +230,7 @@ def pipeline_calls(stack: Stack, version: str = "v1") -> dict[str, list[Call]]:
     # the endpoint's tag naming its last verified config (what a failed deployment restores)
     verified = [{"Key": "mlops:verified-endpoint-config", "Value": name}]
     tags = [{"Key": "run-id", "Value": "0123456789abcdef"}]
+    tuning = {"HyperParameterTuningJobName": f"{endpoint}-01234567"}  # at most 32 characters
     group = f"{stack.name}-models"
     package = f"arn:aws:sagemaker:{REGION}:{stack.account_id}:model-package/{group}/1"
     alarms = ("cloudwatch", "DescribeAlarms", {"AlarmNames": [f"{stack.name}-endpoint-5xx"]})
@@ -300,6 +301,9 @@ def pipeline_calls(stack: Stack, version: str = "v1") -> dict[str, list[Call]]:
                 {"TrainingJobName": name, "RoleArn": sm_role, "Tags": tags},
             ),
             ("sagemaker", "DescribeTrainingJob", {"TrainingJobName": name}),
+            # the optional tuning stage (TuningMaxJobs above 0)
+            ("sagemaker", "CreateHyperParameterTuningJob", {**tuning, "Tags": tags}),
+            ("sagemaker", "DescribeHyperParameterTuningJob", tuning),
             *endpoint_reads,
             ("sagemaker", "DescribeModel", {"ModelName": name}),
             ("sagemaker", "DescribeModelPackage", {"ModelPackageName": package}),
@@ -322,6 +326,7 @@ def pipeline_calls(stack: Stack, version: str = "v1") -> dict[str, list[Call]]:
         ],
         "CheckTrainingFunction": [
             ("sagemaker", "DescribeTrainingJob", {"TrainingJobName": name}),
+            ("sagemaker", "DescribeHyperParameterTuningJob", tuning),
         ],
         "AcquireLockFunction": [
             ("dynamodb", "PutItem", {"TableName": table, "Item": {"lock_id": {"S": endpoint}}}),
@@ -348,6 +353,8 @@ def pipeline_calls(stack: Stack, version: str = "v1") -> dict[str, list[Call]]:
             ("sagemaker", "ListTags", {"ResourceArn": config_arn}),
             ("sagemaker", "ListTags", {"ResourceArn": endpoint_arn}),
             ("sagemaker", "DescribeModelPackage", {"ModelPackageName": package}),
+            # the live model's version, when a better one may have gone live since the gate
+            ("sagemaker", "DescribeModel", {"ModelName": name}),
             alarms,
             *autoscaling_reads,
             *restore_scaling,
@@ -372,6 +379,9 @@ def pipeline_calls(stack: Stack, version: str = "v1") -> dict[str, list[Call]]:
             *endpoint_writes,
             *autoscaling_reads,
             *restore_scaling,
+        ],
+        "DescribeFailureFunction": [
+            ("stepfunctions", "GetExecutionHistory", {"executionArn": execution}),
         ],
         "ClassifyFunction": [
             ("sagemaker-runtime", "InvokeEndpoint", {"EndpointName": endpoint, "Body": b"{}"}),
