@@ -265,6 +265,6 @@ def cost_estimate(
 ) -> list[str]:
     """What the execution would cost on AWS (``run_cost.for_run``), from the training job
     and the endpoint it left: what ``history`` prints and the console shows."""
-    endpoint_name = (json.loads(description.get("output") or "{}") or {}).get("endpoint_name")
+    endpoint_name = run_output(description).get("endpoint_name")
     endpoint = describe_endpoint(conn, endpoint_name) if endpoint_name else None
     return run_cost.for_run(conn, events, training_job_of(conn, description), endpoint)
