@@ -38,6 +38,7 @@ def sandbox() -> None:
         missing_part(f"the notebook's jobs need the bubblewrap sandbox: {reason}")
 
 
+@pytest.mark.timeout(1800)  # two trainings, a tuning job of two more, two deployments
 def test_the_notebook_runs_top_to_bottom_against_the_local_cloud(
     sandbox: None, tmp_path: Path
 ) -> None:
@@ -68,6 +69,10 @@ def test_the_notebook_runs_top_to_bottom_against_the_local_cloud(
         cloud.stop()
     assert re.search(r"training job imgcls-notebook-\S+: Completed on 2 hosts", printed), printed
     assert re.search(r"metric valid_acc\s+\d", printed), printed
+    # the tuning section: the SDK's tuner, its trials real training jobs, and the best one
+    assert re.search(r"tuning job imgcls-tune-\S+: Completed", printed), printed
+    assert len(re.findall(r"trial imgcls-tune-\S+: learning-rate 0\.\d+ valid_acc", printed)) == 2
+    assert re.search(r"best trial imgcls-tune-\S+: valid_acc \d", printed), printed
     assert re.search(r"endpoint imgcls-notebook-\S+: InService", printed), printed
     assert re.search(r"autoscaling endpoint/\S+/variant/AllTraffic: 1-3 instances", printed)
     assert re.search(r"reserved concurrency (\d+|none)", printed), printed
