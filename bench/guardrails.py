@@ -1,5 +1,6 @@
 """How soon the local SageMaker's deployment guardrails act, on the stand-in model servers of
-tests/localcloud/test_guardrails.py (time scale 0.02: a 60 s alarm period is 1.2 s):
+tests/localcloud/services/sagemaker/test_guardrails.py (time scale 0.02: a 60 s alarm period is 1.2
+s):
 
 - alarm rollback: a canary whose model fails every other request, an alarm on
   Invocation5XXErrors; seconds from UpdateEndpoint until the old config serves again

@@ -17,9 +17,9 @@ import time
 
 import boto3
 
-from localcloud.iam.authorize import Authorizer, Principal
-from localcloud.iam.evaluator import Evaluator
-from localcloud.iam.requests import Check, required_checks
+from localcloud.services.iam.authorize import Authorizer, Principal
+from localcloud.services.iam.evaluator import Evaluator
+from localcloud.services.iam.request_context import Check, required_checks
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -80,7 +80,7 @@ def _http(calls: int, principal: Principal) -> None:
     """HeadObject over HTTP: signed by a role session (enforced) vs by the local cloud's key."""
     from moto.server import ThreadedMotoServer
 
-    from localcloud import iam
+    from localcloud.services import iam
 
     enforcer = iam.Enforcer(_Empty())
     enforcer.policies[principal.role_arn] = principal.policies

@@ -9,7 +9,7 @@ InService; smoke test is its state's duration. Orchestration is the rest of the 
 starting and stopping the local cloud, writing and uploading the data, Lambda calls, the
 state machine's polling delays and the final classification. Goal: orchestration < 10%.
 The orchestration is then broken down into its parts, in the order they were spent
-(localcloud.report.orchestration_parts); what they do not cover (the states' own Lambda
+(localcloud.runner.report.orchestration_parts); what they do not cover (the states' own Lambda
 calls between those marks, clock granularity) is the "rest" line. The load average is
 printed: other work on the same cores stretches every figure.
 """
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from localcloud.config import add_settings_arguments, settings_from_args
-from localcloud.report import Timings
-from localcloud.runner import RunOutcome, run_pipeline
+from localcloud.runner.pipeline_run import RunOutcome, run_pipeline
+from localcloud.runner.report import Timings
+from localcloud.runtime.settings import add_settings_arguments, settings_from_args
 
 
 def main(argv: list[str] | None = None) -> int:

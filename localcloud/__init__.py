@@ -15,6 +15,6 @@ if _COMMON_LAYER not in sys.path:
 
 # Every botocore session in a local cloud process reads botocore's data files through one
 # loader (see shared_loader): installed here, before anything imports moto.
-from localcloud import shared_loader  # noqa: E402
+from localcloud.runtime import botocore_loader  # noqa: E402
 
-shared_loader.install()
+botocore_loader.install()

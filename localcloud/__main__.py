@@ -1,7 +1,7 @@
-"""``python -m localcloud``: see ``localcloud.cli``."""
+"""``python -m localcloud``: see ``localcloud.cli.commands``."""
 
 import sys
 
-from localcloud.cli import main
+from localcloud.cli.commands import main
 
 sys.exit(main())

@@ -96,10 +96,10 @@ def execute(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from localcloud.client import from_state
-    from localcloud.config import DEFAULT_STATE_DIR, Settings
-    from localcloud.launcher import LaunchError, LocalCloudProcess
-    from localcloud.statefile import STATE_FILE, read_state
+    from localcloud.runtime.connection import from_state
+    from localcloud.runtime.launcher import LaunchError, LocalCloudProcess
+    from localcloud.runtime.settings import DEFAULT_STATE_DIR, Settings
+    from localcloud.runtime.statefile import STATE_FILE, read_state
 
     parser = argparse.ArgumentParser(
         prog="python -m notebooks.run_local",

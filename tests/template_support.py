@@ -9,7 +9,7 @@ import re
 from functools import cache
 from typing import Any
 
-from localcloud import cfn_yaml
+from localcloud.cloudformation import yaml_loader
 from tests.conftest import ACCOUNT, REGION, REPO
 
 STACK = "mlops"
@@ -40,7 +40,7 @@ ATTRS = {
 
 @cache
 def template() -> dict[str, Any]:
-    return cfn_yaml.load(REPO / "template.yaml")
+    return yaml_loader.load(REPO / "template.yaml")
 
 
 def parameters() -> dict[str, str]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from localcloud import cfn_yaml
+from localcloud.cloudformation import yaml_loader
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -154,7 +154,7 @@ def _table_defaults(text: str) -> dict[str, str]:
 
 
 def test_the_documented_parameter_defaults_are_the_templates() -> None:
-    parameters = cfn_yaml.load(REPO / "template.yaml")["Parameters"]
+    parameters = yaml_loader.load(REPO / "template.yaml")["Parameters"]
     deploy = (REPO / "docs" / "deploy.md").read_text()
     table = deploy[deploy.index("\n## Parameters") :]
     documented = _table_defaults(table[: table.index("\n#", 2)])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from localcloud import cfn_yaml
+from localcloud.cloudformation import yaml_loader
 from tools import licenses
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def test_third_party_md_is_what_the_packages_say(dependencies: list[licenses.Dep
 def test_the_iam_evaluator_ships_in_nothing_built_for_aws() -> None:
     """Lambda packages and layers are built from their CodeUri/ContentUri folders, model
     artifacts from training/ (inference.py and imgcls/): none holds node packages."""
-    template = cfn_yaml.load(REPO / "template.yaml")
+    template = yaml_loader.load(REPO / "template.yaml")
     sources = {
         str(resource["Properties"][key])
         for resource in template["Resources"].values()

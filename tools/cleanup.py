@@ -30,7 +30,7 @@ from typing import Any
 from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError
 
-from localcloud.processes import wait_until
+from localcloud.runtime.processes import wait_until
 
 Clients = Callable[[str], BaseClient]
 Log = Callable[[str], None]

@@ -43,7 +43,7 @@ ACCEPTED = {
 }
 ACCEPTED_NOTE = (
     "AGPL-3.0-or-later, accepted for the local mode only: it runs unmodified, as a separate "
-    "node process installed from the npm registry (localcloud/iam/helper.mjs talks to it "
+    "node process installed from the npm registry (localcloud/services/iam/helper.mjs talks to it "
     "over a pipe); it is never part of a Lambda package, a layer or a model artifact "
     "(tests/test_licenses.py checks the code they are built from), and "
     "`python -m localcloud up --no-iam` runs without it."

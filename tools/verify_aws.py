@@ -29,8 +29,8 @@ import botocore.exceptions
 import yaml
 from botocore.client import BaseClient
 
-from localcloud import cfn_yaml
-from localcloud.config import DEFAULT_PARAMETERS
+from localcloud.cloudformation import yaml_loader
+from localcloud.runtime.settings import DEFAULT_PARAMETERS
 from tools import costs
 from tools.cleanup import Names, cleanup
 
@@ -93,7 +93,7 @@ def unique_stack_name(now: datetime.datetime | None = None) -> str:
 def stack_name_problem(name: str, template: Path = REPO / "template.yaml") -> str | None:
     """Why ``name`` cannot be a verification stack: everything named after it is deleted, so
     it must carry the prefix; it is also the endpoint's name (the template's rules)."""
-    rule = cfn_yaml.load(template)["Parameters"]["EndpointName"]
+    rule = yaml_loader.load(template)["Parameters"]["EndpointName"]
     if not name.startswith(STACK_PREFIX):
         return (
             f"--stack {name}: a verification stack's name starts with {STACK_PREFIX} "
@@ -171,7 +171,7 @@ def test_command(python: str = sys.executable) -> list[str]:
 
 
 def template_defaults(template: Path = REPO / "template.yaml") -> dict[str, str]:
-    declared = cfn_yaml.load(template)["Parameters"]
+    declared = yaml_loader.load(template)["Parameters"]
     return {name: str(spec.get("Default", "")) for name, spec in declared.items()}
 
 

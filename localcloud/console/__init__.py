@@ -8,6 +8,6 @@ It reads the local cloud's AWS APIs like any script would; ``python -m localclou
 ``<state dir>/plots/<job>.png`` for terminal users.
 """
 
-from localcloud.console.server import Console
+from localcloud.console.page_server import Console
 
 __all__ = ["Console"]

@@ -15,11 +15,11 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from localcloud import trigger
-from localcloud.client import CREDENTIALS
 from localcloud.console import graph
-from localcloud.history import build_view, is_no_op, readable_cause
-from localcloud.report import cost_estimate
+from localcloud.runner.execution_history import build_view, is_no_op, readable_cause
+from localcloud.runner.report import cost_estimate
+from localcloud.runtime.connection import CREDENTIALS
+from localcloud.services.events import s3_events
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 ENDPOINT_LOG_GROUP = "/aws/sagemaker/Endpoints/"
@@ -60,7 +60,7 @@ def started_by(execution_input: str | None, rules: Sequence[Rule] = ()) -> str:
     if not isinstance(payload, dict):
         return "manual"
     if payload.get("source") and payload.get("detail-type"):
-        matched = [name for name, pattern in rules if trigger.matches(pattern, payload)]
+        matched = [name for name, pattern in rules if s3_events.matches(pattern, payload)]
         via = f" via rule {', '.join(matched)}" if matched else ""
         return f"{_event(payload)}{via}"
     if payload.get("dataset"):

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from localcloud.history import StateRun
+from localcloud.runner.execution_history import StateRun
 
 START, END = "__start__", "__end__"
 NODE_HEIGHT = 34

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from localcloud.client import Connection
-from localcloud.config import Settings
-from localcloud.console.server import Console
-from localcloud.launcher import LaunchError
+from localcloud.console.page_server import Console
+from localcloud.runtime.connection import Connection
+from localcloud.runtime.launcher import LaunchError
+from localcloud.runtime.settings import Settings
 
 
 def add_console_arguments(parser: argparse.ArgumentParser) -> None:

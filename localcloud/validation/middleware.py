@@ -2,12 +2,12 @@
 servers do, before moto runs it.
 
 The moto server's per-service apps are wrapped (``install``), so validation runs
-inside moto's dispatcher: after the IAM check (``localcloud.iam.enforce`` wraps the
+inside moto's dispatcher: after the IAM check (``localcloud.services.iam.enforce`` wraps the
 dispatcher itself), as AWS authenticates and authorizes a request before it validates it.
 It runs for every caller, signed by a role session, by any other key or (JSON protocol)
 unsigned, and with ``--no-iam``. The request is read back into its operation and members
-with ``localcloud.iam.wire`` (botocore's models); a request no model explains goes on to
-moto unchanged (moto answers it).
+with ``localcloud.services.iam.protocol`` (botocore's models); a request no model explains goes on
+to moto unchanged (moto answers it).
 
 The answer is the error each service gives (HTTP 400), in its protocol:
 
@@ -32,7 +32,7 @@ from typing import Any
 
 from botocore.model import Shape
 
-from localcloud.iam.wire import (
+from localcloud.services.iam.protocol import (
     CALL_KEY,
     ApiCall,
     UnreadableRequest,

@@ -26,10 +26,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from localcloud import cfn_yaml
-from localcloud.client import CREDENTIALS, Connection
-from localcloud.processes import wait_until
-from localcloud.runner import classify_route
+from localcloud.cloudformation import yaml_loader
+from localcloud.runner.pipeline_run import classify_route
+from localcloud.runtime.connection import CREDENTIALS, Connection
+from localcloud.runtime.processes import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 Post = Callable[[bytes, str], tuple[int, Any]]
@@ -160,7 +160,7 @@ def first_run(
 
 def alarm_names(stack: str, template: Path = REPO / "template.yaml") -> list[str]:
     """The template's alarms, named as CloudFormation names them for ``stack``."""
-    resources = cfn_yaml.load(template)["Resources"].values()
+    resources = yaml_loader.load(template)["Resources"].values()
     subs = [
         r["Properties"]["AlarmName"]["Fn::Sub"]
         for r in resources

@@ -21,7 +21,7 @@ import pytest
 from botocore.client import BaseClient
 from moto.sagemaker.responses import SageMakerResponse
 
-from localcloud import model_registry
+from localcloud.services.sagemaker import model_registry
 from tests.acceptance.verify_support import REPO, bare_environment, fake_sam
 from tests.moto_support import moto_server
 from tools.cleanup import SAM_STACK, Names, Timeouts, cleanup, leftovers

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from localcloud import processes
-from localcloud.client import Connection, connect
-from localcloud.history import readable_cause
-from localcloud.progress import wait_for_execution
-from localcloud.runner import upload
+from localcloud.runner.execution_history import readable_cause
+from localcloud.runner.pipeline_run import upload
+from localcloud.runner.progress import wait_for_execution
+from localcloud.runtime import processes
+from localcloud.runtime.connection import Connection, connect
 from tests.data_helpers import make_archive, write_image_folder
 from tests.localcloud.pipeline_support import finish
 

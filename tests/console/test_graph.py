@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from localcloud.console.graph import DefinitionError, edges_of, execution_graph
-from localcloud.history import build_view
+from localcloud.runner.execution_history import build_view
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.UTC)

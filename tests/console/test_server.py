@@ -16,9 +16,9 @@ import boto3
 import pytest
 from moto.core.config import default_user_config
 
-from localcloud import report
 from localcloud.console import Console
 from localcloud.console.data import started_by, state_runs
+from localcloud.runner import report
 from tests.data_helpers import free_port
 from tests.localcloud.sagemaker_support import wait_for
 from tests.moto_support import moto_server

@@ -13,9 +13,9 @@ from typing import Any
 import boto3
 import pytest
 
-import localcloud.sagemaker as local_sagemaker
-from localcloud.client import CREDENTIALS
-from localcloud.console.server import Console
+import localcloud.services.sagemaker as local_sagemaker
+from localcloud.console.page_server import Console
+from localcloud.runtime.connection import CREDENTIALS
 from tests.localcloud.sagemaker_support import REGION, assert_no_new_children, children
 from tests.localcloud.tuning_support import ACT, tuning_request, upload_script, wait_tuning
 from tests.moto_support import moto_server

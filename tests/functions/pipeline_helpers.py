@@ -12,7 +12,7 @@ from typing import Any
 from botocore.stub import Stubber
 from moto.sagemaker.models import SageMakerModelBackend
 
-from localcloud import model_registry
+from localcloud.services.sagemaker import model_registry
 from mlops.aws import client
 
 METRIC_DEFINITIONS = [

@@ -12,11 +12,11 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-import localcloud.sagemaker as local_sagemaker
-from localcloud.quotas import load_profile
+import localcloud.services.sagemaker as local_sagemaker
+from localcloud.runtime.account_profiles import load_profile
 from mlops.errors import PipelineError, QuotaExceededError
 from mlops.observability import pipeline_handler
-from tests.localcloud.test_quotas import job_request
+from tests.localcloud.runtime.test_account_profiles import job_request
 
 
 @pytest.fixture

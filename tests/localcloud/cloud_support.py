@@ -1,4 +1,4 @@
-"""Helpers for the tests that start the local cloud process (``python -m localcloud.server``
+"""Helpers for the tests that start the local cloud process (``python -m localcloud.runtime.server``
 under ``LocalCloudProcess``): each start is stopped again, also when it fails."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from localcloud.config import Settings
-from localcloud.launcher import LaunchError, LocalCloudProcess
+from localcloud.runtime.launcher import LaunchError, LocalCloudProcess
+from localcloud.runtime.settings import Settings
 
 
 @contextmanager

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from localcloud import traffic, validation
-from localcloud.client import Connection
-from localcloud.launcher import LocalCloudProcess
+from localcloud import validation
+from localcloud.cli import probe_traffic
+from localcloud.runtime.connection import Connection
+from localcloud.runtime.launcher import LocalCloudProcess
 from tests.localcloud.pipeline_support import (
     SHARED_CLOUD_MODULES,
     deploy_first_model,
@@ -78,8 +79,8 @@ def deployed(conn: Connection, tmp_path_factory: pytest.TempPathFactory) -> dict
 
 
 @pytest.fixture(scope="session")
-def probes(deployed: dict[str, Any]) -> list[traffic.Probe]:
+def probes(deployed: dict[str, Any]) -> list[probe_traffic.Probe]:
     """A cat and a dog of the first model's test set, each as JPEG and as PNG (the
     canary tests' traffic)."""
     test_dir = Path(deployed["image"]).parents[1]
-    return traffic.probes([max((test_dir / label).iterdir()) for label in ("cat", "dog")])
+    return probe_traffic.probes([max((test_dir / label).iterdir()) for label in ("cat", "dog")])

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
 
-import localcloud.sagemaker as local_sagemaker
+import localcloud.services.sagemaker as local_sagemaker
 from tests.localcloud.sagemaker_support import (
     FAKE_SERVE,
     REGION,

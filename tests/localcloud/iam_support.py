@@ -1,8 +1,8 @@
 """An IAM-enforcing local AWS endpoint for the real template, in the test process.
 
 The template is resolved as the local cloud resolves it (parameters.yaml applied), its roles'
-policies are enforced by ``localcloud.iam`` on a moto server, and ``client(owner, service)``
-signs requests as the role session of a function (or the state machine, or SageMaker's
+policies are enforced by ``localcloud.services.iam`` on a moto server, and ``client(owner,
+service)`` signs requests as the role session of a function (or the state machine, or SageMaker's
 execution role). ``pipeline_calls`` lists the calls each role makes in the pipeline, shaped
 as the code makes them (see functions/ and layers/common/mlops/).
 """
@@ -22,11 +22,11 @@ import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from localcloud import iam
-from localcloud.config import DEFAULT_PARAMETERS, DEFAULT_TEMPLATE
-from localcloud.iam.enforce import SAGEMAKER_SESSION, SERVICE_LINKED_ROLES, STATES_SESSION
-from localcloud.stack import Stack
-from localcloud.template import load_overrides, resolve_stack
+from localcloud.cloudformation.stack import Stack
+from localcloud.cloudformation.template import load_overrides, resolve_stack
+from localcloud.runtime.settings import DEFAULT_PARAMETERS, DEFAULT_TEMPLATE
+from localcloud.services import iam
+from localcloud.services.iam.enforce import SAGEMAKER_SESSION, SERVICE_LINKED_ROLES, STATES_SESSION
 
 REGION = "us-east-1"
 STACK = "mlops"

@@ -18,7 +18,7 @@ from pathlib import Path
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from localcloud import processes
+from localcloud.runtime import processes
 from tests.localcloud.invariants_model import Observer
 from tests.localcloud.invariants_support import (
     FAULTS,

@@ -38,12 +38,14 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_la
     StateTaskLambda,
 )
 
-import localcloud.sagemaker as local_sagemaker
-from localcloud import model_registry, moto_patches, wake
-from localcloud.deploy import deploy
-from localcloud.lambda_runtime import InvokeResult, Throttled
-from localcloud.stack import Function, Stack
-from localcloud.template import resolve_stack
+import localcloud.services.sagemaker as local_sagemaker
+from localcloud.cloudformation.deployer import deploy
+from localcloud.cloudformation.stack import Function, Stack
+from localcloud.cloudformation.template import resolve_stack
+from localcloud.runtime import moto_hooks
+from localcloud.services.lambda_.worker_pool import InvokeResult, Throttled
+from localcloud.services.sagemaker import model_registry
+from localcloud.services.stepfunctions import wait_wakeup
 from mlops.aws import client as aws_client
 from tests.conftest import REGION, REPO, FakeLambdaContext, load_handler
 
@@ -386,7 +388,7 @@ def in_process_cloud(root: Path, **overrides: str) -> Iterator[Cloud]:
         (SageMakerModelBackend, "create_model_package"),
         (SageMakerModelBackend, "update_model_package"),
         (StepFunctionsParserBackend, "start_execution"),
-        (wake, "wait"),
+        (wait_wakeup, "wait"),
     )
     try:
         with _restored(*patched), mock_aws(config=config):  # type: ignore[arg-type]
@@ -394,13 +396,13 @@ def in_process_cloud(root: Path, **overrides: str) -> Iterator[Cloud]:
             for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
                 os.environ.pop(name, None)
             aws_client.cache_clear()  # the handlers' clients, made for this account
-            moto_patches.install_lambda(runtime)  # type: ignore[arg-type]
-            moto_patches.install_trigger()
-            moto_patches.install_execution_names()
+            moto_hooks.install_lambda(runtime)  # type: ignore[arg-type]
+            moto_hooks.install_trigger()
+            moto_hooks.install_execution_names()
             model_registry.install()
-            wake.install()
-            wake_wait = wake.wait
-            wake.wait = lambda env, seconds: wake_wait(env, min(seconds, WAIT_CAP_S))
+            wait_wakeup.install()
+            wake_wait = wait_wakeup.wait
+            wait_wakeup.wait = lambda env, seconds: wake_wait(env, min(seconds, WAIT_CAP_S))
             local_sagemaker.install(
                 root / "sagemaker", serve_command=(str(serve),), time_scale=TIME_SCALE
             )
@@ -413,7 +415,7 @@ def in_process_cloud(root: Path, **overrides: str) -> Iterator[Cloud]:
                 wait_quiet(cloud, timeout=30)
     finally:
         local_sagemaker.uninstall()
-        wake.uninstall()
+        wait_wakeup.uninstall()
         aws_client.cache_clear()
         for key, value in saved_env.items():
             if value is None:

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from localcloud import processes
-from localcloud.client import Connection
-from localcloud.config import DEFAULT_PARAMETERS, Settings
-from localcloud.launcher import LocalCloudProcess
-from localcloud.report import execution_events
-from localcloud.runner import classify_file
+from localcloud.runner.pipeline_run import classify_file
+from localcloud.runner.report import execution_events
+from localcloud.runtime import processes
+from localcloud.runtime.connection import Connection
+from localcloud.runtime.launcher import LocalCloudProcess
+from localcloud.runtime.settings import DEFAULT_PARAMETERS, Settings
 from tests.acceptance import promise
 from tests.data_helpers import make_archive, write_image_folder
 

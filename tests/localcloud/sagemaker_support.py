@@ -15,8 +15,8 @@ from typing import Any
 
 from moto import mock_aws
 
-import localcloud.sagemaker as local_sagemaker
-from localcloud import processes
+import localcloud.services.sagemaker as local_sagemaker
+from localcloud.runtime import processes
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"

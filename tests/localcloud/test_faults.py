@@ -8,7 +8,8 @@ local cloud it shares with test_pipeline_e2e stops, conftest.py) no process is l
 The faults are injected the way they happen: through AWS's own APIs (a function's
 concurrency set to 0, the endpoint scaled while a rollback needs it, a second upload to the
 same key), by damaging what S3 holds, by killing a model server's process, or by approving
-a model version whose handlers fail some requests (localcloud.candidates) under traffic.
+a model version whose handlers fail some requests (localcloud.cli.model_version_builder) under
+traffic.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from typing import Any
 
 import pytest
 
-from localcloud import candidates, demo, processes, traffic
-from localcloud.client import Connection
-from localcloud.launcher import LocalCloudProcess
-from localcloud.report import execution_events
-from localcloud.runner import classify_file, upload
+from localcloud.cli import demo, model_version_builder
+from localcloud.cli import probe_traffic as traffic
+from localcloud.runner.pipeline_run import classify_file, upload
+from localcloud.runner.report import execution_events
+from localcloud.runtime import processes
+from localcloud.runtime.connection import Connection
+from localcloud.runtime.launcher import LocalCloudProcess
 from tests.localcloud.pipeline_support import (
     ENDPOINT,
     EXECUTION_TIMEOUT_S,
@@ -356,11 +359,15 @@ def test_a_candidate_failing_under_traffic_is_rolled_back_by_the_alarm(
     conn: Connection, cloud: LocalCloudProcess, probes: list[traffic.Probe]
 ) -> None:
     live = endpoint(conn)["EndpointConfigName"]
-    source = candidates.live_package(conn, ENDPOINT)
+    source = model_version_builder.live_package(conn, ENDPOINT)
     lines: list[str] = []
     with traffic.Traffic(conn, probes) as flow:
         package, arn = demo.deploy_repackaged(
-            conn, source, candidates.JPEG_ONLY_HANDLERS, "jpeg-only", "JPEG-only decoding"
+            conn,
+            source,
+            model_version_builder.JPEG_ONLY_HANDLERS,
+            "jpeg-only",
+            "JPEG-only decoding",
         )
         watch = demo.Watch(
             conn,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from localcloud.config import Settings
-from localcloud.launcher import LocalCloudProcess
-from localcloud.sagemaker import container
+from localcloud.runtime.launcher import LocalCloudProcess
+from localcloud.runtime.settings import Settings
+from localcloud.services.sagemaker import container
 from tests.data_helpers import write_image_folder
 from tests.localcloud.sagemaker_support import assert_no_new_children, children
 from tests.parts_support import import_part, missing_part

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from localcloud import demo, processes, traffic
-from localcloud.client import Connection
-from localcloud.launcher import LocalCloudProcess
-from localcloud.report import execution_events, training_job_of
+from localcloud.cli import demo, probe_traffic
+from localcloud.runner.report import execution_events, training_job_of
+from localcloud.runtime import processes
+from localcloud.runtime.connection import Connection
+from localcloud.runtime.launcher import LocalCloudProcess
 from tests.acceptance import promise
 from tests.localcloud.pipeline_support import (
     endpoint,
@@ -112,14 +113,14 @@ def _check_endpoint_states(conn: Connection, arn: str) -> list[str]:
 
 
 def test_a_retrained_model_goes_through_the_canary_and_takes_all_traffic(
-    conn: Connection, deployed: dict[str, Any], probes: list[traffic.Probe]
+    conn: Connection, deployed: dict[str, Any], probes: list[probe_traffic.Probe]
 ) -> None:
-    prints = traffic.Fingerprints()
+    prints = probe_traffic.Fingerprints()
     demo.learn(conn, prints, "A", probes)
     dataset = f"s3://{conn.the_bucket()}/datasets/colours.tar.gz"
     arn = demo.start_retraining(conn, dataset, seed=1)
     wait_for_state(conn, arn, "DeployModel")  # training done: traffic from here on
-    with traffic.Traffic(conn, probes) as flow:
+    with probe_traffic.Traffic(conn, probes) as flow:
         description = finish(conn, arn)
         done = time.monotonic()
         # answers sent once the run ended (0.5 s on: none in flight from before)
@@ -148,8 +149,8 @@ def test_a_retrained_model_goes_through_the_canary_and_takes_all_traffic(
     assert answers and all(a.ok for a in answers), [a.message for a in answers if not a.ok]
     during = [prints.identify(a) for a in answers if a.at < done]
     after = [prints.identify(a) for a in flow.answers(since=done + 0.5)]
-    assert "A" in during and traffic.UNKNOWN in during
-    first_b = min(a.at for a in answers if prints.identify(a) == traffic.UNKNOWN)
+    assert "A" in during and probe_traffic.UNKNOWN in during
+    first_b = min(a.at for a in answers if prints.identify(a) == probe_traffic.UNKNOWN)
     assert any(a.at > first_b for a in answers if prints.identify(a) == "A")  # side by side
-    assert after and set(after) == {traffic.UNKNOWN}
+    assert after and set(after) == {probe_traffic.UNKNOWN}
     assert lock_holders(conn) == []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from localcloud import processes
+from localcloud.runtime import processes
 from tests.parts_support import missing_part
 
 REPO = Path(__file__).resolve().parents[2]

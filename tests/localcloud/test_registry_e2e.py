@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from localcloud import cli
-from localcloud.client import Connection
-from localcloud.launcher import LocalCloudProcess
-from localcloud.progress import wait_for_execution
+from localcloud.cli import commands
+from localcloud.runner.progress import wait_for_execution
+from localcloud.runtime.connection import Connection
+from localcloud.runtime.launcher import LocalCloudProcess
 from tests.localcloud.pipeline_support import (
     CLASSES,
     archive_of,
@@ -60,7 +60,7 @@ def approved(
     trained = run_upload(conn, archive_of(root), "datasets/colours.tar.gz")
     after = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
     state_dir = cloud.settings.state_dir
-    assert cli.main(["approve", "--state-dir", str(state_dir)]) == 0
+    assert commands.main(["approve", "--state-dir", str(state_dir)]) == 0
     deployed = finish(conn, wait_for_execution(conn, conn.the_state_machine(), after, 30))
     return {"trained": trained, "deployed": deployed, "image": next((root / "test/dog").iterdir())}
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from localcloud import report
-from localcloud.client import Connection
-from localcloud.launcher import LocalCloudProcess
+from localcloud.runner import report
+from localcloud.runtime.connection import Connection
+from localcloud.runtime.launcher import LocalCloudProcess
 from tests.localcloud.pipeline_support import (
     archive_of,
     data_set,

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from localcloud.intrinsics import TemplateError
-from localcloud.template import resolve_stack
+from localcloud.cloudformation.intrinsics import TemplateError
+from localcloud.cloudformation.template import resolve_stack
 from tests.conftest import REPO
 from tests.template_support import template
 

@@ -1,6 +1,6 @@
 """The reference oracle of tests/iam.py: what a call needs is read from the Service
-Authorization Reference data (iam-data), not from localcloud.iam.requests, so a gap in that
-mapping still shows as a missing permission (every FUNCTION module's recorded calls are
+Authorization Reference data (iam-data), not from localcloud.services.iam.request_context, so a gap
+in that mapping still shows as a missing permission (every FUNCTION module's recorded calls are
 checked with it at teardown, see tests/conftest.py)."""
 
 from __future__ import annotations

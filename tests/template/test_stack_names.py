@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from localcloud.intrinsics import Pseudo, Resolver
-from localcloud.physical_names import PhysicalNames
-from localcloud.template import load_template, resolve_parameters, resolve_stack
+from localcloud.cloudformation.intrinsics import Pseudo, Resolver
+from localcloud.cloudformation.physical_names import PhysicalNames
+from localcloud.cloudformation.template import load_template, resolve_parameters, resolve_stack
 from tests.conftest import REGION, REPO
 
 # CloudFormation's longest stack name is 128 characters.
@@ -62,8 +62,8 @@ def test_a_stack_name_over_56_characters_is_refused_as_cloudformation_refuses_it
     )
 
     from localcloud import validation
-    from localcloud.deploy import clients_for, deploy
-    from localcloud.intrinsics import TemplateError
+    from localcloud.cloudformation.deployer import clients_for, deploy
+    from localcloud.cloudformation.intrinsics import TemplateError
 
     longest = resolve_stack(REPO / "template.yaml", region=REGION, stack_name="s" * 56)
     [group] = longest.of_type("AWS::SageMaker::ModelPackageGroup")

@@ -1,0 +1,1 @@
+"""The command line: ``python -m localcloud`` and what only its commands use."""

@@ -1,0 +1,1 @@
+"""CloudFormation: template.yaml read and resolved, then deployed as a stack."""

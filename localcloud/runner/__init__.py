@@ -1,0 +1,1 @@
+"""One pipeline run (``python -m localcloud run``) and what it reads back."""

@@ -1,0 +1,1 @@
+"""What each AWS service does in the local cloud beyond moto, one package each."""

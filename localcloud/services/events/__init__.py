@@ -1,0 +1,1 @@
+"""EventBridge: S3 object events to the rules that start the state machine."""

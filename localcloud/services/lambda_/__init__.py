@@ -1,0 +1,1 @@
+"""Lambda: real handlers in warm worker processes."""

@@ -1,0 +1,1 @@
+"""Step Functions: Wait states that end when what they poll settles."""
