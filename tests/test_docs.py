@@ -24,7 +24,11 @@ import pytest
 from localcloud.cloudformation import yaml_loader
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [
+    REPO / "README.md",
+    REPO / "localcloud" / "README.md",
+    *sorted((REPO / "docs").glob("*.md")),
+]
 COMMAND = re.compile(
     r"(?:^|\s)(?:\.venv/bin/)?python3? -m ((?:localcloud|training|bench|notebooks)\S*)(.*)"
 )

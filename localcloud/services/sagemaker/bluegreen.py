@@ -16,27 +16,50 @@ scaled clock does not speed up), the rest of the timeout on the scaled clock.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import capture, guardrails, metrics
 from .fleet import DeployError, VariantFleet
 from .guardrails import Plan
 from .install_options import Settings
 
-if TYPE_CHECKING:
-    from .hosting import EndpointRuntime
-
 logger = logging.getLogger(__name__)
 _POLL_S = 0.05
+
+
+class Endpoint(Protocol):
+    """What a rollout reads and changes of the endpoint it updates (hosting's
+    ``EndpointRuntime``); a protocol, so that hosting imports this module and not the reverse."""
+
+    endpoint: Any
+    name: str
+    fleets: dict[str, VariantFleet]
+    green: dict[str, VariantFleet]
+    green_shares: dict[str, float]
+    _account_id: str
+    _region: str
+    _closed: bool
+    _lock: threading.Lock
+
+    def _build(
+        self,
+        config: Mapping[str, Any],
+        counts: Mapping[str, int],
+        weights: Mapping[str, float],
+        cancelled: Callable[[], bool] | None = None,
+    ) -> dict[str, VariantFleet]: ...
+
+    def _finish(self, status: str, failure: str | None = None) -> None: ...
 
 
 class Rollout:
     def __init__(
         self,
-        runtime: EndpointRuntime,
+        runtime: Endpoint,
         config: Mapping[str, Any],
         counts: Mapping[str, int],
         weights: Mapping[str, float],
