@@ -14,7 +14,7 @@ import pytest
 from localcloud.console.graph import DefinitionError, edges_of, execution_graph
 from localcloud.runner.execution_history import build_view
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 T0 = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.UTC)
 
 DEFINITION = {

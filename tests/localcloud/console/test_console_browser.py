@@ -31,7 +31,7 @@ from tests.localcloud.pipeline_support import finish
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ARTIFACTS = REPO / "test-artifacts" / "console"
 EPOCHS = 3
 HYPERPARAMETERS = {

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from localcloud.console.plots import parse_epochs, render, write_png
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DEFINITIONS = json.loads((REPO / "training" / "metric_definitions.json").read_text())
 
 
