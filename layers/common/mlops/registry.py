@@ -277,15 +277,15 @@ def approved_package(sagemaker: Any, arn: str, group: str) -> dict[str, Any]:
     status = package.get("ModelApprovalStatus")
     if status != APPROVED:
         raise ModelPackageError(f"model package {arn} is {status}; only Approved versions deploy")
-    containers = package.get("InferenceSpecification", {}).get("Containers") or [{}]
-    artifact = containers[0].get("ModelDataUrl")
+    spec = _inference_container(package)
+    artifact = spec.get("ModelDataUrl")
     if not artifact:
         raise ModelPackageError(f"model package {arn} has no ModelDataUrl")
     parse_s3_uri(artifact)
     return {
         "model_package_arn": package["ModelPackageArn"],
         "model_artifact": artifact,
-        "image": containers[0].get("Image"),
+        "image": spec.get("Image"),
         "metadata": dict(package.get("CustomerMetadataProperties") or {}),
         "version": package.get("ModelPackageVersion"),
         "approved_by_pipeline": approved_by_pipeline(package),
@@ -322,8 +322,7 @@ def live_version(
     package: dict[str, Any] = {}
     if container.get("ModelPackageName"):
         package = sagemaker.describe_model_package(ModelPackageName=container["ModelPackageName"])
-    specs = package.get("InferenceSpecification", {}).get("Containers") or [{}]
-    artifact = container.get("ModelDataUrl") or specs[0].get("ModelDataUrl")
+    artifact = container.get("ModelDataUrl") or _inference_container(package).get("ModelDataUrl")
     if not artifact:
         return None
     metadata = dict(package.get("CustomerMetadataProperties") or {})
@@ -345,11 +344,18 @@ def worse_than_live(
         return None
     package = sagemaker.describe_model_package(ModelPackageName=package_arn)
     candidate = dict(package.get("CustomerMetadataProperties") or {})
-    specs = package.get("InferenceSpecification", {}).get("Containers") or [{}]
-    gated = {_value(specs[0].get("ModelDataUrl") or "-"), candidate.get("champion_model")}
+    gated = {
+        _value(_inference_container(package).get("ModelDataUrl") or "-"),
+        candidate.get("champion_model"),
+    }
     if _value(live["model_artifact"]) in gated:
         return None  # the gate's comparison still holds (or it serves this model already)
     return against_live(candidate, live, quality_gate)
+
+
+def _inference_container(package: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A described version's (first) inference container: its model data and image."""
+    return (package.get("InferenceSpecification", {}).get("Containers") or [{}])[0]
 
 
 def outcome_message(registered: Mapping[str, Any]) -> str:
