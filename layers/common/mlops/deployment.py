@@ -75,11 +75,11 @@ def _create_or_adopt(create: Any, **request: Any) -> bool:
     return True
 
 
-def package_pending(sagemaker: Any, package_arn: str) -> str | None:
-    """Why the registered version cannot be deployed yet (SageMaker still validates a new
-    package: Pending, InProgress), or None once it is Completed; DeploymentError if it
-    failed or is being deleted (CreateModel from it would fail)."""
-    package = sagemaker.describe_model_package(ModelPackageName=package_arn)
+def package_pending(package: Mapping[str, Any], package_arn: str) -> str | None:
+    """Why the registered version (``package``, described) cannot be deployed yet
+    (SageMaker still validates a new package: Pending, InProgress), or None once it is
+    Completed; DeploymentError if it failed or is being deleted (CreateModel from it would
+    fail)."""
     status = package.get("ModelPackageStatus")
     if status == "Completed":
         return None
@@ -265,7 +265,12 @@ def deploy(
     run = for_package(run, model_package_arn)
     endpoint = run["endpoint"]
     name, config_name = endpoint["endpoint_name"], endpoint["endpoint_config_name"]
-    pending = package_pending(sagemaker, model_package_arn) if model_package_arn else None
+    package = (
+        sagemaker.describe_model_package(ModelPackageName=model_package_arn)
+        if model_package_arn
+        else None
+    )
+    pending = package_pending(package, model_package_arn) if package else None
     if pending:
         _check_window(now, deadlines["deploy"], pending)
         return _deployment(run, "wait", reason=pending)
@@ -294,10 +299,10 @@ def deploy(
                 reason=f"endpoint {name} already serves {config_name}",
             )
 
-    if current is not None and model_package_arn:
+    if current is not None and package:
         refusal = worse_than_live(
             sagemaker,
-            model_package_arn,
+            package,
             current,
             endpoint["variant_name"],
             run.get("quality_gate") or {},

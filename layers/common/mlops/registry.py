@@ -331,18 +331,18 @@ def live_version(
 
 def worse_than_live(
     sagemaker: Any,
-    package_arn: str,
+    package: Mapping[str, Any],
     endpoint: Mapping[str, Any],
     variant_name: str,
     quality_gate: Mapping[str, Any],
 ) -> str | None:
-    """Why the version must not replace the model a described endpoint serves (None: it
-    may). Its champion gate compared it with the model live when it trained (the
-    ``champion_model`` it recorded); if another went live since, ``against_live`` decides."""
+    """Why the version (``package``, described) must not replace the model a described
+    endpoint serves (None: it may). Its champion gate compared it with the model live when
+    it trained (the ``champion_model`` it recorded); if another went live since,
+    ``against_live`` decides."""
     live = live_version(sagemaker, endpoint, variant_name)
     if live is None:
         return None
-    package = sagemaker.describe_model_package(ModelPackageName=package_arn)
     candidate = dict(package.get("CustomerMetadataProperties") or {})
     gated = {
         _value(_inference_container(package).get("ModelDataUrl") or "-"),
